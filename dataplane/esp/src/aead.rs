@@ -1,0 +1,190 @@
+//! The AEAD the ESP stages call, behind a trait so that other backends (aws-lc-rs,
+//! intel-ipsec-mb) can stand in for the pure-Rust `aes-gcm` one.
+//!
+//! RFC 4106: AES-GCM with a 16-octet ICV, a 12-octet nonce made of the 4-octet salt from the key
+//! material and the 8-octet explicit IV carried in each packet.
+
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::{Aes128Gcm, Aes256Gcm, Nonce, Tag};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+/// Length of the ICV appended to every ESP packet (RFC 4106 section 6, 16-octet ICV).
+pub const ICV_LEN: usize = 16;
+/// Length of the explicit IV carried in each packet (RFC 4106 section 3.1).
+pub const IV_LEN: usize = 8;
+/// Length of the salt taken from the end of the key material (RFC 4106 section 8.1).
+pub const SALT_LEN: usize = 4;
+
+/// The ICV did not verify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthError;
+
+/// An AEAD with a 12-octet nonce and a 16-octet tag, sealing and opening in place.
+pub trait Aead: Send + Sync {
+    /// Encrypts `buf` in place and returns the tag over `aad` and the ciphertext.
+    fn seal(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; ICV_LEN];
+    /// Verifies `tag` and only then decrypts `buf` in place; on failure `buf` is unchanged.
+    fn open(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; ICV_LEN]) -> Result<(), AuthError>;
+}
+
+/// AES key sizes for AES-GCM-16 (IKEv2 transform ENCR_AES_GCM_16 with 128 or 256 bit keys).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GcmKeyLen {
+    Aes128,
+    Aes256,
+}
+
+impl GcmKeyLen {
+    pub fn key_len(self) -> usize {
+        match self {
+            GcmKeyLen::Aes128 => 16,
+            GcmKeyLen::Aes256 => 32,
+        }
+    }
+}
+
+/// SA key material as negotiated or configured: the AES key followed by the 4-octet salt
+/// (RFC 4106 section 8.1). Zeroized on drop; its `Debug` never shows the bytes.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct KeyMaterial {
+    bytes: Vec<u8>,
+}
+
+impl KeyMaterial {
+    /// Key and salt as separate pieces; the lengths are checked.
+    pub fn new(len: GcmKeyLen, key: &[u8], salt: &[u8]) -> Result<Self, &'static str> {
+        if key.len() != len.key_len() {
+            return Err("key length does not match the algorithm (16 bytes for AES-128, 32 for AES-256)");
+        }
+        if salt.len() != SALT_LEN {
+            return Err("salt must be 4 bytes (RFC 4106 section 8.1)");
+        }
+        let mut bytes = Vec::with_capacity(key.len() + SALT_LEN);
+        bytes.extend_from_slice(key);
+        bytes.extend_from_slice(salt);
+        Ok(KeyMaterial { bytes })
+    }
+
+    pub fn key_len(&self) -> GcmKeyLen {
+        if self.bytes.len() == 16 + SALT_LEN { GcmKeyLen::Aes128 } else { GcmKeyLen::Aes256 }
+    }
+    pub fn key(&self) -> &[u8] {
+        &self.bytes[..self.bytes.len() - SALT_LEN]
+    }
+    pub fn salt(&self) -> [u8; SALT_LEN] {
+        let n = self.bytes.len();
+        [self.bytes[n - 4], self.bytes[n - 3], self.bytes[n - 2], self.bytes[n - 1]]
+    }
+}
+
+impl core::fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "KeyMaterial({:?}, <redacted>)", self.key_len())
+    }
+}
+
+/// AES-GCM from the RustCrypto `aes-gcm` crate; it picks AES-NI/VAES and CLMUL at run time.
+/// The expanded key is zeroized when dropped (crate feature `zeroize`).
+#[derive(Clone)]
+pub enum AesGcm {
+    Aes128(Box<Aes128Gcm>),
+    Aes256(Box<Aes256Gcm>),
+}
+
+impl AesGcm {
+    pub fn new(km: &KeyMaterial) -> Self {
+        // Copy the key into a zeroizing temporary: the cipher constructors take fixed-size arrays.
+        match km.key_len() {
+            GcmKeyLen::Aes128 => {
+                let mut k = Zeroizing::new([0u8; 16]);
+                k.copy_from_slice(km.key());
+                AesGcm::Aes128(Box::new(Aes128Gcm::new(&(*k).into())))
+            }
+            GcmKeyLen::Aes256 => {
+                let mut k = Zeroizing::new([0u8; 32]);
+                k.copy_from_slice(km.key());
+                AesGcm::Aes256(Box::new(Aes256Gcm::new(&(*k).into())))
+            }
+        }
+    }
+}
+
+impl core::fmt::Debug for AesGcm {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            AesGcm::Aes128(_) => f.write_str("AesGcm128(<redacted>)"),
+            AesGcm::Aes256(_) => f.write_str("AesGcm256(<redacted>)"),
+        }
+    }
+}
+
+impl Aead for AesGcm {
+    #[inline]
+    fn seal(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; ICV_LEN] {
+        let nonce = Nonce::from(*nonce);
+        let tag = match self {
+            AesGcm::Aes128(c) => c.encrypt_inout_detached(&nonce, aad, buf.into()),
+            AesGcm::Aes256(c) => c.encrypt_inout_detached(&nonce, aad, buf.into()),
+        };
+        // Only fails for buffers over 2^36 bytes, which no packet is.
+        tag.map(Into::into).unwrap_or([0; ICV_LEN])
+    }
+
+    #[inline]
+    fn open(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; ICV_LEN]) -> Result<(), AuthError> {
+        let nonce = Nonce::from(*nonce);
+        let tag = Tag::from(*tag);
+        match self {
+            AesGcm::Aes128(c) => c.decrypt_inout_detached(&nonce, aad, buf.into(), &tag),
+            AesGcm::Aes256(c) => c.decrypt_inout_detached(&nonce, aad, buf.into(), &tag),
+        }
+        .map_err(|_| AuthError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    // NIST GCM spec (McGrew & Viega, "The Galois/Counter Mode of Operation"), Test Case 4:
+    // 128-bit key, 96-bit IV, 60-byte plaintext, 20-byte AAD.
+    #[test]
+    fn gcm_spec_test_case_4() {
+        let key = unhex("feffe9928665731c6d6a8f9467308308");
+        let iv: [u8; 12] = unhex("cafebabefacedbaddecaf888").try_into().unwrap();
+        let mut pt = unhex(
+            "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39",
+        );
+        let aad = unhex("feedfacedeadbeeffeedfacedeadbeefabaddad2");
+        let km = KeyMaterial::new(GcmKeyLen::Aes128, &key, &[0; 4]).unwrap();
+        let c = AesGcm::new(&km);
+        let tag = c.seal(&iv, &aad, &mut pt);
+        assert_eq!(
+            pt,
+            unhex("42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091")
+        );
+        assert_eq!(tag.to_vec(), unhex("5bc94fbc3221a5db94fae95ae7121a47"));
+        let mut bad = tag;
+        bad[0] ^= 1;
+        let copy = pt.clone();
+        assert_eq!(c.open(&iv, &aad, &mut pt, &bad), Err(AuthError));
+        assert_eq!(pt, copy, "a failed open leaves the ciphertext untouched");
+        c.open(&iv, &aad, &mut pt, &tag).unwrap();
+        assert_eq!(&pt[..4], &unhex("d9313225")[..]);
+    }
+
+    #[test]
+    fn key_material_checks_lengths_and_hides_bytes() {
+        assert!(KeyMaterial::new(GcmKeyLen::Aes128, &[1; 32], &[0; 4]).is_err());
+        assert!(KeyMaterial::new(GcmKeyLen::Aes256, &[1; 32], &[0; 3]).is_err());
+        let km = KeyMaterial::new(GcmKeyLen::Aes256, &[0xab; 32], &[1, 2, 3, 4]).unwrap();
+        assert_eq!(km.salt(), [1, 2, 3, 4]);
+        assert_eq!(km.key(), &[0xab; 32]);
+        let shown = format!("{km:?} {:?}", AesGcm::new(&km));
+        assert!(!shown.contains("ab") && !shown.contains("171"), "{shown}");
+    }
+}

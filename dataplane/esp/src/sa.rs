@@ -1,0 +1,414 @@
+//! Tunnel-mode SAs (RFC 4301 section 4.1, RFC 4303 section 3.1.2): an outbound SA wraps an
+//! inner IP packet in a new outer IP header (and UDP, RFC 3948) plus ESP; an inbound SA checks,
+//! opens and strips that again.
+
+use crate::aead::{AesGcm, IV_LEN, KeyMaterial, SALT_LEN};
+use crate::buf::PacketBuf;
+use crate::codec::{self, ESP_PREFIX_LEN, SealParams};
+use crate::replay::ReplayWindow;
+use crate::wire::{
+    EspOuter, IPV4_HDR_LEN, IPV6_HDR_LEN, Ipv4Packet, Ipv6Packet, PROTO_ESP, PROTO_IPV4, PROTO_IPV6, PROTO_NONE,
+    PROTO_UDP, UDP_HDR_LEN, checksum_add, checksum_finish,
+};
+use crate::EspError;
+use core::net::IpAddr;
+use core::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Hop limit of the outer header we build.
+pub const OUTER_TTL: u8 = 64;
+
+/// UDP encapsulation ports (RFC 3948); both are 4500 unless a NAT rewrote the peer's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpEncap {
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// Everything one direction of a tunnel-mode SA needs, as configured or negotiated.
+#[derive(Clone, Debug)]
+pub struct SaConfig {
+    pub spi: u32,
+    pub key: KeyMaterial,
+    /// This gateway's tunnel endpoint address.
+    pub local: IpAddr,
+    /// The peer's tunnel endpoint address.
+    pub remote: IpAddr,
+    pub encap: Option<UdpEncap>,
+    /// 64-bit extended sequence numbers (RFC 4303 section 2.2.1).
+    pub esn: bool,
+    /// Anti-replay window in packets (inbound only).
+    pub replay_window: u32,
+}
+
+impl SaConfig {
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if self.spi < 256 {
+            // RFC 4303 2.1: SPI values 1-255 are reserved by IANA, 0 is local-only.
+            return Err("SPI must be at least 256 (0-255 are reserved, RFC 4303 section 2.1)");
+        }
+        if self.local.is_ipv4() != self.remote.is_ipv4() {
+            return Err("tunnel endpoints must both be IPv4 or both IPv6");
+        }
+        Ok(())
+    }
+}
+
+/// The outbound sequence counter of one SA, shared by every core that sends on it. It sits on a
+/// cache line of its own; cores reserve whole bursts with one atomic add, so each sequence
+/// number (and so each IV, which is the sequence number) is used exactly once across cores.
+#[repr(align(64))]
+#[derive(Debug)]
+pub struct SeqCounter {
+    next: AtomicU64,
+}
+
+impl Default for SeqCounter {
+    fn default() -> Self {
+        SeqCounter::starting_at(1)
+    }
+}
+
+impl SeqCounter {
+    /// A counter whose next number is `next` (tests use this to reach the end of the space).
+    pub fn starting_at(next: u64) -> Self {
+        SeqCounter { next: AtomicU64::new(next) }
+    }
+
+    /// Reserves `n` consecutive numbers and returns the first. Numbers past the end of the space
+    /// (2^32 - 1, or 2^64 - 1 with ESN) must not be used: see [`OutboundSa::seq_usable`].
+    #[inline]
+    pub fn reserve(&self, n: u64) -> u64 {
+        self.next.fetch_add(n, Ordering::Relaxed)
+    }
+
+    /// The next number that would be handed out (for counters shown to operators).
+    pub fn peek(&self) -> u64 {
+        self.next.load(Ordering::Relaxed)
+    }
+}
+
+/// Outer header fields that never change for an SA, built once when it is installed.
+#[derive(Clone, Debug)]
+struct OuterTemplate {
+    hdr: [u8; IPV6_HDR_LEN + UDP_HDR_LEN],
+    ip_len: usize,
+    udp: bool,
+}
+
+impl OuterTemplate {
+    fn new(local: IpAddr, remote: IpAddr, encap: Option<UdpEncap>) -> Self {
+        let mut hdr = [0u8; IPV6_HDR_LEN + UDP_HDR_LEN];
+        let proto = if encap.is_some() { PROTO_UDP } else { PROTO_ESP };
+        let ip_len = match (local, remote) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                hdr[0] = 0x45;
+                hdr[8] = OUTER_TTL;
+                hdr[9] = proto;
+                hdr[12..16].copy_from_slice(&s.octets());
+                hdr[16..20].copy_from_slice(&d.octets());
+                IPV4_HDR_LEN
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                hdr[0] = 0x60;
+                hdr[6] = proto;
+                hdr[7] = OUTER_TTL;
+                hdr[8..24].copy_from_slice(&s.octets());
+                hdr[24..40].copy_from_slice(&d.octets());
+                IPV6_HDR_LEN
+            }
+            // Refused by SaConfig::validate; an IPv4 header with the right addresses of nothing.
+            _ => IPV4_HDR_LEN,
+        };
+        if let Some(e) = encap {
+            hdr[ip_len..ip_len + 2].copy_from_slice(&e.sport.to_be_bytes());
+            hdr[ip_len + 2..ip_len + 4].copy_from_slice(&e.dport.to_be_bytes());
+        }
+        OuterTemplate { hdr, ip_len, udp: encap.is_some() }
+    }
+
+    fn len(&self) -> usize {
+        self.ip_len + if self.udp { UDP_HDR_LEN } else { 0 }
+    }
+
+    /// Writes the outer headers at the front of `pkt` (whose ESP part is already sealed).
+    fn write(&self, pkt: &mut [u8], tos: u8, df: bool, id: u16) {
+        let hl = self.len();
+        pkt[..hl].copy_from_slice(&self.hdr[..hl]);
+        let total = pkt.len();
+        if self.ip_len == IPV4_HDR_LEN {
+            pkt[1] = tos;
+            pkt[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+            pkt[4..6].copy_from_slice(&id.to_be_bytes());
+            pkt[6] = if df { 0x40 } else { 0 };
+            let c = checksum_finish(checksum_add(0, &pkt[..IPV4_HDR_LEN]));
+            pkt[10..12].copy_from_slice(&c.to_be_bytes());
+        } else {
+            pkt[0] = 0x60 | (tos >> 4);
+            pkt[1] = tos << 4;
+            pkt[4..6].copy_from_slice(&((total - IPV6_HDR_LEN) as u16).to_be_bytes());
+        }
+        if self.udp {
+            let u = self.ip_len;
+            let ulen = (total - u) as u16;
+            pkt[u + 4..u + 6].copy_from_slice(&ulen.to_be_bytes());
+            if self.ip_len == IPV6_HDR_LEN {
+                // RFC 8200 8.1: UDP over IPv6 needs a real checksum. Over IPv4 RFC 3948 2.1 lets
+                // it be zero, as the ESP ICV protects the content.
+                let mut sum = checksum_add(0, &pkt[8..40]);
+                sum = sum.wrapping_add(u32::from(ulen)).wrapping_add(u32::from(PROTO_UDP));
+                sum = checksum_add(sum, &pkt[u..]);
+                let c = match checksum_finish(sum) {
+                    0 => 0xffff,
+                    c => c,
+                };
+                pkt[u + 6..u + 8].copy_from_slice(&c.to_be_bytes());
+            }
+        }
+    }
+}
+
+/// Reads what the outer header copies from the inner one (RFC 4301 5.1.2): DSCP and ECN
+/// (RFC 6040 normal mode copies ECN too) and, for IPv4, the DF bit. Checks that the buffer
+/// holds exactly one IP packet.
+fn inner_fields(inner: &[u8]) -> Result<(u8, u8, bool), EspError> {
+    match inner.first().map(|b| b >> 4) {
+        Some(4) => {
+            let p = Ipv4Packet::new_checked(inner).map_err(|_| EspError::BadInnerPacket)?;
+            if p.total_len() != inner.len() {
+                return Err(EspError::BadInnerPacket);
+            }
+            Ok((PROTO_IPV4, p.tos(), p.dont_fragment()))
+        }
+        Some(6) => {
+            let p = Ipv6Packet::new_checked(inner).map_err(|_| EspError::BadInnerPacket)?;
+            if p.total_len() != inner.len() {
+                return Err(EspError::BadInnerPacket);
+            }
+            Ok((PROTO_IPV6, p.traffic_class(), false))
+        }
+        _ => Err(EspError::BadInnerPacket),
+    }
+}
+
+/// The sending half of an SA.
+#[derive(Debug)]
+pub struct OutboundSa {
+    pub spi: u32,
+    pub esn: bool,
+    pub local: IpAddr,
+    pub remote: IpAddr,
+    pub encap: Option<UdpEncap>,
+    aead: AesGcm,
+    salt: [u8; SALT_LEN],
+    outer: OuterTemplate,
+    seq: Arc<SeqCounter>,
+}
+
+impl Drop for OutboundSa {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.salt);
+    }
+}
+
+impl OutboundSa {
+    /// Builds the SA; every core's copy must share one `seq` counter.
+    pub fn new(cfg: &SaConfig, seq: Arc<SeqCounter>) -> Result<Self, &'static str> {
+        cfg.validate()?;
+        Ok(OutboundSa {
+            spi: cfg.spi,
+            esn: cfg.esn,
+            local: cfg.local,
+            remote: cfg.remote,
+            encap: cfg.encap,
+            aead: AesGcm::new(&cfg.key),
+            salt: cfg.key.salt(),
+            outer: OuterTemplate::new(cfg.local, cfg.remote, cfg.encap),
+            seq,
+        })
+    }
+
+    pub fn seq_counter(&self) -> &Arc<SeqCounter> {
+        &self.seq
+    }
+
+    /// Bytes this SA adds in front of the inner packet.
+    pub fn overhead_front(&self) -> usize {
+        self.outer.len() + ESP_PREFIX_LEN
+    }
+
+    /// True if `seq` may still be sent. RFC 4303 3.3.3: the counter must never cycle; the SA
+    /// must be replaced (rekeyed) before 2^32 (or 2^64 with ESN) packets.
+    #[inline]
+    pub fn seq_usable(&self, seq: u64) -> bool {
+        seq != 0 && (self.esn || seq <= u64::from(u32::MAX)) && seq != u64::MAX
+    }
+
+    /// Encrypts the inner IP packet in `buf` into an outer packet with sequence number `seq`
+    /// (reserved from this SA's counter). The IV is the sequence number, unique per key
+    /// because sequence numbers are (RFC 4106 section 3.1 permits a counter).
+    #[inline]
+    pub fn encapsulate<B: PacketBuf + ?Sized>(&self, seq: u64, buf: &mut B) -> Result<(), EspError> {
+        self.encapsulate_with_iv(seq, seq.to_be_bytes(), buf)
+    }
+
+    /// As [`encapsulate`](Self::encapsulate) with an explicit IV, for published test vectors.
+    pub fn encapsulate_with_iv<B: PacketBuf + ?Sized>(
+        &self,
+        seq: u64,
+        iv: [u8; IV_LEN],
+        buf: &mut B,
+    ) -> Result<(), EspError> {
+        if !self.seq_usable(seq) {
+            return Err(EspError::SeqExhausted);
+        }
+        let (next_header, tos, df) = inner_fields(buf.data())?;
+        let payload_len = buf.len();
+        let front = self.overhead_front();
+        let total = front + payload_len + codec::trailer_len(payload_len);
+        if total > usize::from(u16::MAX) {
+            return Err(EspError::NoRoom);
+        }
+        if buf.append(codec::trailer_len(payload_len)).is_none() {
+            return Err(EspError::NoRoom);
+        }
+        let Some(pkt) = buf.prepend(front) else {
+            return Err(EspError::NoRoom);
+        };
+        let outer_len = self.outer.len();
+        let params = SealParams {
+            aead: &self.aead,
+            salt: &self.salt,
+            spi: self.spi,
+            seq,
+            esn: self.esn,
+            iv,
+            next_header,
+        };
+        codec::seal(&params, &mut pkt[outer_len..], payload_len)?;
+        self.outer.write(pkt, tos, df, seq as u16);
+        Ok(())
+    }
+}
+
+/// What came out of a decapsulated packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decapsulated {
+    /// 4 or 6.
+    pub inner_version: u8,
+    /// The 64-bit sequence number that was authenticated.
+    pub seq: u64,
+}
+
+/// The receiving half of an SA, with its anti-replay window. One copy per core: with RSS over
+/// the outer addresses and UDP ports all packets of an SA reach the same queue.
+#[derive(Debug)]
+pub struct InboundSa {
+    pub spi: u32,
+    pub local: IpAddr,
+    pub remote: IpAddr,
+    pub encap: Option<UdpEncap>,
+    aead: AesGcm,
+    salt: [u8; SALT_LEN],
+    replay: ReplayWindow,
+}
+
+impl Drop for InboundSa {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.salt);
+    }
+}
+
+impl InboundSa {
+    pub fn new(cfg: &SaConfig) -> Result<Self, &'static str> {
+        cfg.validate()?;
+        Ok(InboundSa {
+            spi: cfg.spi,
+            local: cfg.local,
+            remote: cfg.remote,
+            encap: cfg.encap,
+            aead: AesGcm::new(&cfg.key),
+            salt: cfg.key.salt(),
+            replay: ReplayWindow::new(cfg.replay_window, cfg.esn)?,
+        })
+    }
+
+    pub fn replay_window(&self) -> &ReplayWindow {
+        &self.replay
+    }
+
+    /// Checks, authenticates, decrypts and strips an ESP packet classified as `outer`, leaving
+    /// the inner IP packet in `buf`. The order is RFC 4303 3.4.3 and 3.4.4: replay check, ICV
+    /// check and decryption, and only then the window update.
+    pub fn decapsulate<B: PacketBuf + ?Sized>(&mut self, outer: &EspOuter, buf: &mut B) -> Result<Decapsulated, EspError> {
+        codec::check_len(outer.esp_len)?;
+        let seq = self.replay.check(outer.seq_low)?;
+        let end = outer.esp_offset + outer.esp_len;
+        let Some(region) = buf.data_mut().get_mut(outer.esp_offset..end) else {
+            return Err(EspError::Truncated);
+        };
+        let opened = codec::open(&self.aead, &self.salt, seq, self.replay.esn(), region)?;
+        self.replay.commit(seq)?;
+        let inner_at = outer.esp_offset + ESP_PREFIX_LEN;
+        let inner = &mut buf.data_mut()[inner_at..inner_at + opened.payload_len];
+        // RFC 4303 2.6: dummy packets are discarded silently (counted).
+        // The inner header's own length wins over the payload length: anything after it is
+        // TFC padding (RFC 4303 2.7).
+        let (inner_version, inner_len) = match opened.next_header {
+            PROTO_NONE => return Err(EspError::DummyPacket),
+            PROTO_IPV4 => {
+                let p = Ipv4Packet::new_checked(&*inner).map_err(|_| EspError::BadInnerPacket)?;
+                if !p.checksum_ok() {
+                    return Err(EspError::BadInnerPacket);
+                }
+                (4, p.total_len())
+            }
+            PROTO_IPV6 => {
+                let p = Ipv6Packet::new_checked(&*inner).map_err(|_| EspError::BadInnerPacket)?;
+                (6, p.total_len())
+            }
+            _ => return Err(EspError::BadNextHeader),
+        };
+        if inner[0] >> 4 != inner_version {
+            return Err(EspError::BadInnerVersion);
+        }
+        ecn_decapsulate(outer.tos, &mut inner[..inner_len]);
+        let len_after_adj = buf.len() - inner_at;
+        if !buf.adj(inner_at) || !buf.trim(len_after_adj - inner_len) {
+            return Err(EspError::Truncated);
+        }
+        Ok(Decapsulated { inner_version, seq })
+    }
+}
+
+/// RFC 6040 section 4.2: congestion marked on the outer header (CE) is carried to an inner
+/// header that is ECN-capable. Not-ECT inner packets are left as they are.
+fn ecn_decapsulate(outer_tos: u8, inner: &mut [u8]) {
+    const CE: u8 = 0b11;
+    if outer_tos & 0b11 != CE {
+        return;
+    }
+    match inner[0] >> 4 {
+        4 => {
+            let old = inner[1];
+            if old & 0b11 == 0 || old & 0b11 == CE {
+                return;
+            }
+            inner[1] = old | CE;
+            // Incremental checksum update (RFC 1624 eqn. 3): HC' = ~(~HC + ~m + m').
+            let hc = u16::from_be_bytes([inner[10], inner[11]]);
+            let m = u16::from_be_bytes([inner[0], old]);
+            let m2 = u16::from_be_bytes([inner[0], inner[1]]);
+            let sum = u32::from(!hc) + u32::from(!m) + u32::from(m2);
+            let c = checksum_finish(sum);
+            inner[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        _ => {
+            let tc = (inner[0] << 4) | (inner[1] >> 4);
+            if tc & 0b11 == 0 || tc & 0b11 == CE {
+                return;
+            }
+            inner[1] |= CE << 4;
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Checked views of the headers the ESP stages read and write: IPv4, IPv6, UDP and the ESP
+//! header. Each view is created with `new_checked`, after which its accessors cannot go out of
+//! bounds.
+
+use crate::EspError;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+pub const IPV4_HDR_LEN: usize = 20;
+pub const IPV6_HDR_LEN: usize = 40;
+pub const UDP_HDR_LEN: usize = 8;
+/// SPI and sequence number (RFC 4303 section 2).
+pub const ESP_HDR_LEN: usize = 8;
+
+pub const PROTO_IPV4: u8 = 4;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_IPV6: u8 = 41;
+pub const PROTO_ESP: u8 = 50;
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_ICMPV6: u8 = 58;
+/// "No next header": marks a dummy packet (RFC 4303 section 2.6).
+pub const PROTO_NONE: u8 = 59;
+
+/// UDP port for NAT traversal (RFC 3948).
+pub const NAT_T_PORT: u16 = 4500;
+
+#[inline]
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+#[inline]
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Sums 16-bit big-endian words (one's complement, not yet folded).
+#[inline]
+pub fn checksum_add(mut sum: u32, data: &[u8]) -> u32 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        sum = sum.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
+        // Fold early enough that a 64 KiB packet cannot overflow 32 bits.
+        if sum & 0x8000_0000 != 0 {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+    }
+    if let [last] = chunks.remainder() {
+        sum = sum.wrapping_add(u32::from(*last) << 8);
+    }
+    sum
+}
+
+/// Folds and complements a partial sum into an Internet checksum (RFC 1071).
+#[inline]
+pub fn checksum_finish(mut sum: u32) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A checked IPv4 header. Options are allowed; the total length must fit in the buffer.
+pub struct Ipv4Packet<T: AsRef<[u8]>>(T);
+
+impl<T: AsRef<[u8]>> Ipv4Packet<T> {
+    pub fn new_checked(buf: T) -> Result<Self, EspError> {
+        let b = buf.as_ref();
+        if b.len() < IPV4_HDR_LEN {
+            return Err(EspError::Truncated);
+        }
+        let ihl = usize::from(b[0] & 0x0f) * 4;
+        if b[0] >> 4 != 4 || ihl < IPV4_HDR_LEN {
+            return Err(EspError::BadOuterHeader);
+        }
+        let total = usize::from(be16(b, 2));
+        if total < ihl {
+            return Err(EspError::BadOuterHeader);
+        }
+        if total > b.len() {
+            return Err(EspError::Truncated);
+        }
+        Ok(Ipv4Packet(buf))
+    }
+    pub fn header_len(&self) -> usize {
+        usize::from(self.0.as_ref()[0] & 0x0f) * 4
+    }
+    pub fn total_len(&self) -> usize {
+        usize::from(be16(self.0.as_ref(), 2))
+    }
+    pub fn tos(&self) -> u8 {
+        self.0.as_ref()[1]
+    }
+    pub fn ttl(&self) -> u8 {
+        self.0.as_ref()[8]
+    }
+    pub fn protocol(&self) -> u8 {
+        self.0.as_ref()[9]
+    }
+    pub fn dont_fragment(&self) -> bool {
+        self.0.as_ref()[6] & 0x40 != 0
+    }
+    /// More-fragments set or a non-zero offset.
+    pub fn is_fragment(&self) -> bool {
+        be16(self.0.as_ref(), 6) & 0x3fff != 0
+    }
+    pub fn src(&self) -> Ipv4Addr {
+        Ipv4Addr::from(be32(self.0.as_ref(), 12))
+    }
+    pub fn dst(&self) -> Ipv4Addr {
+        Ipv4Addr::from(be32(self.0.as_ref(), 16))
+    }
+    pub fn checksum_ok(&self) -> bool {
+        checksum_finish(checksum_add(0, &self.0.as_ref()[..self.header_len()])) == 0
+    }
+    /// The bytes after the header, up to the total length.
+    pub fn payload(&self) -> &[u8] {
+        &self.0.as_ref()[self.header_len()..self.total_len()]
+    }
+}
+
+/// A checked fixed IPv6 header; the payload length must fit in the buffer.
+pub struct Ipv6Packet<T: AsRef<[u8]>>(T);
+
+impl<T: AsRef<[u8]>> Ipv6Packet<T> {
+    pub fn new_checked(buf: T) -> Result<Self, EspError> {
+        let b = buf.as_ref();
+        if b.len() < IPV6_HDR_LEN {
+            return Err(EspError::Truncated);
+        }
+        if b[0] >> 4 != 6 {
+            return Err(EspError::BadOuterHeader);
+        }
+        if IPV6_HDR_LEN + usize::from(be16(b, 4)) > b.len() {
+            return Err(EspError::Truncated);
+        }
+        Ok(Ipv6Packet(buf))
+    }
+    pub fn traffic_class(&self) -> u8 {
+        let b = self.0.as_ref();
+        (b[0] << 4) | (b[1] >> 4)
+    }
+    pub fn payload_len(&self) -> usize {
+        usize::from(be16(self.0.as_ref(), 4))
+    }
+    pub fn total_len(&self) -> usize {
+        IPV6_HDR_LEN + self.payload_len()
+    }
+    pub fn next_header(&self) -> u8 {
+        self.0.as_ref()[6]
+    }
+    pub fn hop_limit(&self) -> u8 {
+        self.0.as_ref()[7]
+    }
+    pub fn src(&self) -> Ipv6Addr {
+        Ipv6Addr::from(<[u8; 16]>::try_from(&self.0.as_ref()[8..24]).unwrap_or_default())
+    }
+    pub fn dst(&self) -> Ipv6Addr {
+        Ipv6Addr::from(<[u8; 16]>::try_from(&self.0.as_ref()[24..40]).unwrap_or_default())
+    }
+    pub fn payload(&self) -> &[u8] {
+        &self.0.as_ref()[IPV6_HDR_LEN..self.total_len()]
+    }
+}
+
+/// The parts of an IP packet that classification and policy lookup need: the 5-tuple.
+/// Ports are 0 for protocols without them; for ICMP they carry type and code (RFC 4301 4.4.1.1
+/// lets selectors match ICMP type/code in the port fields).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowKey {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// Reads the 5-tuple of an IPv4 or IPv6 packet. IPv6 extension headers are not walked: the
+/// protocol is the first next-header value, which is what RFC 4301 selectors see for the common
+/// case (an operator who needs extension headers matched selects on "any" protocol).
+pub fn flow_key(pkt: &[u8]) -> Result<FlowKey, EspError> {
+    let (src, dst, proto, l4, first_fragment) = match pkt.first().map(|b| b >> 4) {
+        Some(4) => {
+            let p = Ipv4Packet::new_checked(pkt)?;
+            let off = be16(pkt, 6) & 0x1fff;
+            (IpAddr::V4(p.src()), IpAddr::V4(p.dst()), p.protocol(), &pkt[p.header_len()..p.total_len()], off == 0)
+        }
+        Some(6) => {
+            let p = Ipv6Packet::new_checked(pkt)?;
+            (IpAddr::V6(p.src()), IpAddr::V6(p.dst()), p.next_header(), &pkt[IPV6_HDR_LEN..p.total_len()], true)
+        }
+        Some(_) => return Err(EspError::BadOuterHeader),
+        None => return Err(EspError::Truncated),
+    };
+    let (sport, dport) = match proto {
+        PROTO_TCP | PROTO_UDP | 132 if first_fragment && l4.len() >= 4 => (be16(l4, 0), be16(l4, 2)),
+        PROTO_ICMP | PROTO_ICMPV6 if first_fragment && l4.len() >= 2 => (u16::from(l4[0]), u16::from(l4[1])),
+        _ => (0, 0),
+    };
+    Ok(FlowKey { src, dst, proto, sport, dport })
+}
+
+/// Where the ESP header starts in an outer packet, and what the outer headers say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EspOuter {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// UDP source and destination ports when UDP-encapsulated (RFC 3948).
+    pub udp: Option<(u16, u16)>,
+    /// Offset of the ESP header from the start of the outer IP header.
+    pub esp_offset: usize,
+    /// Length of the ESP part (header to ICV), from the outer length fields.
+    pub esp_len: usize,
+    pub spi: u32,
+    pub seq_low: u32,
+    /// Outer DSCP/ECN byte, for ECN decapsulation (RFC 6040).
+    pub tos: u8,
+}
+
+/// What an IP packet addressed to the gateway is, as far as IPsec cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Classified {
+    /// ESP, either plain (protocol 50) or in UDP on the NAT-T port.
+    Esp(EspOuter),
+    /// IKE on UDP 4500 (non-ESP marker), a NAT-T keepalive, or anything else: the host stack's.
+    Other,
+}
+
+/// Classifies a packet addressed to the gateway (RFC 3948 section 2.2: on UDP 4500 a zero
+/// SPI field is the non-ESP marker of IKE, a single 0xff byte a NAT keepalive).
+pub fn classify(pkt: &[u8]) -> Result<Classified, EspError> {
+    let (src, dst, proto, payload, tos) = match pkt.first().map(|b| b >> 4) {
+        Some(4) => {
+            let p = Ipv4Packet::new_checked(pkt)?;
+            if !p.checksum_ok() {
+                return Err(EspError::BadOuterHeader);
+            }
+            if p.is_fragment() && matches!(p.protocol(), PROTO_ESP | PROTO_UDP) {
+                return Err(EspError::OuterFragment);
+            }
+            (IpAddr::V4(p.src()), IpAddr::V4(p.dst()), p.protocol(), p.header_len(), p.tos())
+        }
+        Some(6) => {
+            let p = Ipv6Packet::new_checked(pkt)?;
+            (IpAddr::V6(p.src()), IpAddr::V6(p.dst()), p.next_header(), IPV6_HDR_LEN, p.traffic_class())
+        }
+        Some(_) => return Err(EspError::BadOuterHeader),
+        None => return Err(EspError::Truncated),
+    };
+    let end = match src {
+        IpAddr::V4(_) => usize::from(be16(pkt, 2)),
+        IpAddr::V6(_) => IPV6_HDR_LEN + usize::from(be16(pkt, 4)),
+    };
+    let (udp, esp_offset) = match proto {
+        PROTO_ESP => (None, payload),
+        PROTO_UDP => {
+            if end < payload + UDP_HDR_LEN {
+                return Err(EspError::Truncated);
+            }
+            let sport = be16(pkt, payload);
+            let dport = be16(pkt, payload + 2);
+            if dport != NAT_T_PORT {
+                return Ok(Classified::Other);
+            }
+            let body = payload + UDP_HDR_LEN;
+            if end - body < ESP_HDR_LEN || be32(pkt, body) == 0 {
+                // Keepalive (one 0xff byte) or non-ESP marker: IKE.
+                return Ok(Classified::Other);
+            }
+            (Some((sport, dport)), body)
+        }
+        _ => return Ok(Classified::Other),
+    };
+    if end < esp_offset + ESP_HDR_LEN {
+        return Err(EspError::Truncated);
+    }
+    Ok(Classified::Esp(EspOuter {
+        src,
+        dst,
+        udp,
+        esp_offset,
+        esp_len: end - esp_offset,
+        spi: be32(pkt, esp_offset),
+        seq_low: be32(pkt, esp_offset + 4),
+        tos,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_of_a_known_header() {
+        // RFC 1071 style example: a real IPv4 header whose checksum is 0xb861.
+        let h = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
+            0x00, 0xc7,
+        ];
+        assert_eq!(checksum_finish(checksum_add(0, &h)), 0xb861);
+    }
+
+    #[test]
+    fn views_reject_short_and_inconsistent_headers() {
+        assert_eq!(Ipv4Packet::new_checked(&[0x45u8; 10][..]).err(), Some(EspError::Truncated));
+        let mut h = [0u8; 20];
+        h[0] = 0x44;
+        assert_eq!(Ipv4Packet::new_checked(&h[..]).err(), Some(EspError::BadOuterHeader));
+        h[0] = 0x45;
+        h[3] = 40;
+        assert_eq!(Ipv4Packet::new_checked(&h[..]).err(), Some(EspError::Truncated));
+        assert_eq!(Ipv6Packet::new_checked(&[0x60u8; 39][..]).err(), Some(EspError::Truncated));
+        assert!(classify(&[]).is_err());
+        assert!(flow_key(&[0x10]).is_err());
+    }
+}
