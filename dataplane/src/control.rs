@@ -1,0 +1,156 @@
+//! The local control socket: a Unix-domain stream socket, one JSON request per line and one
+//! JSON answer per line, with a protocol version in every message. The socket file is created
+//! with mode 0600, so only its owner (root) can program or read the dataplane.
+//! Today it answers `stats`; SA and policy programming (issue 3) arrive on the same socket.
+
+use crate::counters::Snapshot;
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    Stats,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Request {
+    pub version: u32,
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Response {
+    pub version: u32,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub stats: Option<Snapshot>,
+}
+
+/// The listening end, polled by the control thread (non-blocking).
+pub struct ControlServer {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ControlServer {
+    pub fn bind(path: &Path) -> std::io::Result<Self> {
+        // A stale socket from a previous run would make bind fail.
+        if path.exists() {
+            std::fs::remove_file(path)?;
+        }
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        listener.set_nonblocking(true)?;
+        Ok(ControlServer { listener, path: path.to_path_buf() })
+    }
+
+    /// Answers every client waiting now; `stats` is called for a fresh snapshot.
+    pub fn poll(&self, stats: &dyn Fn() -> Snapshot) {
+        while let Ok((stream, _)) = self.listener.accept() {
+            let _ = serve(stream, stats);
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn serve(stream: UnixStream, stats: &dyn Fn() -> Snapshot) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(1)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    // One request per connection keeps a slow client from holding the control thread.
+    (&mut reader).take(64 * 1024).read_line(&mut line)?;
+    let resp = match serde_json::from_str::<Request>(&line) {
+        Ok(r) if r.version != PROTOCOL_VERSION => Response {
+            version: PROTOCOL_VERSION,
+            error: Some(format!("protocol version {} not supported (this dataplane speaks {PROTOCOL_VERSION})", r.version)),
+            stats: None,
+        },
+        Ok(Request { command: Command::Stats, .. }) => {
+            Response { version: PROTOCOL_VERSION, error: None, stats: Some(stats()) }
+        }
+        Err(e) => Response { version: PROTOCOL_VERSION, error: Some(format!("bad request: {e}")), stats: None },
+    };
+    let mut w = stream;
+    serde_json::to_writer(&mut w, &resp)?;
+    w.write_all(b"\n")
+}
+
+/// Client side: sends one request and reads the answer.
+pub fn request(path: &Path, command: Command) -> Result<Response, String> {
+    let mut s = UnixStream::connect(path).map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    let req = Request { version: PROTOCOL_VERSION, command };
+    let mut line = serde_json::to_string(&req).map_err(|e| e.to_string())?;
+    line.push('\n');
+    s.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    BufReader::new(s).read_line(&mut answer).map_err(|e| e.to_string())?;
+    let resp: Response = serde_json::from_str(&answer).map_err(|e| format!("bad answer: {e}"))?;
+    match resp.error {
+        Some(e) => Err(e),
+        None => Ok(resp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_over_the_socket_and_version_checked() {
+        let dir = std::env::temp_dir().join(format!("dpctl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ctl.sock");
+        let server = ControlServer::bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let p2 = path.clone();
+        let client = std::thread::spawn(move || request(&p2, Command::Stats));
+        let snap = Snapshot { drops: vec![], sas: vec![], cores: vec![] };
+        for _ in 0..200 {
+            server.poll(&|| snap.clone());
+            if client.is_finished() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let r = client.join().unwrap().unwrap();
+        assert_eq!(r.stats, Some(snap.clone()));
+
+        // A request of another protocol version gets an error, not a guess.
+        let p3 = path.clone();
+        let bad = std::thread::spawn(move || {
+            let mut s = UnixStream::connect(&p3).unwrap();
+            s.write_all(b"{\"version\":99,\"command\":\"stats\"}\n").unwrap();
+            let mut a = String::new();
+            BufReader::new(s).read_line(&mut a).unwrap();
+            a
+        });
+        for _ in 0..200 {
+            server.poll(&|| snap.clone());
+            if bad.is_finished() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(bad.join().unwrap().contains("not supported"));
+        drop(server);
+        assert!(!path.exists());
+    }
+}

@@ -1,0 +1,241 @@
+//! Brings the gateway up from a checked [`Config`]: EAL, mempool, data ports and their
+//! exception-path TAPs, per-worker pipelines, the workers themselves and the control thread;
+//! and takes it down again, returning the final counters.
+
+use crate::config::{Config, Direction};
+use crate::control::ControlServer;
+use crate::counters::{Snapshot, WorkerCounters};
+use crate::dpdk::{self, Eal, Mempool, Port};
+use crate::net::Mac;
+use crate::pipeline::{Neighbor, Pipeline, PortInfo};
+use crate::policy::{Policy, Spd};
+use crate::route::{Route, RouteTable};
+use crate::worker::{Event, PortIds, Update, Worker};
+use crossbeam::queue::ArrayQueue;
+use esp::sa::{InboundSa, OutboundSa, SeqCounter};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("DPDK: {0}")]
+    Dpdk(#[from] dpdk::DpdkError),
+    #[error("port[{index}].name: no DPDK port named {name:?} (give a PCI address bound to vfio-pci, or a --vdev in eal.args)")]
+    NoSuchPort { index: usize, name: String },
+    #[error("setting up the exception-path interface {iface}: {reason}")]
+    Tap { iface: String, reason: String },
+    #[error("control socket {path}: {source}")]
+    Control { path: String, source: std::io::Error },
+    #[error("SA {name}: {reason}")]
+    Sa { name: String, reason: &'static str },
+}
+
+/// How long to run and where the control socket lives.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Extra EAL arguments after those of the configuration file.
+    pub extra_eal_args: Vec<String>,
+    pub run_for: Option<Duration>,
+    pub control_socket: Option<PathBuf>,
+    /// Set from a signal handler to stop.
+    pub stop: Arc<AtomicBool>,
+}
+
+fn ip_cmd(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip").args(args).output().map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// Vdev name of the exception-path TAP of data port `i` (the `net_tap` driver matches by prefix).
+fn tap_vdev(i: usize) -> String {
+    format!("net_tapexc{i}")
+}
+
+pub fn run(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayError> {
+    let mut args = vec!["dataplane".to_string()];
+    args.extend(cfg.eal_args.iter().cloned());
+    args.extend(opts.extra_eal_args.iter().cloned());
+    for (i, p) in cfg.ports.iter().enumerate() {
+        args.push(format!("--vdev={},iface={}", tap_vdev(i), p.tap));
+    }
+    let eal = Eal::init(&args)?;
+    let result = run_with_eal(cfg, opts);
+    drop(eal);
+    result
+}
+
+fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayError> {
+    let lcores = dpdk::worker_lcores();
+    // With a single lcore the main thread is the worker and the control thread is a plain one.
+    let worker_lcores: Vec<u32> = if lcores.is_empty() { vec![dpdk::main_lcore()] } else { lcores.clone() };
+    let nq = worker_lcores.len() as u16;
+    let pool = Mempool::new("dp_mbufs", cfg.mbufs, 256, 2048 + 128, dpdk::socket_id())?;
+
+    let mut ids = PortIds { data: Vec::new(), tap: Vec::new() };
+    let mut infos = Vec::new();
+    let mut started: Vec<Port> = Vec::new();
+    for (i, p) in cfg.ports.iter().enumerate() {
+        let id = dpdk::port_by_name(&p.name).ok_or_else(|| GatewayError::NoSuchPort { index: i, name: p.name.clone() })?;
+        started.push(Port::configure(id, nq, nq, cfg.rx_desc, &pool)?);
+        let mac = dpdk::port_mac(id)?;
+        let tap_id = dpdk::port_by_name(&tap_vdev(i))
+            .ok_or_else(|| GatewayError::Tap { iface: p.tap.clone(), reason: "TAP vdev did not appear".into() })?;
+        started.push(Port::configure(tap_id, nq, nq, 512, &pool)?);
+        // The host stack answers ARP and ICMP for the port's addresses: it must use the port's MAC.
+        dpdk::set_port_mac(tap_id, mac)?;
+        let tap_err = |reason: String| GatewayError::Tap { iface: p.tap.clone(), reason };
+        ip_cmd(&["link", "set", "dev", &p.tap, "mtu", &p.mtu.to_string(), "up"]).map_err(tap_err)?;
+        for a in &p.addresses {
+            let a = a.to_string();
+            let mut cmd = vec!["addr", "replace", a.as_str(), "dev", p.tap.as_str()];
+            if p.addresses.iter().any(|x| x.to_string() == a && x.addr.is_ipv6()) {
+                cmd.push("nodad");
+            }
+            ip_cmd(&cmd).map_err(tap_err)?;
+        }
+        ids.data.push(id);
+        ids.tap.push(tap_id);
+        infos.push(PortInfo { mac: Mac(mac), role: p.role, addresses: p.addresses.clone(), mtu: p.mtu });
+    }
+
+    let mut routes: Vec<Route> = cfg
+        .ports
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| p.addresses.iter().map(move |a| Route { prefix: a.network(), via: None, port: i }))
+        .collect();
+    routes.extend(cfg.routes.iter().map(|r| Route { prefix: r.prefix, via: r.via, port: r.port }));
+    let routes = Arc::new(RouteTable::new(routes));
+    let spd = Arc::new(Spd::new(
+        cfg.policies.iter().map(|p| Policy { selector: p.selector, action: p.action, priority: p.priority }).collect(),
+    ));
+    let seqs: Vec<Arc<SeqCounter>> = cfg.sas.iter().map(|_| Arc::new(SeqCounter::default())).collect();
+    let hz = dpdk::tsc_hz();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut counters = Vec::new();
+    let mut updates = Vec::new();
+    let mut events = Vec::new();
+    let mut workers = Vec::new();
+    for (q, &lcore) in worker_lcores.iter().enumerate() {
+        let mut outbound = Vec::new();
+        let mut inbound = Vec::new();
+        for (i, s) in cfg.sas.iter().enumerate() {
+            let sa_err = |reason| GatewayError::Sa { name: s.name.clone(), reason };
+            match s.direction {
+                Direction::Out => outbound.push(Some(OutboundSa::new(&s.sa, seqs[i].clone()).map_err(sa_err)?)),
+                Direction::In => {
+                    outbound.push(None);
+                    inbound.push((i, InboundSa::new(&s.sa).map_err(sa_err)?));
+                }
+            }
+        }
+        let c = Arc::new(WorkerCounters::new(lcore, cfg.sas.len()));
+        let mut pipeline = Pipeline::new(infos.clone(), spd.clone(), routes.clone(), outbound, inbound, c.clone(), hz);
+        for n in &cfg.neighbors {
+            pipeline.set_neighbor(Neighbor { port: n.port, ip: n.ip, mac: n.mac });
+        }
+        if q == 0 {
+            // Resolve the next hops we know we will need before traffic needs them.
+            for r in cfg.routes.iter().filter_map(|r| r.via.map(|v| (r.port, v))) {
+                pipeline.want_neighbor(r.0, r.1, 0);
+            }
+            for s in cfg.sas.iter().filter(|s| s.direction == Direction::Out) {
+                if let Some((port, hop)) = routes.lookup(s.sa.remote) {
+                    pipeline.want_neighbor(port, hop, 0);
+                }
+            }
+        }
+        let u = Arc::new(ArrayQueue::new(1024));
+        let e = Arc::new(ArrayQueue::new(1024));
+        workers.push(Worker {
+            pipeline,
+            ports: ids.clone(),
+            queue: q as u16,
+            burst: cfg.burst,
+            pool: pool.clone(),
+            updates: u.clone(),
+            events: e.clone(),
+            stop: stop.clone(),
+            idle_sleep: Duration::from_micros(cfg.idle_sleep_us),
+        });
+        counters.push(c);
+        updates.push(u);
+        events.push(e);
+    }
+
+    let sa_names: Vec<(String, u32, String)> = cfg
+        .sas
+        .iter()
+        .map(|s| (s.name.clone(), s.sa.spi, if s.direction == Direction::In { "in" } else { "out" }.to_string()))
+        .collect();
+    let socket_path = opts.control_socket.clone().or_else(|| cfg.control_socket.as_ref().map(PathBuf::from));
+    let server = match &socket_path {
+        Some(p) => Some(
+            ControlServer::bind(p).map_err(|source| GatewayError::Control { path: p.display().to_string(), source })?,
+        ),
+        None => None,
+    };
+
+    // The control thread: shares learned neighbours with every worker, answers the control
+    // socket, and decides when to stop.
+    let control = {
+        let stop = stop.clone();
+        let ext_stop = opts.stop.clone();
+        let counters = counters.clone();
+        let deadline = opts.run_for.map(|d| Instant::now() + d);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for e in &events {
+                    while let Some(Event::NeighborLearned(n)) = e.pop() {
+                        for u in &updates {
+                            let _ = u.push(Update::Neighbor(n));
+                        }
+                    }
+                }
+                if let Some(s) = &server {
+                    s.poll(&|| Snapshot::take(&counters, &sa_names));
+                }
+                if ext_stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+
+    let mut inline = None;
+    for (w, &lcore) in workers.into_iter().zip(&worker_lcores) {
+        if lcore == dpdk::main_lcore() {
+            inline = Some(w);
+        } else {
+            dpdk::launch(lcore, move || w.run())?;
+        }
+    }
+    if let Some(w) = inline {
+        w.run();
+    }
+    let waited = dpdk::wait_all();
+    stop.store(true, Ordering::Relaxed);
+    let _ = control.join();
+    waited?;
+
+    let sa_names: Vec<(String, u32, String)> = cfg
+        .sas
+        .iter()
+        .map(|s| (s.name.clone(), s.sa.spi, if s.direction == Direction::In { "in" } else { "out" }.to_string()))
+        .collect();
+    let snap = Snapshot::take(&counters, &sa_names);
+    for p in &started {
+        let _ = dpdk::port_stop(p.id);
+        let _ = dpdk::port_close(p.id);
+    }
+    Ok(snap)
+}

@@ -1,0 +1,15 @@
+//! The DPDK ESP tunnel gateway (see ARCHITECTURE.md): configuration, the per-burst pipeline,
+//! polling workers, the exception path to the host stack, counters and the control socket.
+//! Only the `dpdk` module uses `unsafe`.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod control;
+pub mod counters;
+pub mod dpdk;
+pub mod gateway;
+pub mod net;
+pub mod pipeline;
+pub mod policy;
+pub mod route;
+pub mod worker;

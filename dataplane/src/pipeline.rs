@@ -1,0 +1,405 @@
+//! What a worker does to a burst of frames, independent of DPDK: classify, SAD/SPD lookups,
+//! ESP encapsulation and decapsulation, inbound policy check, routing, neighbour resolution.
+//! Generic over [`PacketBuf`], so the whole path is tested on plain buffers.
+//!
+//! Each call takes a burst and returns one [`Verdict`] per frame; the caller transmits or drops.
+//! Outbound sequence numbers are reserved once per run of packets on the same SA (one atomic
+//! add), so numbers stay unique across cores.
+
+use crate::config::Role;
+use crate::counters::{DropReason, WorkerCounters};
+use crate::net::{self, ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, Mac, Prefix};
+use crate::policy::{Action, Spd};
+use crate::route::RouteTable;
+use esp::buf::PacketBuf;
+use esp::sa::{InboundSa, OutboundSa};
+use esp::wire::{self, Classified, Ipv4Packet, Ipv6Packet, PROTO_ICMPV6};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Where a frame goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Out of data port `n`.
+    Port(usize),
+    /// To the host stack through the exception-path TAP of data port `n`.
+    Host(usize),
+    Drop(DropReason),
+}
+
+/// Which interface a burst came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingress {
+    /// Data port `n`.
+    Port(usize),
+    /// The TAP of data port `n`: what the host stack sends goes out of that port unchanged.
+    Host(usize),
+}
+
+#[derive(Clone, Debug)]
+pub struct PortInfo {
+    pub mac: Mac,
+    pub role: Role,
+    pub addresses: Vec<Prefix>,
+    pub mtu: u16,
+}
+
+/// A link-layer address learned or needed by this worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Neighbor {
+    pub port: usize,
+    pub ip: IpAddr,
+    pub mac: Mac,
+}
+
+/// How often one worker may ask for the same neighbour, in TSC ticks per second divided by this.
+const SOLICIT_PER_SECOND: u64 = 10;
+/// Most neighbour events or solicitations kept between two drains; more are dropped (the
+/// next burst will ask again).
+const MAX_PENDING: usize = 64;
+
+/// One worker's view of the gateway: its own SA copies and neighbour cache, shared read-only
+/// policy and routing tables.
+pub struct Pipeline {
+    ports: Vec<PortInfo>,
+    spd: Arc<Spd>,
+    routes: Arc<RouteTable>,
+    /// Indexed like the configuration's SA list; `None` for inbound SAs.
+    outbound: Vec<Option<OutboundSa>>,
+    /// SPI to (SA index, SA).
+    inbound: HashMap<u32, (usize, InboundSa)>,
+    neighbors: HashMap<(usize, IpAddr), Mac>,
+    counters: Arc<WorkerCounters>,
+    /// Neighbours seen on the wire, for the control thread to share with the other workers.
+    pub learned: Vec<Neighbor>,
+    /// Next hops to solicit now (port, ip).
+    pub solicit: Vec<(usize, IpAddr)>,
+    last_solicit: HashMap<(usize, IpAddr), u64>,
+    tsc_hz: u64,
+    /// Outbound packets waiting for their sequence numbers: (burst index, SA index).
+    pending: Vec<(usize, usize)>,
+}
+
+impl Pipeline {
+    pub fn new(
+        ports: Vec<PortInfo>,
+        spd: Arc<Spd>,
+        routes: Arc<RouteTable>,
+        outbound: Vec<Option<OutboundSa>>,
+        inbound: Vec<(usize, InboundSa)>,
+        counters: Arc<WorkerCounters>,
+        tsc_hz: u64,
+    ) -> Self {
+        Pipeline {
+            ports,
+            spd,
+            routes,
+            outbound,
+            inbound: inbound.into_iter().map(|(i, sa)| (sa.spi, (i, sa))).collect(),
+            neighbors: HashMap::new(),
+            counters,
+            learned: Vec::with_capacity(MAX_PENDING),
+            solicit: Vec::with_capacity(MAX_PENDING),
+            last_solicit: HashMap::new(),
+            tsc_hz: tsc_hz.max(1),
+            pending: Vec::with_capacity(256),
+        }
+    }
+
+    pub fn counters(&self) -> &Arc<WorkerCounters> {
+        &self.counters
+    }
+
+    pub fn ports(&self) -> &[PortInfo] {
+        &self.ports
+    }
+
+    /// Adds or refreshes a neighbour (static configuration or shared by the control thread).
+    pub fn set_neighbor(&mut self, n: Neighbor) {
+        self.neighbors.insert((n.port, n.ip), n.mac);
+    }
+
+    pub fn neighbor(&self, port: usize, ip: IpAddr) -> Option<Mac> {
+        self.neighbors.get(&(port, ip)).copied()
+    }
+
+    /// The data port whose addresses include `ip`, if `ip` is one of the gateway's own.
+    #[inline]
+    fn own_address(&self, ip: IpAddr) -> Option<usize> {
+        self.ports.iter().position(|p| p.addresses.iter().any(|a| a.addr == ip))
+    }
+
+    /// Processes a burst; `verdicts[i]` tells where `pkts[i]` goes. `now` is the TSC.
+    pub fn process_burst<B: PacketBuf>(&mut self, ingress: Ingress, pkts: &mut [B], verdicts: &mut [Verdict], now: u64) {
+        debug_assert!(verdicts.len() >= pkts.len());
+        self.pending.clear();
+        for (i, pkt) in pkts.iter_mut().enumerate() {
+            self.counters.rx.add(1);
+            verdicts[i] = match ingress {
+                Ingress::Host(p) => {
+                    self.counters.from_host.add(1);
+                    Verdict::Port(p)
+                }
+                Ingress::Port(p) => self.classify(p, i, pkt, now),
+            };
+        }
+        self.encrypt_pending(pkts, verdicts, now);
+        for v in verdicts[..pkts.len()].iter() {
+            match v {
+                Verdict::Drop(r) => self.counters.count_drop(*r),
+                Verdict::Host(_) => self.counters.to_host.add(1),
+                Verdict::Port(_) => {}
+            }
+        }
+    }
+
+    fn classify<B: PacketBuf>(&mut self, port: usize, idx: usize, pkt: &mut B, now: u64) -> Verdict {
+        let frame = pkt.data();
+        if frame.len() < ETH_HDR_LEN {
+            return Verdict::Drop(DropReason::RuntFrame);
+        }
+        let dmac = net::dst_mac(frame);
+        if dmac != self.ports[port].mac && !dmac.is_multicast() {
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        match net::ethertype(frame) {
+            ETHERTYPE_ARP => {
+                if let Some((ip, mac, _)) = net::arp_sender(&frame[ETH_HDR_LEN..]) {
+                    self.learn(port, IpAddr::V4(ip), mac);
+                }
+                // The host stack answers ARP for the gateway's own addresses.
+                Verdict::Host(port)
+            }
+            ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => self.ip(port, idx, pkt, now),
+            _ => Verdict::Drop(DropReason::UnsupportedEthertype),
+        }
+    }
+
+    fn ip<B: PacketBuf>(&mut self, port: usize, idx: usize, pkt: &mut B, now: u64) -> Verdict {
+        // Work on the IP packet; the Ethernet header is rebuilt on the way out.
+        let frame_len = pkt.len();
+        let ip = &pkt.data()[ETH_HDR_LEN..];
+        let (dst, ip_len, v6) = match ip.first().map(|b| b >> 4) {
+            Some(4) => match Ipv4Packet::new_checked(ip) {
+                Ok(p) => (IpAddr::V4(p.dst()), p.total_len(), false),
+                Err(_) => return Verdict::Drop(DropReason::MalformedIp),
+            },
+            Some(6) => match Ipv6Packet::new_checked(ip) {
+                Ok(p) => (IpAddr::V6(p.dst()), p.total_len(), true),
+                Err(_) => return Verdict::Drop(DropReason::MalformedIp),
+            },
+            _ => return Verdict::Drop(DropReason::MalformedIp),
+        };
+        if v6 && ip[6] == PROTO_ICMPV6 {
+            if let Some((ip6, mac)) = net::ndp_learn(ip) {
+                self.learn(port, IpAddr::V6(ip6), mac);
+            }
+        }
+        let multicast = match dst {
+            IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
+            IpAddr::V6(a) => a.is_multicast(),
+        };
+        let ours = self.own_address(dst);
+        if multicast || (ours.is_some() && !self.is_esp(ip)) {
+            return Verdict::Host(port);
+        }
+        // Drop Ethernet padding after the IP packet, then the Ethernet header itself.
+        if !pkt.trim(frame_len - ETH_HDR_LEN - ip_len) || !pkt.adj(ETH_HDR_LEN) {
+            return Verdict::Drop(DropReason::MalformedIp);
+        }
+        if ours.is_some() {
+            return self.inbound_esp(pkt, now);
+        }
+        let key = match wire::flow_key(pkt.data()) {
+            Ok(k) => k,
+            Err(_) => return Verdict::Drop(DropReason::MalformedIp),
+        };
+        match self.ports[port].role {
+            Role::Protected => match self.spd.lookup_outbound(&key).map(|p| p.action) {
+                Some(Action::Protect { sa_out, .. }) => {
+                    if !net::decrement_ttl(pkt.data_mut()) {
+                        return Verdict::Drop(DropReason::TtlExpired);
+                    }
+                    self.pending.push((idx, sa_out));
+                    // Placeholder until the burst's sequence numbers are reserved.
+                    Verdict::Drop(DropReason::NoRoom)
+                }
+                Some(Action::Bypass) => {
+                    self.counters.bypassed.add(1);
+                    self.forward_clear(pkt, key.dst, now)
+                }
+                Some(Action::Discard) => Verdict::Drop(DropReason::PolicyDiscard),
+                None => Verdict::Drop(DropReason::NoPolicy),
+            },
+            Role::Unprotected => match self.spd.lookup_inbound_clear(&key).map(|p| p.action) {
+                Some(Action::Bypass) => {
+                    self.counters.bypassed.add(1);
+                    self.forward_clear(pkt, key.dst, now)
+                }
+                Some(Action::Protect { .. }) => Verdict::Drop(DropReason::ClearForProtectedFlow),
+                Some(Action::Discard) => Verdict::Drop(DropReason::PolicyDiscard),
+                None => Verdict::Drop(DropReason::NoPolicy),
+            },
+        }
+    }
+
+    /// ESP addressed to the gateway, plain or in UDP 4500 (not IKE's non-ESP marker).
+    fn is_esp(&self, ip: &[u8]) -> bool {
+        matches!(wire::classify(ip), Ok(Classified::Esp(_)) | Err(_))
+    }
+
+    fn inbound_esp<B: PacketBuf>(&mut self, pkt: &mut B, now: u64) -> Verdict {
+        let outer = match wire::classify(pkt.data()) {
+            Ok(Classified::Esp(o)) => o,
+            Ok(Classified::Other) => return Verdict::Drop(DropReason::MalformedIp),
+            Err(e) => return Verdict::Drop(e.into()),
+        };
+        let Some((sa_idx, sa)) = self.inbound.get_mut(&outer.spi) else {
+            return Verdict::Drop(DropReason::UnknownSpi);
+        };
+        let sa_idx = *sa_idx;
+        if let Err(e) = sa.decapsulate(&outer, pkt) {
+            return Verdict::Drop(e.into());
+        }
+        let key = match wire::flow_key(pkt.data()) {
+            Ok(k) => k,
+            Err(_) => return Verdict::Drop(DropReason::BadInnerPacket),
+        };
+        // RFC 4301 5.2 step 4: the decrypted packet must match the selectors of its SA.
+        if !self.spd.inbound_allowed(sa_idx, &key) {
+            return Verdict::Drop(DropReason::InnerSelectorMismatch);
+        }
+        self.counters.decrypted.add(1);
+        let c = &self.counters.sa[sa_idx];
+        c.packets.add(1);
+        c.bytes.add(pkt.len() as u64);
+        if let Some(p) = self.own_address(key.dst) {
+            // Inner packet for the gateway itself (say a ping of its protected address).
+            return self.to_host(pkt, p);
+        }
+        self.forward_clear(pkt, key.dst, now)
+    }
+
+    fn to_host<B: PacketBuf>(&mut self, pkt: &mut B, port: usize) -> Verdict {
+        let mac = self.ports[port].mac;
+        let et = if pkt.data()[0] >> 4 == 4 { ETHERTYPE_IPV4 } else { ETHERTYPE_IPV6 };
+        match pkt.prepend(ETH_HDR_LEN) {
+            Some(f) => {
+                net::write_eth(f, mac, mac, et);
+                Verdict::Host(port)
+            }
+            None => Verdict::Drop(DropReason::NoRoom),
+        }
+    }
+
+    /// Routes a plaintext IP packet (no Ethernet header) and frames it for its next hop.
+    fn forward_clear<B: PacketBuf>(&mut self, pkt: &mut B, dst: IpAddr, now: u64) -> Verdict {
+        if !net::decrement_ttl(pkt.data_mut()) {
+            return Verdict::Drop(DropReason::TtlExpired);
+        }
+        self.send(pkt, dst, now)
+    }
+
+    /// Looks up the route and neighbour for `dst` and prepends the Ethernet header.
+    fn send<B: PacketBuf>(&mut self, pkt: &mut B, dst: IpAddr, now: u64) -> Verdict {
+        let Some((port, hop)) = self.routes.lookup(dst) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        if pkt.len() > usize::from(self.ports[port].mtu) {
+            return Verdict::Drop(DropReason::MtuExceeded);
+        }
+        let Some(mac) = self.neighbors.get(&(port, hop)).copied() else {
+            self.want_neighbor(port, hop, now);
+            return Verdict::Drop(DropReason::NoNeighbor);
+        };
+        let et = if pkt.data()[0] >> 4 == 4 { ETHERTYPE_IPV4 } else { ETHERTYPE_IPV6 };
+        let src = self.ports[port].mac;
+        match pkt.prepend(ETH_HDR_LEN) {
+            Some(f) => {
+                net::write_eth(f, mac, src, et);
+                Verdict::Port(port)
+            }
+            None => Verdict::Drop(DropReason::NoRoom),
+        }
+    }
+
+    fn encrypt_pending<B: PacketBuf>(&mut self, pkts: &mut [B], verdicts: &mut [Verdict], now: u64) {
+        let pending = std::mem::take(&mut self.pending);
+        let mut i = 0;
+        while i < pending.len() {
+            let sa_idx = pending[i].1;
+            let run = pending[i..].iter().take_while(|p| p.1 == sa_idx).count();
+            let Some(sa) = self.outbound.get(sa_idx).and_then(Option::as_ref) else {
+                for p in &pending[i..i + run] {
+                    verdicts[p.0] = Verdict::Drop(DropReason::NoPolicy);
+                }
+                i += run;
+                continue;
+            };
+            // One atomic add per run: these numbers belong to this core alone.
+            let first = sa.seq_counter().reserve(run as u64);
+            let remote = sa.remote;
+            for (k, p) in pending[i..i + run].iter().enumerate() {
+                let pkt = &mut pkts[p.0];
+                let inner_len = pkt.len() as u64;
+                let Some(sa) = self.outbound[sa_idx].as_ref() else { continue };
+                verdicts[p.0] = match sa.encapsulate(first + k as u64, pkt) {
+                    Ok(()) => {
+                        self.counters.encrypted.add(1);
+                        let c = &self.counters.sa[sa_idx];
+                        c.packets.add(1);
+                        c.bytes.add(inner_len);
+                        self.send(pkt, remote, now)
+                    }
+                    Err(e) => Verdict::Drop(e.into()),
+                };
+            }
+            i += run;
+        }
+        self.pending = pending;
+    }
+
+    fn learn(&mut self, port: usize, ip: IpAddr, mac: Mac) {
+        // Only hosts on one of the port's own subnets are neighbours.
+        if mac.is_multicast() || !self.ports[port].addresses.iter().any(|a| a.contains(ip)) {
+            return;
+        }
+        if self.ports[port].addresses.iter().any(|a| a.addr == ip) {
+            return;
+        }
+        if self.neighbors.insert((port, ip), mac) != Some(mac) && self.learned.len() < MAX_PENDING {
+            self.learned.push(Neighbor { port, ip, mac });
+        }
+    }
+
+    /// Queues a solicitation for `hop`, at most `SOLICIT_PER_SECOND` times a second.
+    pub fn want_neighbor(&mut self, port: usize, hop: IpAddr, now: u64) {
+        let gap = self.tsc_hz / SOLICIT_PER_SECOND;
+        let last = self.last_solicit.entry((port, hop)).or_insert(0);
+        if *last != 0 && now.wrapping_sub(*last) < gap {
+            return;
+        }
+        *last = now.max(1);
+        if self.solicit.len() < MAX_PENDING {
+            self.solicit.push((port, hop));
+        }
+    }
+
+    /// Builds the ARP request or neighbour solicitation for a queued `(port, ip)`.
+    /// Returns the frame length, or `None` if the port has no address of that family.
+    pub fn solicitation(&self, port: usize, ip: IpAddr, out: &mut [u8; 86]) -> Option<usize> {
+        let p = &self.ports[port];
+        let src = p.addresses.iter().find(|a| a.contains(ip)).or_else(|| p.addresses.iter().find(|a| a.addr.is_ipv4() == ip.is_ipv4()))?;
+        match (src.addr, ip) {
+            (IpAddr::V4(s), IpAddr::V4(t)) => {
+                let mut f = [0u8; 60];
+                net::arp_request(p.mac, s, t, &mut f);
+                out[..60].copy_from_slice(&f);
+                Some(60)
+            }
+            (IpAddr::V6(s), IpAddr::V6(t)) => Some(net::neighbor_solicitation(p.mac, s, t, out)),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The polling loop of one worker core. It owns RX and TX queue `queue` on every data port and
+//! every exception-path TAP, never blocks and takes no lock: updates arrive through its own
+//! lock-free ring and are applied between bursts.
+
+use crate::counters::DropReason;
+use crate::dpdk::{self, Mbuf, Mempool};
+use crate::pipeline::{Ingress, Neighbor, Pipeline, Verdict};
+use crossbeam::queue::ArrayQueue;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// A change the control thread hands to a worker.
+#[derive(Debug)]
+pub enum Update {
+    Neighbor(Neighbor),
+}
+
+/// Something a worker tells the control thread.
+#[derive(Debug)]
+pub enum Event {
+    NeighborLearned(Neighbor),
+}
+
+/// The DPDK port ids a worker polls.
+#[derive(Clone, Debug)]
+pub struct PortIds {
+    /// Data ports, in configuration order.
+    pub data: Vec<u16>,
+    /// The exception-path TAP of each data port.
+    pub tap: Vec<u16>,
+}
+
+pub struct Worker {
+    pub pipeline: Pipeline,
+    pub ports: PortIds,
+    pub queue: u16,
+    pub burst: usize,
+    pub pool: Mempool,
+    pub updates: Arc<ArrayQueue<Update>>,
+    pub events: Arc<ArrayQueue<Event>>,
+    pub stop: Arc<AtomicBool>,
+    /// Sleep this long after a loop that received nothing (0: spin).
+    pub idle_sleep: Duration,
+}
+
+impl Worker {
+    pub fn run(mut self) {
+        let n_ports = self.ports.data.len();
+        let mut rx: Vec<Mbuf> = Vec::with_capacity(self.burst);
+        let mut verdicts = vec![Verdict::Drop(DropReason::NoRoute); self.burst];
+        // One TX staging vector per data port and per TAP.
+        let mut tx_data: Vec<Vec<Mbuf>> = (0..n_ports).map(|_| Vec::with_capacity(self.burst * 2)).collect();
+        let mut tx_tap: Vec<Vec<Mbuf>> = (0..n_ports).map(|_| Vec::with_capacity(self.burst * 2)).collect();
+        let mut solicit_frame = [0u8; 86];
+        let mut idle_loops: u32 = 0;
+
+        while !self.stop.load(Ordering::Relaxed) {
+            while let Some(u) = self.updates.pop() {
+                match u {
+                    Update::Neighbor(n) => self.pipeline.set_neighbor(n),
+                }
+            }
+
+            let mut got = 0;
+            for p in 0..n_ports {
+                for ingress in [Ingress::Port(p), Ingress::Host(p)] {
+                    let port_id = match ingress {
+                        Ingress::Port(p) => self.ports.data[p],
+                        Ingress::Host(p) => self.ports.tap[p],
+                    };
+                    let n = dpdk::rx_burst(port_id, self.queue, &mut rx);
+                    if n == 0 {
+                        continue;
+                    }
+                    got += n;
+                    let now = dpdk::tsc();
+                    self.pipeline.process_burst(ingress, &mut rx, &mut verdicts, now);
+                    for (m, v) in rx.drain(..).zip(verdicts.iter()) {
+                        match *v {
+                            Verdict::Port(o) => tx_data[o].push(m),
+                            Verdict::Host(o) => tx_tap[o].push(m),
+                            Verdict::Drop(_) => drop(m),
+                        }
+                    }
+                }
+            }
+
+            // Ask for unresolved next hops.
+            let solicit = std::mem::take(&mut self.pipeline.solicit);
+            for &(port, ip) in &solicit {
+                if let Some(len) = self.pipeline.solicitation(port, ip, &mut solicit_frame) {
+                    if let Some(m) = Mbuf::from_slice(&self.pool, &solicit_frame[..len]) {
+                        tx_data[port].push(m);
+                    }
+                }
+            }
+            self.pipeline.solicit = solicit;
+            self.pipeline.solicit.clear();
+
+            for p in 0..n_ports {
+                self.flush(self.ports.data[p], &mut tx_data[p]);
+                self.flush(self.ports.tap[p], &mut tx_tap[p]);
+            }
+
+            for n in self.pipeline.learned.drain(..) {
+                // A full ring only delays sharing: the neighbour is learned again later.
+                let _ = self.events.push(Event::NeighborLearned(n));
+            }
+
+            if got == 0 {
+                idle_loops = idle_loops.saturating_add(1);
+                // Back off only after a few empty polls, so bursts of traffic stay on the spin path.
+                if !self.idle_sleep.is_zero() && idle_loops > 64 {
+                    std::thread::sleep(self.idle_sleep);
+                }
+            } else {
+                idle_loops = 0;
+            }
+        }
+    }
+
+    fn flush(&self, port: u16, pkts: &mut Vec<Mbuf>) {
+        if pkts.is_empty() {
+            return;
+        }
+        let c = self.pipeline.counters();
+        let sent = dpdk::tx_burst(port, self.queue, pkts);
+        c.tx.add(sent as u64);
+        if !pkts.is_empty() {
+            // One retry: a queue that is still full drops the rest, counted.
+            let again = dpdk::tx_burst(port, self.queue, pkts);
+            c.tx.add(again as u64);
+            for _ in 0..pkts.len() {
+                c.count_drop(DropReason::TxFull);
+            }
+            pkts.clear();
+        }
+    }
+}
