@@ -70,6 +70,7 @@ struct RawPort {
     addresses: Vec<String>,
     tap: Option<String>,
     mtu: Option<u16>,
+    mac: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +142,8 @@ pub struct PortConf {
     /// Kernel interface name of the exception-path TAP.
     pub tap: String,
     pub mtu: u16,
+    /// Overrides the port's own MAC address.
+    pub mac: Option<Mac>,
 }
 
 #[derive(Clone, Debug)]
@@ -265,7 +268,14 @@ impl Config {
             if !(576..=9000).contains(&mtu) {
                 return Err(field(f("mtu"), "must be between 576 and 9000"));
             }
-            ports.push(PortConf { name: p.name.clone(), role, addresses, tap, mtu });
+            let mac = match &p.mac {
+                Some(m) => Some(m.parse::<Mac>().map_err(|e| field(f("mac"), e))?),
+                None => None,
+            };
+            if mac.is_some_and(|m| m.is_multicast()) {
+                return Err(field(f("mac"), "a port's MAC address must be unicast"));
+            }
+            ports.push(PortConf { name: p.name.clone(), role, addresses, tap, mtu, mac });
         }
         if ports.is_empty() {
             return Err(field("port", "at least one port is needed"));

@@ -84,7 +84,17 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
     for (i, p) in cfg.ports.iter().enumerate() {
         let id = dpdk::port_by_name(&p.name).ok_or_else(|| GatewayError::NoSuchPort { index: i, name: p.name.clone() })?;
         started.push(Port::configure(id, nq, nq, cfg.rx_desc, &pool)?);
-        let mac = dpdk::port_mac(id)?;
+        let mac = match p.mac {
+            // Some devices (net_pcap) cannot change their MAC; the port is promiscuous, so the
+            // configured address still works: the pipeline filters on it in software.
+            Some(m) => {
+                if let Err(e) = dpdk::set_port_mac(id, m.0) {
+                    eprintln!("dataplane: port {}: using MAC {m} in software only ({e})", p.name);
+                }
+                m.0
+            }
+            None => dpdk::port_mac(id)?,
+        };
         let tap_id = dpdk::port_by_name(&tap_vdev(i))
             .ok_or_else(|| GatewayError::Tap { iface: p.tap.clone(), reason: "TAP vdev did not appear".into() })?;
         started.push(Port::configure(tap_id, nq, nq, 512, &pool)?);
