@@ -46,6 +46,7 @@ drop_reasons! {
     DummyPacket => "ESP dummy packet (next header 59)",
     BadNextHeader => "ESP next header neither IPv4 nor IPv6",
     BadInnerPacket => "decrypted inner packet malformed",
+    CongestionOnNotEct => "outer header marked CE over a not-ECN-capable inner packet (RFC 6040)",
     InnerSelectorMismatch => "decrypted packet outside its SA's traffic selectors",
     SeqExhausted => "outbound SA out of sequence numbers; needs rekey",
     NoRoom => "no head- or tailroom in the mbuf for ESP",
@@ -74,7 +75,8 @@ impl From<EspError> for DropReason {
             EspError::BadPadding => DropReason::BadPadding,
             EspError::DummyPacket => DropReason::DummyPacket,
             EspError::BadNextHeader => DropReason::BadNextHeader,
-            EspError::BadInnerPacket | EspError::BadInnerVersion => DropReason::BadInnerPacket,
+            EspError::BadInnerPacket => DropReason::BadInnerPacket,
+            EspError::CongestionOnNotEct => DropReason::CongestionOnNotEct,
             EspError::SeqExhausted => DropReason::SeqExhausted,
             EspError::NoRoom => DropReason::NoRoom,
         }

@@ -35,6 +35,6 @@ pub enum EspError {
     SeqExhausted,
     #[error("no head- or tailroom in the buffer for the ESP headers")]
     NoRoom,
-    #[error("inner IP version does not match the packet")]
-    BadInnerVersion,
+    #[error("congestion experienced on the outer header of a packet that is not ECN-capable (RFC 6040 4.2)")]
+    CongestionOnNotEct,
 }

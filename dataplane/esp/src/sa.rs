@@ -347,7 +347,17 @@ impl InboundSa {
         let Some(region) = buf.data_mut().get_mut(outer.esp_offset..end) else {
             return Err(EspError::Truncated);
         };
-        let opened = codec::open(&self.aead, &self.salt, seq, self.replay.esn(), region)?;
+        let opened = match codec::open(&self.aead, &self.salt, seq, self.replay.esn(), region) {
+            Ok(o) => o,
+            // Not authenticated: the window stays as it was.
+            Err(e @ (EspError::BadLength | EspError::AuthFailed)) => return Err(e),
+            // Authentic but with a bad trailer: the sender did use this number, so it is
+            // committed like any authenticated packet (RFC 4303 3.4.3), then dropped.
+            Err(e) => {
+                self.replay.commit(seq)?;
+                return Err(e);
+            }
+        };
         self.replay.commit(seq)?;
         let inner_at = outer.esp_offset + ESP_PREFIX_LEN;
         let inner = &mut buf.data_mut()[inner_at..inner_at + opened.payload_len];
@@ -369,10 +379,7 @@ impl InboundSa {
             }
             _ => return Err(EspError::BadNextHeader),
         };
-        if inner[0] >> 4 != inner_version {
-            return Err(EspError::BadInnerVersion);
-        }
-        ecn_decapsulate(outer.tos, &mut inner[..inner_len]);
+        ecn_decapsulate(outer.tos, &mut inner[..inner_len])?;
         let len_after_adj = buf.len() - inner_at;
         if !buf.adj(inner_at) || !buf.trim(len_after_adj - inner_len) {
             return Err(EspError::Truncated);
@@ -381,34 +388,166 @@ impl InboundSa {
     }
 }
 
-/// RFC 6040 section 4.2: congestion marked on the outer header (CE) is carried to an inner
-/// header that is ECN-capable. Not-ECT inner packets are left as they are.
-fn ecn_decapsulate(outer_tos: u8, inner: &mut [u8]) {
+/// RFC 6040 section 4.2 (normal mode), the decapsulation table: congestion experienced (CE)
+/// on the outer header is carried to an ECN-capable inner header, and so is ECT(1) over
+/// ECT(0); a CE mark over a Not-ECT inner packet cannot be passed on, so the packet is dropped.
+fn ecn_decapsulate(outer_tos: u8, inner: &mut [u8]) -> Result<(), EspError> {
+    const NOT_ECT: u8 = 0b00;
+    const ECT1: u8 = 0b01;
+    const ECT0: u8 = 0b10;
     const CE: u8 = 0b11;
-    if outer_tos & 0b11 != CE {
-        return;
+    let outer = outer_tos & 0b11;
+    let v4 = inner[0] >> 4 == 4;
+    let tos = if v4 { inner[1] } else { (inner[0] << 4) | (inner[1] >> 4) };
+    let new = match (tos & 0b11, outer) {
+        (NOT_ECT, CE) => return Err(EspError::CongestionOnNotEct),
+        (NOT_ECT, _) | (CE, _) => return Ok(()),
+        (_, CE) => CE,
+        (ECT0, ECT1) => ECT1,
+        _ => return Ok(()),
+    };
+    let new_tos = (tos & !0b11) | new;
+    if v4 {
+        let old = inner[1];
+        inner[1] = new_tos;
+        // Incremental checksum update (RFC 1624 eqn. 3): HC' = ~(~HC + ~m + m').
+        let hc = u16::from_be_bytes([inner[10], inner[11]]);
+        let m = u16::from_be_bytes([inner[0], old]);
+        let m2 = u16::from_be_bytes([inner[0], new_tos]);
+        let c = checksum_finish(u32::from(!hc) + u32::from(!m) + u32::from(m2));
+        inner[10..12].copy_from_slice(&c.to_be_bytes());
+    } else {
+        inner[0] = (inner[0] & 0xf0) | (new_tos >> 4);
+        inner[1] = (inner[1] & 0x0f) | (new_tos << 4);
     }
-    match inner[0] >> 4 {
-        4 => {
-            let old = inner[1];
-            if old & 0b11 == 0 || old & 0b11 == CE {
-                return;
-            }
-            inner[1] = old | CE;
-            // Incremental checksum update (RFC 1624 eqn. 3): HC' = ~(~HC + ~m + m').
-            let hc = u16::from_be_bytes([inner[10], inner[11]]);
-            let m = u16::from_be_bytes([inner[0], old]);
-            let m2 = u16::from_be_bytes([inner[0], inner[1]]);
-            let sum = u32::from(!hc) + u32::from(!m) + u32::from(m2);
-            let c = checksum_finish(sum);
-            inner[10..12].copy_from_slice(&c.to_be_bytes());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aead::GcmKeyLen;
+    use crate::buf::VecBuf;
+    use crate::wire::{Classified, classify};
+
+    fn cfg(esn: bool) -> SaConfig {
+        SaConfig {
+            spi: 0x1234,
+            key: KeyMaterial::new(GcmKeyLen::Aes128, &[7; 16], &[1, 2, 3, 4]).unwrap(),
+            local: "192.0.2.1".parse().unwrap(),
+            remote: "192.0.2.2".parse().unwrap(),
+            encap: None,
+            esn,
+            replay_window: 64,
         }
-        _ => {
-            let tc = (inner[0] << 4) | (inner[1] >> 4);
-            if tc & 0b11 == 0 || tc & 0b11 == CE {
-                return;
-            }
-            inner[1] |= CE << 4;
+    }
+
+    fn inner_v4(tos: u8) -> Vec<u8> {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x45;
+        p[1] = tos;
+        p[3] = 40;
+        p[8] = 64;
+        p[9] = 17;
+        let c = checksum_finish(checksum_add(0, &p[..20]));
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    fn seal(out: &OutboundSa, seq: u64, inner: &[u8], outer_tos: Option<u8>) -> VecBuf {
+        let mut b = VecBuf::new(inner, 64, 64);
+        out.encapsulate(seq, &mut b).unwrap();
+        if let Some(t) = outer_tos {
+            let d = b.data_mut();
+            d[1] = t;
+            d[10] = 0;
+            d[11] = 0;
+            let c = checksum_finish(checksum_add(0, &d[..20]));
+            d[10..12].copy_from_slice(&c.to_be_bytes());
         }
+        b
+    }
+
+    fn open(inb: &mut InboundSa, mut b: VecBuf) -> Result<VecBuf, EspError> {
+        let Ok(Classified::Esp(o)) = classify(b.data()) else { panic!("not ESP") };
+        inb.decapsulate(&o, &mut b).map(|_| b)
+    }
+
+    #[test]
+    fn ecn_decapsulation_follows_rfc_6040() {
+        let out = OutboundSa::new(&cfg(false), Arc::new(SeqCounter::default())).unwrap();
+        let mut inb = InboundSa::new(&cfg(false)).unwrap();
+        // (inner ECN, outer ECN) -> inner ECN after decapsulation, or None for a drop.
+        let table = [
+            (0b00, 0b00, Some(0b00)),
+            (0b00, 0b10, Some(0b00)),
+            (0b00, 0b11, None),
+            (0b10, 0b01, Some(0b01)),
+            (0b10, 0b11, Some(0b11)),
+            (0b01, 0b10, Some(0b01)),
+            (0b01, 0b11, Some(0b11)),
+            (0b11, 0b00, Some(0b11)),
+        ];
+        for (seq, (inner, outer, want)) in table.into_iter().enumerate() {
+            let b = seal(&out, seq as u64 + 1, &inner_v4(0xb8 | inner), Some(0xb8 | outer));
+            match (open(&mut inb, b), want) {
+                (Ok(b), Some(w)) => {
+                    assert_eq!(b.data()[1], 0xb8 | w, "inner {inner:02b} outer {outer:02b}");
+                    assert!(crate::wire::Ipv4Packet::new_checked(b.data()).unwrap().checksum_ok());
+                }
+                (Err(EspError::CongestionOnNotEct), None) => {}
+                (r, w) => panic!("inner {inner:02b} outer {outer:02b}: {r:?}, want {w:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn outer_header_copies_dscp_and_df() {
+        let out = OutboundSa::new(&cfg(false), Arc::new(SeqCounter::default())).unwrap();
+        let mut inner = inner_v4(0xb8);
+        inner[6] = 0x40;
+        let c = checksum_finish(checksum_add(0, &{
+            let mut h = inner[..20].to_vec();
+            h[10] = 0;
+            h[11] = 0;
+            h
+        }));
+        inner[10..12].copy_from_slice(&c.to_be_bytes());
+        let b = seal(&out, 1, &inner, None);
+        let p = crate::wire::Ipv4Packet::new_checked(b.data()).unwrap();
+        assert_eq!(p.tos(), 0xb8);
+        assert!(p.dont_fragment());
+        assert!(p.checksum_ok());
+        assert_eq!(p.protocol(), PROTO_ESP);
+    }
+
+    #[test]
+    fn the_last_sequence_number_is_never_sent() {
+        let out = OutboundSa::new(&cfg(false), Arc::new(SeqCounter::default())).unwrap();
+        let mut b = VecBuf::new(&inner_v4(0), 64, 64);
+        assert_eq!(out.encapsulate(u64::from(u32::MAX) + 1, &mut b), Err(EspError::SeqExhausted));
+        assert_eq!(out.encapsulate(0, &mut b), Err(EspError::SeqExhausted));
+        assert!(out.encapsulate(u64::from(u32::MAX), &mut b).is_ok());
+        let esn = OutboundSa::new(&cfg(true), Arc::new(SeqCounter::default())).unwrap();
+        let mut b = VecBuf::new(&inner_v4(0), 64, 64);
+        assert!(esn.encapsulate(u64::from(u32::MAX) + 1, &mut b).is_ok());
+    }
+
+    #[test]
+    fn authentic_packet_with_bad_inner_still_moves_the_window() {
+        let out = OutboundSa::new(&cfg(false), Arc::new(SeqCounter::default())).unwrap();
+        let mut inb = InboundSa::new(&cfg(false)).unwrap();
+        // CE over Not-ECT: authentic, dropped after the window is updated.
+        let b = seal(&out, 9, &inner_v4(0), Some(0b11));
+        let again = b.clone();
+        assert_eq!(open(&mut inb, b).err(), Some(EspError::CongestionOnNotEct));
+        assert_eq!(inb.replay_window().top(), 9);
+        assert_eq!(open(&mut inb, again).err(), Some(EspError::ReplayDuplicate));
+        // A forged packet does not move it.
+        let mut forged = seal(&out, 50, &inner_v4(0), None);
+        let n = forged.len();
+        forged.data_mut()[n - 1] ^= 1;
+        assert_eq!(open(&mut inb, forged).err(), Some(EspError::AuthFailed));
+        assert_eq!(inb.replay_window().top(), 9);
     }
 }
