@@ -15,40 +15,19 @@ ok() { echo "ok   - $*"; pass=$((pass + 1)); }
 bad() { echo "FAIL - $*"; fail=$((fail + 1)); }
 ns() { ip netns exec "$p-$1" "${@:2}"; }
 
-pids=()
+# shellcheck source=../scripts/gw-lib.sh
+. "$here/scripts/gw-lib.sh"
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
+  gw_stop
   "$here/scripts/netns-topology" down "$p"
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-start_gw() { # name lcore [bad inbound key]
-  "$here/scripts/gw-config" "$1" "$2" "$p$1" ${3:+"$3"} >"$work/$1.toml"
-  # Not through the ns function: $! must be the dataplane itself, for kill and wait.
-  ip netns exec "$p-gw$1" "$bin" run --config "$work/$1.toml" --control-socket "$work/$1.sock" >"$work/$1.out" 2>"$work/$1.err" &
-  pids+=($!)
-}
-
-wait_up() {
-  for _ in $(seq 100); do
-    [ -S "$work/a.sock" ] && [ -S "$work/b.sock" ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-stop_gws() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
-  pids=()
-}
-
 "$here/scripts/netns-topology" up "$p"
-start_gw a 0
-start_gw b 1
-if wait_up; then ok "both gateways up"; else bad "gateways did not start"; cat "$work"/*.err; exit 1; fi
+gw_start a 0
+gw_start b 1
+if gw_wait_up; then ok "both gateways up"; else bad "gateways did not start"; cat "$work"/*.err; exit 1; fi
 
 # The first packets may go to neighbour resolution (ARP/ND) on either side.
 ns h1 ping -c 3 -i 0.2 -W 1 10.2.0.10 >/dev/null 2>&1
@@ -112,15 +91,15 @@ dec=$(tshark -r "$work/b-ping.pcap" -o esp.enable_encryption_decode:TRUE -o esp.
   -o "uat:esp_sa:$sa_ab" -d udp.port==4500,udpencap -Y "esp.spi==0xa0001 && icmp.type==8 && ip.src==10.1.0.10" 2>/dev/null | wc -l)
 if [ "$dec" -eq 10 ]; then ok "tshark decrypts the 10 echo requests on the wire with the SA key"; else bad "tshark decrypted $dec echo requests"; fi
 
-stop_gws
+gw_stop
 grep -q "AuthFailed" "$work/b.out" && bad "AuthFailed drops with matching keys" || ok "no authentication failures with matching keys"
 
 # Same traffic, gateway b's inbound key wrong: nothing gets through, and b says why.
-start_gw a 0
-start_gw b 1 00000000000000000000000000000000
-wait_up || bad "gateways did not restart"
+gw_start a 0
+gw_start b 1 00000000000000000000000000000000
+gw_wait_up || bad "gateways did not restart"
 if ns h1 ping -c 5 -i 0.2 -W 1 10.2.0.10 >/dev/null 2>&1; then bad "ping passed with mismatched keys"; else ok "ping fails with mismatched keys"; fi
-stop_gws
+gw_stop
 if grep -qE "AuthFailed +[1-9]" "$work/b.out"; then ok "gateway b counted AuthFailed"; else bad "no AuthFailed count: $(cat "$work/b.out")"; fi
 
 echo "--- gateway a counters (matching-keys run were printed above in stats) ---"
