@@ -72,9 +72,10 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayError> {
 }
 
 fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayError> {
-    let lcores = dpdk::worker_lcores();
-    // With a single lcore the main thread is the worker and the control thread is a plain one.
-    let worker_lcores: Vec<u32> = if lcores.is_empty() { vec![dpdk::main_lcore()] } else { lcores.clone() };
+    // Every lcore polls, the main one included; the control thread is a plain thread that
+    // sleeps between rounds (waiting for the workers on the main lcore would spin a core).
+    let mut worker_lcores = vec![dpdk::main_lcore()];
+    worker_lcores.extend(dpdk::worker_lcores());
     let nq = worker_lcores.len() as u16;
     let pool = Mempool::new("dp_mbufs", cfg.mbufs, 256, 2048 + 128, dpdk::socket_id())?;
 

@@ -74,6 +74,17 @@ impl Worker {
                         continue;
                     }
                     got += n;
+                    // The stages need each packet in one contiguous segment (jumbo chains are
+                    // not supported); anything else is dropped here, counted.
+                    let counters = self.pipeline.counters();
+                    rx.retain(|m| {
+                        let ok = m.is_contiguous();
+                        if !ok {
+                            counters.rx.add(1);
+                            counters.count_drop(DropReason::MultiSegment);
+                        }
+                        ok
+                    });
                     let now = dpdk::tsc();
                     self.pipeline.process_burst(ingress, &mut rx, &mut verdicts, now);
                     for (m, v) in rx.drain(..).zip(verdicts.iter()) {
