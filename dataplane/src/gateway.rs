@@ -131,23 +131,28 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
     let hz = dpdk::tsc_hz();
 
     let stop = Arc::new(AtomicBool::new(false));
+    // One inbound SA each, cloned per worker: the clones share the anti-replay window.
+    let mut inbound_sas = Vec::new();
+    for (i, s) in cfg.sas.iter().enumerate() {
+        if s.direction == Direction::In {
+            let sa = InboundSa::new(&s.sa).map_err(|reason| GatewayError::Sa { name: s.name.clone(), reason })?;
+            inbound_sas.push((i, sa));
+        }
+    }
     let mut counters = Vec::new();
     let mut updates = Vec::new();
     let mut events = Vec::new();
     let mut workers = Vec::new();
     for (q, &lcore) in worker_lcores.iter().enumerate() {
         let mut outbound = Vec::new();
-        let mut inbound = Vec::new();
         for (i, s) in cfg.sas.iter().enumerate() {
             let sa_err = |reason| GatewayError::Sa { name: s.name.clone(), reason };
-            match s.direction {
-                Direction::Out => outbound.push(Some(OutboundSa::new(&s.sa, seqs[i].clone()).map_err(sa_err)?)),
-                Direction::In => {
-                    outbound.push(None);
-                    inbound.push((i, InboundSa::new(&s.sa).map_err(sa_err)?));
-                }
-            }
+            outbound.push(match s.direction {
+                Direction::Out => Some(OutboundSa::new(&s.sa, seqs[i].clone()).map_err(sa_err)?),
+                Direction::In => None,
+            });
         }
+        let inbound = inbound_sas.clone();
         let c = Arc::new(WorkerCounters::new(lcore, cfg.sas.len()));
         let mut pipeline = Pipeline::new(infos.clone(), spd.clone(), routes.clone(), outbound, inbound, c.clone(), hz);
         for n in &cfg.neighbors {

@@ -255,7 +255,7 @@ impl Pipeline {
             Ok(Classified::Other) => return Verdict::Drop(DropReason::MalformedIp),
             Err(e) => return Verdict::Drop(e.into()),
         };
-        let Some((sa_idx, sa)) = self.inbound.get_mut(&outer.spi) else {
+        let Some((sa_idx, sa)) = self.inbound.get(&outer.spi) else {
             return Verdict::Drop(DropReason::UnknownSpi);
         };
         let sa_idx = *sa_idx;

@@ -82,6 +82,13 @@ sa_in = "in"
 }
 
 fn pipeline(me: &str, udp: bool, v6_outer: bool, esn: bool) -> (Pipeline, Arc<WorkerCounters>) {
+    let mut v = pipelines(me, udp, v6_outer, esn, 1);
+    v.remove(0)
+}
+
+/// `n` workers of one gateway, built as the gateway builds them: outbound SAs share their
+/// sequence counter, inbound SAs are clones sharing their anti-replay window.
+fn pipelines(me: &str, udp: bool, v6_outer: bool, esn: bool, n: usize) -> Vec<(Pipeline, Arc<WorkerCounters>)> {
     let cfg = Config::parse(&gw_config(me, udp, v6_outer, esn)).unwrap();
     let macs = if me == "a" { [A_PROT, A_UNPROT] } else { [B_PROT, B_UNPROT] };
     let ports: Vec<PortInfo> = cfg
@@ -91,37 +98,44 @@ fn pipeline(me: &str, udp: bool, v6_outer: bool, esn: bool) -> (Pipeline, Arc<Wo
         .map(|(p, mac)| PortInfo { mac, role: p.role, addresses: p.addresses.clone(), mtu: p.mtu })
         .collect();
     assert_eq!(ports[0].role, Role::Protected);
-    let routes = RouteTable::new(
+    let routes = Arc::new(RouteTable::new(
         cfg.ports
             .iter()
             .enumerate()
             .flat_map(|(i, p)| p.addresses.iter().map(move |a| Route { prefix: a.network(), via: None, port: i }))
             .collect(),
-    );
-    let spd = Spd::new(cfg.policies.iter().map(|p| Policy { selector: p.selector, action: p.action, priority: p.priority }).collect());
-    let mut outbound = Vec::new();
-    let mut inbound = Vec::new();
-    for (i, s) in cfg.sas.iter().enumerate() {
-        match s.direction {
-            Direction::Out => outbound.push(Some(OutboundSa::new(&s.sa, Arc::new(SeqCounter::default())).unwrap())),
-            Direction::In => {
-                outbound.push(None);
-                inbound.push((i, InboundSa::new(&s.sa).unwrap()));
+    ));
+    let spd = Arc::new(Spd::new(cfg.policies.iter().map(|p| Policy { selector: p.selector, action: p.action, priority: p.priority }).collect()));
+    let seqs: Vec<Arc<SeqCounter>> = cfg.sas.iter().map(|_| Arc::new(SeqCounter::default())).collect();
+    let inbound: Vec<(usize, InboundSa)> = cfg
+        .sas
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.direction == Direction::In)
+        .map(|(i, s)| (i, InboundSa::new(&s.sa).unwrap()))
+        .collect();
+    (0..n)
+        .map(|core| {
+            let outbound = cfg
+                .sas
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.direction == Direction::Out).then(|| OutboundSa::new(&s.sa, seqs[i].clone()).unwrap()))
+                .collect();
+            let c = Arc::new(WorkerCounters::new(core as u32, cfg.sas.len()));
+            let mut p = Pipeline::new(ports.clone(), spd.clone(), routes.clone(), outbound, inbound.clone(), c.clone(), 1_000_000);
+            // Neighbours: the protected host and the peer gateway on both families.
+            let (host_ip, host6, peer4, peer6, host_mac, peer_mac) = if me == "a" {
+                ("10.1.0.10", "fd01::10", "192.0.2.2", "2001:db8::2", HOST1, B_UNPROT)
+            } else {
+                ("10.2.0.10", "fd02::10", "192.0.2.1", "2001:db8::1", HOST2, A_UNPROT)
+            };
+            for (port, ip, mac) in [(0, host_ip, host_mac), (0, host6, host_mac), (1, peer4, peer_mac), (1, peer6, peer_mac)] {
+                p.set_neighbor(Neighbor { port, ip: ip.parse().unwrap(), mac });
             }
-        }
-    }
-    let c = Arc::new(WorkerCounters::new(1, cfg.sas.len()));
-    let mut p = Pipeline::new(ports, Arc::new(spd), Arc::new(routes), outbound, inbound, c.clone(), 1_000_000);
-    // Neighbours: the protected host and the peer gateway on both families.
-    let (host_ip, host6, peer4, peer6, host_mac, peer_mac) = if me == "a" {
-        ("10.1.0.10", "fd01::10", "192.0.2.2", "2001:db8::2", HOST1, B_UNPROT)
-    } else {
-        ("10.2.0.10", "fd02::10", "192.0.2.1", "2001:db8::1", HOST2, A_UNPROT)
-    };
-    for (port, ip, mac) in [(0, host_ip, host_mac), (0, host6, host_mac), (1, peer4, peer_mac), (1, peer6, peer_mac)] {
-        p.set_neighbor(Neighbor { port, ip: ip.parse().unwrap(), mac });
-    }
-    (p, c)
+            (p, c)
+        })
+        .collect()
 }
 
 fn ipv4_udp(src: &str, dst: &str, payload_len: usize) -> Vec<u8> {
@@ -416,4 +430,29 @@ fn sequence_numbers_are_reserved_per_burst_and_never_repeat() {
     a.process_burst(Ingress::Port(0), &mut pkts, &mut v, 1);
     let seqs: Vec<u32> = pkts.iter().map(|p| u32::from_be_bytes(p.data()[14 + 20 + 4..14 + 20 + 8].try_into().unwrap())).collect();
     assert_eq!(seqs, (1..=32).collect::<Vec<u32>>());
+}
+
+#[test]
+fn two_workers_share_sequence_numbers_and_the_replay_window() {
+    let mut a = pipelines("a", true, false, true, 2);
+    let mut b = pipelines("b", true, false, true, 2);
+    let inner = ipv4_udp("10.1.0.10", "10.2.0.10", 40);
+    // Both of a's workers send on the one SA: their sequence numbers interleave, never repeat.
+    let mut seqs = Vec::new();
+    let mut frames = Vec::new();
+    for k in 0..10 {
+        let (p, _) = &mut a[k % 2];
+        let f = encrypt(p, &inner);
+        seqs.push(u32::from_be_bytes(f.data()[14 + 20 + 8 + 4..14 + 20 + 8 + 8].try_into().unwrap()));
+        frames.push(f);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=10).collect::<Vec<u32>>());
+    // Each packet accepted by one of b's workers is a replay for the other.
+    for (k, f) in frames.into_iter().enumerate() {
+        let copy = VecBuf::new(f.data(), 128, 0);
+        assert_eq!(run(&mut b[k % 2].0, Ingress::Port(1), f).0, Verdict::Port(0));
+        let (other, oc) = &mut b[(k + 1) % 2];
+        expect_drop(other, oc, Ingress::Port(1), copy, DropReason::ReplayDuplicate);
+    }
 }

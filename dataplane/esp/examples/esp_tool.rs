@@ -96,7 +96,7 @@ fn encap(req: &Value) -> Result<Value, String> {
     })
 }
 
-fn decap_one(sa: &mut InboundSa, pkt: &[u8]) -> Value {
+fn decap_one(sa: &InboundSa, pkt: &[u8]) -> Value {
     let mut buf = VecBuf::new(pkt, 0, 0);
     let outer = match classify(buf.data()) {
         Ok(Classified::Esp(o)) => o,
@@ -115,7 +115,7 @@ fn decap_one(sa: &mut InboundSa, pkt: &[u8]) -> Value {
 
 fn decap(req: &Value) -> Result<Value, String> {
     let cfg = config(req)?;
-    let mut sa = InboundSa::new(&cfg)?;
+    let sa = InboundSa::new(&cfg)?;
     let packets: Vec<Vec<u8>> = match (req.get("packets"), req.get("packet")) {
         (Some(Value::Array(a)), _) => a
             .iter()
@@ -124,7 +124,7 @@ fn decap(req: &Value) -> Result<Value, String> {
         (None, Some(Value::String(p))) => vec![unhex(p)?],
         _ => return Err("decap needs packets (array) or packet (hex)".into()),
     };
-    let results: Vec<Value> = packets.iter().map(|p| decap_one(&mut sa, p)).collect();
+    let results: Vec<Value> = packets.iter().map(|p| decap_one(&sa, p)).collect();
     Ok(json!({"ok": true, "results": results}))
 }
 

@@ -1,28 +1,43 @@
 //! Anti-replay window (RFC 4303 section 3.4.3, Appendix A) with 64-bit extended sequence
-//! numbers (Appendix A2).
+//! numbers (Appendix A2), shared by every core that receives on the SA and lock-free.
 //!
-//! The bitmap is a ring of 64-bit words, one word more than the window needs, so that sliding
-//! the window clears whole words instead of shifting bits (RFC 6479).
+//! The bitmap is a ring of slots, one more than the window needs. Each slot is one atomic
+//! 64-bit word: the high half is the number of the 32-packet block it describes, the low half
+//! that block's bits. A slot is only ever moved to a newer block, with a compare-and-swap, so
+//! sliding the window needs no clearing pass (which could race with another core setting a bit)
+//! and a sequence number is accepted at most once whatever the cores do concurrently.
 //!
 //! Use: [`ReplayWindow::check`] before authenticating, [`ReplayWindow::commit`] only after the
-//! ICV verified (RFC 4303 3.4.3: "the receiver MUST ... update the window only if the integrity
-//! verification succeeds"). `commit` checks again, so two copies of one packet in the same burst
-//! cannot both get through.
+//! ICV verified (RFC 4303 3.4.3: the window is updated only if the integrity verification
+//! succeeds). `commit` decides again, atomically, so two copies of one packet (in one burst, or
+//! on two cores) cannot both get through.
 
 use crate::EspError;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Smallest and largest window the gateway accepts, in packets.
 pub const MIN_WINDOW: u32 = 64;
 pub const MAX_WINDOW: u32 = 1 << 16;
 
-#[derive(Clone, Debug)]
+/// Sequence numbers per slot.
+const BLOCK_BITS: u32 = 5;
+const BLOCK: u64 = 1 << BLOCK_BITS;
+
+#[derive(Debug)]
 pub struct ReplayWindow {
     /// Highest sequence number authenticated so far; 0 before the first packet (0 is never sent).
-    top: u64,
+    top: AtomicU64,
     /// Window size in packets, a multiple of 64.
     size: u64,
     esn: bool,
-    bits: Box<[u64]>,
+    slots: Box<[AtomicU64]>,
+}
+
+#[inline]
+fn block_of(seq: u64) -> u32 {
+    // Block numbers are compared with wrapping arithmetic, so 32 bits are enough even with ESN:
+    // every block a slot can hold lies within one window of the top.
+    (seq >> BLOCK_BITS) as u32
 }
 
 impl ReplayWindow {
@@ -32,8 +47,13 @@ impl ReplayWindow {
             return Err("replay window must be between 64 and 65536 packets");
         }
         let size = u64::from(size).div_ceil(64) * 64;
-        let words = (size / 64 + 1) as usize;
-        Ok(ReplayWindow { top: 0, size, esn, bits: vec![0; words].into_boxed_slice() })
+        let slots = (size / BLOCK + 1) as usize;
+        Ok(ReplayWindow {
+            top: AtomicU64::new(0),
+            size,
+            esn,
+            slots: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+        })
     }
 
     pub fn size(&self) -> u64 {
@@ -41,7 +61,7 @@ impl ReplayWindow {
     }
     /// The highest authenticated sequence number (the right edge of the window).
     pub fn top(&self) -> u64 {
-        self.top
+        self.top.load(Ordering::Acquire)
     }
     pub fn esn(&self) -> bool {
         self.esn
@@ -53,8 +73,9 @@ impl ReplayWindow {
         if !self.esn {
             return Some(u64::from(seq_low));
         }
-        let tl = self.top as u32;
-        let th = (self.top >> 32) as u32;
+        let top = self.top();
+        let tl = top as u32;
+        let th = (top >> 32) as u32;
         let w = self.size as u32;
         let bottom = tl.wrapping_sub(w).wrapping_add(1);
         let seq_high = if tl >= w - 1 {
@@ -76,43 +97,65 @@ impl ReplayWindow {
         self.check_full(seq).map(|()| seq)
     }
 
-    fn check_full(&self, seq: u64) -> Result<(), EspError> {
+    fn in_window(&self, seq: u64) -> Result<(), EspError> {
         if seq == 0 {
             // RFC 4303 3.3.3: the first packet sent has sequence number 1; 0 is never valid.
             return Err(EspError::ReplayTooOld);
         }
-        if seq > self.top {
-            return Ok(());
-        }
-        if self.top - seq >= self.size {
+        let top = self.top();
+        if seq <= top && top - seq >= self.size {
             return Err(EspError::ReplayTooOld);
         }
-        let (w, b) = self.slot(seq);
-        if self.bits[w] & (1 << b) != 0 { Err(EspError::ReplayDuplicate) } else { Ok(()) }
+        Ok(())
+    }
+
+    /// Reads the slot of `seq`: Ok(true) if already received, Err if the slot has moved on.
+    #[inline]
+    fn seen(slot: u64, seq: u64) -> Result<bool, EspError> {
+        let tag = (slot >> 32) as u32;
+        match block_of(seq).wrapping_sub(tag) as i32 {
+            // The slot holds a newer block: this number has left the window.
+            d if d < 0 => Err(EspError::ReplayTooOld),
+            0 => Ok(slot & (1 << (seq % BLOCK)) != 0),
+            // An older block: stale, this number is unseen.
+            _ => Ok(false),
+        }
+    }
+
+    fn check_full(&self, seq: u64) -> Result<(), EspError> {
+        self.in_window(seq)?;
+        match Self::seen(self.slot(seq).load(Ordering::Acquire), seq)? {
+            true => Err(EspError::ReplayDuplicate),
+            false => Ok(()),
+        }
     }
 
     /// Records an authenticated sequence number and slides the window. Fails, changing nothing,
-    /// if the number was committed already or has fallen out of the window since `check`.
-    pub fn commit(&mut self, seq: u64) -> Result<(), EspError> {
-        self.check_full(seq)?;
-        if seq > self.top {
-            let words = self.bits.len() as u64;
-            let old_block = self.top >> 6;
-            let new_block = seq >> 6;
-            let clear = (new_block - old_block).min(words);
-            for i in 1..=clear {
-                self.bits[((old_block + i) % words) as usize] = 0;
+    /// if the number was committed already (by any core) or has fallen out of the window.
+    pub fn commit(&self, seq: u64) -> Result<(), EspError> {
+        self.in_window(seq)?;
+        let slot = self.slot(seq);
+        let bit = 1u64 << (seq % BLOCK);
+        let mut cur = slot.load(Ordering::Acquire);
+        loop {
+            let new = match Self::seen(cur, seq)? {
+                true => return Err(EspError::ReplayDuplicate),
+                // Same block: add the bit. Older block: take the slot over for this block.
+                false if (cur >> 32) as u32 == block_of(seq) => cur | bit,
+                false => (u64::from(block_of(seq)) << 32) | bit,
+            };
+            match slot.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => cur = now,
             }
-            self.top = seq;
         }
-        let (w, b) = self.slot(seq);
-        self.bits[w] |= 1 << b;
+        self.top.fetch_max(seq, Ordering::AcqRel);
         Ok(())
     }
 
     #[inline]
-    fn slot(&self, seq: u64) -> (usize, u32) {
-        (((seq >> 6) % self.bits.len() as u64) as usize, (seq & 63) as u32)
+    fn slot(&self, seq: u64) -> &AtomicU64 {
+        &self.slots[((seq >> BLOCK_BITS) % self.slots.len() as u64) as usize]
     }
 }
 
@@ -120,7 +163,7 @@ impl ReplayWindow {
 mod tests {
     use super::*;
 
-    fn accept(w: &mut ReplayWindow, seq_low: u32) -> Result<u64, EspError> {
+    fn accept(w: &ReplayWindow, seq_low: u32) -> Result<u64, EspError> {
         let s = w.check(seq_low)?;
         w.commit(s)?;
         Ok(s)
@@ -128,20 +171,20 @@ mod tests {
 
     #[test]
     fn rejects_zero_duplicates_and_too_old() {
-        let mut w = ReplayWindow::new(64, false).unwrap();
+        let w = ReplayWindow::new(64, false).unwrap();
         assert_eq!(w.check(0), Err(EspError::ReplayTooOld));
-        assert_eq!(accept(&mut w, 1), Ok(1));
-        assert_eq!(accept(&mut w, 1), Err(EspError::ReplayDuplicate));
-        assert_eq!(accept(&mut w, 100), Ok(100));
-        assert_eq!(accept(&mut w, 37), Ok(37), "inside the window, unseen");
-        assert_eq!(accept(&mut w, 36), Err(EspError::ReplayTooOld), "100 - 36 = 64 = window size");
-        assert_eq!(accept(&mut w, 37), Err(EspError::ReplayDuplicate));
+        assert_eq!(accept(&w, 1), Ok(1));
+        assert_eq!(accept(&w, 1), Err(EspError::ReplayDuplicate));
+        assert_eq!(accept(&w, 100), Ok(100));
+        assert_eq!(accept(&w, 37), Ok(37), "inside the window, unseen");
+        assert_eq!(accept(&w, 36), Err(EspError::ReplayTooOld), "100 - 36 = 64 = window size");
+        assert_eq!(accept(&w, 37), Err(EspError::ReplayDuplicate));
         assert_eq!(w.top(), 100);
     }
 
     #[test]
     fn commit_rechecks_so_a_burst_cannot_pass_a_duplicate() {
-        let mut w = ReplayWindow::new(128, false).unwrap();
+        let w = ReplayWindow::new(128, false).unwrap();
         let a = w.check(5).unwrap();
         let b = w.check(5).unwrap();
         assert!(w.commit(a).is_ok());
@@ -150,20 +193,21 @@ mod tests {
 
     #[test]
     fn failed_check_changes_nothing() {
-        let mut w = ReplayWindow::new(64, false).unwrap();
-        accept(&mut w, 10).unwrap();
-        let before = (w.top, w.bits.clone());
+        let w = ReplayWindow::new(64, false).unwrap();
+        accept(&w, 10).unwrap();
         let _ = w.check(5000);
-        assert_eq!((w.top, w.bits.clone()), before, "check alone must not slide the window");
+        assert_eq!(w.top(), 10, "check alone must not slide the window");
+        assert_eq!(w.check(5000), Ok(5000));
+        assert_eq!(w.check(10), Err(EspError::ReplayDuplicate));
     }
 
     #[test]
     fn sliding_far_clears_old_bits() {
-        let mut w = ReplayWindow::new(64, false).unwrap();
+        let w = ReplayWindow::new(64, false).unwrap();
         for s in 1..=64 {
-            accept(&mut w, s).unwrap();
+            accept(&w, s).unwrap();
         }
-        accept(&mut w, 64 + 64 * 3 + 5).unwrap();
+        accept(&w, 64 + 64 * 3 + 5).unwrap();
         // Everything between the old and new top that is inside the window must read as unseen.
         for s in (64 + 64 * 3 + 5 - 63)..(64 + 64 * 3 + 5) {
             assert_eq!(w.check(s), Ok(u64::from(s)), "seq {s}");
@@ -174,7 +218,7 @@ mod tests {
     #[test]
     fn matches_a_simple_model_for_large_windows() {
         for size in [64u32, 192, 1024, 4096] {
-            let mut w = ReplayWindow::new(size, false).unwrap();
+            let w = ReplayWindow::new(size, false).unwrap();
             let size = w.size();
             let mut seen = std::collections::BTreeSet::new();
             let mut top = 0u64;
@@ -192,7 +236,7 @@ mod tests {
                 } else {
                     Ok(seq)
                 };
-                let got = accept(&mut w, seq as u32);
+                let got = accept(&w, seq as u32);
                 assert_eq!(got, expect, "size {size} seq {seq} top {top}");
                 if got.is_ok() {
                     seen.insert(seq);
@@ -204,7 +248,7 @@ mod tests {
 
     #[test]
     fn esn_infers_the_high_half_across_the_32_bit_boundary() {
-        let mut w = ReplayWindow::new(64, true).unwrap();
+        let w = ReplayWindow::new(64, true).unwrap();
         // Window near the top of the first subspace (case A).
         w.commit(0xffff_fff0).unwrap();
         assert_eq!(w.check(0xffff_fff5), Ok(0xffff_fff5));
@@ -222,7 +266,7 @@ mod tests {
 
     #[test]
     fn esn_case_b_in_the_first_subspace_never_goes_negative() {
-        let mut w = ReplayWindow::new(64, true).unwrap();
+        let w = ReplayWindow::new(64, true).unwrap();
         w.commit(10).unwrap();
         assert_eq!(w.infer(0xffff_fff0), None);
         assert_eq!(w.check(0xffff_fff0), Err(EspError::ReplayTooOld));
@@ -230,7 +274,7 @@ mod tests {
 
     #[test]
     fn without_esn_the_high_half_is_zero() {
-        let mut w = ReplayWindow::new(64, false).unwrap();
+        let w = ReplayWindow::new(64, false).unwrap();
         w.commit(0xffff_fff0).unwrap();
         assert_eq!(w.check(3), Err(EspError::ReplayTooOld));
     }
@@ -241,5 +285,47 @@ mod tests {
         assert!(ReplayWindow::new(MAX_WINDOW + 1, false).is_err());
         assert_eq!(ReplayWindow::new(100, false).unwrap().size(), 128);
         assert_eq!(ReplayWindow::new(4096, true).unwrap().size(), 4096);
+    }
+}
+
+#[cfg(test)]
+mod concurrency {
+    use super::*;
+    use std::sync::Arc;
+
+    /// Four threads offer every sequence number, each in its own slightly shuffled order
+    /// (neighbours swapped): every number must be accepted by exactly one thread. The first
+    /// offer of any number comes at most one ahead of the window's top, so nothing is too old.
+    #[test]
+    fn each_number_is_accepted_once_across_threads() {
+        for size in [64u32, 1024] {
+            let w = Arc::new(ReplayWindow::new(size, false).unwrap());
+            let n = 200_000u64;
+            let threads: Vec<_> = (0..4u64)
+                .map(|t| {
+                    let w = w.clone();
+                    std::thread::spawn(move || {
+                        let mut mine = Vec::new();
+                        for i in 1..=n {
+                            // Pairs (2k+1, 2k+2) are swapped by half of the threads.
+                            let seq = if (i.div_ceil(2) + t) % 2 == 0 && i < n { if i % 2 == 1 { i + 1 } else { i - 1 } } else { i };
+                            if let Ok(s) = w.check(seq as u32) {
+                                if w.commit(s).is_ok() {
+                                    mine.push(s);
+                                }
+                            }
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            let mut all: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+            let accepted = all.len();
+            all.sort_unstable();
+            all.dedup();
+            assert_eq!(all.len(), accepted, "window {size}: a sequence number was accepted twice");
+            assert_eq!(accepted as u64, n, "window {size}: every number accepted once");
+            assert_eq!(w.top(), n);
+        }
     }
 }

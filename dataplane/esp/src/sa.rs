@@ -300,9 +300,10 @@ pub struct Decapsulated {
     pub seq: u64,
 }
 
-/// The receiving half of an SA, with its anti-replay window. One copy per core: with RSS over
-/// the outer addresses and UDP ports all packets of an SA reach the same queue.
-#[derive(Debug)]
+/// The receiving half of an SA. Each core gets its own copy (`clone`): the cipher state is
+/// private to the copy, the anti-replay window is shared (lock-free), so a packet replayed
+/// towards another core's queue is caught as well.
+#[derive(Debug, Clone)]
 pub struct InboundSa {
     pub spi: u32,
     pub local: IpAddr,
@@ -310,7 +311,7 @@ pub struct InboundSa {
     pub encap: Option<UdpEncap>,
     aead: AesGcm,
     salt: [u8; SALT_LEN],
-    replay: ReplayWindow,
+    replay: Arc<ReplayWindow>,
 }
 
 impl Drop for InboundSa {
@@ -329,7 +330,7 @@ impl InboundSa {
             encap: cfg.encap,
             aead: AesGcm::new(&cfg.key),
             salt: cfg.key.salt(),
-            replay: ReplayWindow::new(cfg.replay_window, cfg.esn)?,
+            replay: Arc::new(ReplayWindow::new(cfg.replay_window, cfg.esn)?),
         })
     }
 
@@ -340,7 +341,7 @@ impl InboundSa {
     /// Checks, authenticates, decrypts and strips an ESP packet classified as `outer`, leaving
     /// the inner IP packet in `buf`. The order is RFC 4303 3.4.3 and 3.4.4: replay check, ICV
     /// check and decryption, and only then the window update.
-    pub fn decapsulate<B: PacketBuf + ?Sized>(&mut self, outer: &EspOuter, buf: &mut B) -> Result<Decapsulated, EspError> {
+    pub fn decapsulate<B: PacketBuf + ?Sized>(&self, outer: &EspOuter, buf: &mut B) -> Result<Decapsulated, EspError> {
         codec::check_len(outer.esp_len)?;
         let seq = self.replay.check(outer.seq_low)?;
         let end = outer.esp_offset + outer.esp_len;
@@ -468,7 +469,7 @@ mod tests {
         b
     }
 
-    fn open(inb: &mut InboundSa, mut b: VecBuf) -> Result<VecBuf, EspError> {
+    fn open(inb: &InboundSa, mut b: VecBuf) -> Result<VecBuf, EspError> {
         let Ok(Classified::Esp(o)) = classify(b.data()) else { panic!("not ESP") };
         inb.decapsulate(&o, &mut b).map(|_| b)
     }
@@ -476,7 +477,7 @@ mod tests {
     #[test]
     fn ecn_decapsulation_follows_rfc_6040() {
         let out = OutboundSa::new(&cfg(false), Arc::new(SeqCounter::default())).unwrap();
-        let mut inb = InboundSa::new(&cfg(false)).unwrap();
+        let inb = InboundSa::new(&cfg(false)).unwrap();
         // (inner ECN, outer ECN) -> inner ECN after decapsulation, or None for a drop.
         let table = [
             (0b00, 0b00, Some(0b00)),
@@ -490,7 +491,7 @@ mod tests {
         ];
         for (seq, (inner, outer, want)) in table.into_iter().enumerate() {
             let b = seal(&out, seq as u64 + 1, &inner_v4(0xb8 | inner), Some(0xb8 | outer));
-            match (open(&mut inb, b), want) {
+            match (open(&inb, b), want) {
                 (Ok(b), Some(w)) => {
                     assert_eq!(b.data()[1], 0xb8 | w, "inner {inner:02b} outer {outer:02b}");
                     assert!(crate::wire::Ipv4Packet::new_checked(b.data()).unwrap().checksum_ok());
@@ -536,18 +537,18 @@ mod tests {
     #[test]
     fn authentic_packet_with_bad_inner_still_moves_the_window() {
         let out = OutboundSa::new(&cfg(false), Arc::new(SeqCounter::default())).unwrap();
-        let mut inb = InboundSa::new(&cfg(false)).unwrap();
+        let inb = InboundSa::new(&cfg(false)).unwrap();
         // CE over Not-ECT: authentic, dropped after the window is updated.
         let b = seal(&out, 9, &inner_v4(0), Some(0b11));
         let again = b.clone();
-        assert_eq!(open(&mut inb, b).err(), Some(EspError::CongestionOnNotEct));
+        assert_eq!(open(&inb, b).err(), Some(EspError::CongestionOnNotEct));
         assert_eq!(inb.replay_window().top(), 9);
-        assert_eq!(open(&mut inb, again).err(), Some(EspError::ReplayDuplicate));
+        assert_eq!(open(&inb, again).err(), Some(EspError::ReplayDuplicate));
         // A forged packet does not move it.
         let mut forged = seal(&out, 50, &inner_v4(0), None);
         let n = forged.len();
         forged.data_mut()[n - 1] ^= 1;
-        assert_eq!(open(&mut inb, forged).err(), Some(EspError::AuthFailed));
+        assert_eq!(open(&inb, forged).err(), Some(EspError::AuthFailed));
         assert_eq!(inb.replay_window().top(), 9);
     }
 }

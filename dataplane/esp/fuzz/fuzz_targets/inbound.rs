@@ -53,7 +53,7 @@ fn new_sa(o: &Opts) -> InboundSa {
     InboundSa::new(&config(o.esn, o.udp, o.v6, o.aes256)).expect("valid SA")
 }
 
-fn decap(sa: &mut InboundSa, outer: &EspOuter, pkt: &[u8]) -> (Result<Decapsulated, EspError>, VecBuf) {
+fn decap(sa: &InboundSa, outer: &EspOuter, pkt: &[u8]) -> (Result<Decapsulated, EspError>, VecBuf) {
     let mut buf = VecBuf::new(pkt, 0, 0);
     let r = sa.decapsulate(outer, &mut buf);
     (r, buf)
@@ -63,8 +63,8 @@ fn raw(o: &Opts, pkt: &[u8]) {
     let _ = black_box(flow_key(black_box(pkt)));
     let Ok(Classified::Esp(outer)) = black_box(classify(black_box(pkt))) else { return };
     assert!(outer.esp_offset + outer.esp_len <= pkt.len(), "classify points past the packet");
-    let mut sa = new_sa(o);
-    let (first, buf) = decap(&mut sa, &outer, pkt);
+    let sa = new_sa(o);
+    let (first, buf) = decap(&sa, &outer, pkt);
     match black_box(first) {
         Ok(_) => {
             let _ = black_box(flow_key(buf.data()));
@@ -74,7 +74,7 @@ fn raw(o: &Opts, pkt: &[u8]) {
                 || matches!(e, EspError::ReplayTooOld | EspError::ReplayDuplicate)
             {
                 // Rejected before the window update: nothing may have changed.
-                let (again, _) = decap(&mut sa, &outer, pkt);
+                let (again, _) = decap(&sa, &outer, pkt);
                 assert_eq!(again.err(), Some(e), "second attempt differs");
             }
         }
@@ -213,7 +213,7 @@ fn sealed(o: &Opts, rest: &[u8]) {
     let plain = &plain[..];
     let cfg = config(o.esn, o.udp, o.v6, o.aes256);
     let aead = AesGcm::new(&cfg.key);
-    let mut sa = InboundSa::new(&cfg).expect("valid SA");
+    let sa = InboundSa::new(&cfg).expect("valid SA");
 
     let checked = sa.replay_window().check(seq_low);
     let seq = sa.replay_window().infer(seq_low).unwrap_or(u64::from(seq_low));
@@ -227,7 +227,7 @@ fn sealed(o: &Opts, rest: &[u8]) {
     } else {
         checked.and_then(|_| model(plain)).and_then(|len| ecn_model(plain, tos).map(|ecn| (len, ecn)))
     };
-    let (got, buf) = decap(&mut sa, &outer, &pkt);
+    let (got, buf) = decap(&sa, &outer, &pkt);
     match (&got, expected) {
         (Ok(d), Ok((inner_len, new_ecn))) => {
             assert_eq!(d.seq, seq);
@@ -252,7 +252,7 @@ fn sealed(o: &Opts, rest: &[u8]) {
     }
 
     // The same packet again.
-    let (again, _) = decap(&mut sa, &outer, &pkt);
+    let (again, _) = decap(&sa, &outer, &pkt);
     match got {
         Err(EspError::BadLength | EspError::ReplayTooOld | EspError::ReplayDuplicate) => {
             assert_eq!(again.err(), got.err())
@@ -274,12 +274,12 @@ fn sealed(o: &Opts, rest: &[u8]) {
         // The small inner packet is Not-ECT: keep CE off the outer header (RFC 6040 would drop it).
         let pkt = seal(&aead, o, tos & !3, seq, &small);
         let outer = classify_ok(&pkt, o, 32 + small.len(), low);
-        let (got, _) = decap(&mut sa, &outer, &pkt);
+        let (got, _) = decap(&sa, &outer, &pkt);
         match checked {
             Ok(s) => {
                 assert_eq!(got.map(|d| d.seq), Ok(s), "a fresh valid packet was refused");
                 assert!(sa.replay_window().top() >= s);
-                let (again, _) = decap(&mut sa, &outer, &pkt);
+                let (again, _) = decap(&sa, &outer, &pkt);
                 assert_eq!(again.err(), Some(EspError::ReplayDuplicate));
             }
             Err(e) => assert_eq!(got.err(), Some(e)),

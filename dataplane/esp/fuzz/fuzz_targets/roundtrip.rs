@@ -80,7 +80,7 @@ fuzz_target!(|data: &[u8]| {
 
     let cfg = config(esn, udp, outer_v6, aes256);
     let out = OutboundSa::new(&cfg, Arc::new(SeqCounter::starting_at(seq))).expect("valid SA");
-    let mut inb = InboundSa::new(&cfg).expect("valid SA");
+    let inb = InboundSa::new(&cfg).expect("valid SA");
 
     let prime_inner = inner_packet(inner_v6, 0, false, 59, &[]);
     for s in priming {
