@@ -21,7 +21,7 @@ GW_PROT_MAC = "02:00:00:aa:00:01"
 GW_UNPROT_MAC = "02:00:00:aa:00:02"
 HOST_MAC = "02:00:00:11:00:01"
 PEER_MAC = "02:00:00:bb:00:02"
-LOCAL, REMOTE = "10.77.0.1", "10.77.0.2"
+ENDPOINTS = {False: ("10.77.0.1", "10.77.0.2"), True: ("2001:db8:77::1", "2001:db8:77::2")}
 KEY_OUT, SALT_OUT = bytes.fromhex("00112233445566778899aabbccddeeff"), bytes.fromhex("0a0b0c0d")
 KEY_IN, SALT_IN = bytes.fromhex("1f1e1d1c1b1a19181716151413121110" * 2), bytes.fromhex("01020304")
 SPI_OUT, SPI_IN = 0x1001, 0x2001
@@ -38,7 +38,9 @@ def check(cond, what):
         print("FAIL:", what)
 
 
-def config(d, rx_prot, rx_unprot, udp):
+def config(d, rx_prot, rx_unprot, udp, v6):
+    LOCAL, REMOTE = ENDPOINTS[v6]
+    plen = 64 if v6 else 24
     return f"""
 [eal]
 args = ["--no-huge", "-m", "256", "--no-pci", "-l", "0", "--file-prefix", "pcaptest{os.getpid()}",
@@ -56,7 +58,7 @@ tap = "pcaptap0"
 name = "net_pcap1"
 role = "unprotected"
 mac = "{GW_UNPROT_MAC}"
-addresses = ["{LOCAL}/24"]
+addresses = ["{LOCAL}/{plen}"]
 tap = "pcaptap1"
 mtu = 1600
 
@@ -156,9 +158,10 @@ def run_dataplane(binary, d, cfg_text):
         return {}
 
 
-def tshark_inner(pcap, udp):
+def tshark_inner(pcap, udp, v6):
     """Inner IPv4/IPv6 sources tshark finds after decrypting with our SA keys."""
-    sa = f'"IPv4","{LOCAL}","{REMOTE}","{hex(SPI_OUT)}","AES-GCM with 16 octet ICV [RFC4106]","0x{(KEY_OUT + SALT_OUT).hex()}","NULL",""'
+    LOCAL, REMOTE = ENDPOINTS[v6]
+    sa = f'"{"IPv6" if v6 else "IPv4"}","{LOCAL}","{REMOTE}","{hex(SPI_OUT)}","AES-GCM with 16 octet ICV [RFC4106]","0x{(KEY_OUT + SALT_OUT).hex()}","NULL",""'
     args = ["tshark", "-r", pcap, "-o", "esp.enable_encryption_decode:TRUE", "-o", "esp.enable_authentication_check:TRUE",
             "-o", f"uat:esp_sa:{sa}", "-Y", "esp", "-T", "fields", "-e", "esp.sequence", "-e", "ip.src", "-e", "ipv6.src", "-e", "esp.icv_good"]
     if udp:
@@ -170,7 +173,10 @@ def tshark_inner(pcap, udp):
 
 def main():
     binary = sys.argv[1]
-    for udp in (False, True):
+    for udp, v6 in ((False, False), (True, False), (False, True), (True, True)):
+        LOCAL, REMOTE = ENDPOINTS[v6]
+        OuterIP = IPv6 if v6 else IP
+        what = f"udp={udp} outer={'IPv6' if v6 else 'IPv4'}"
         with tempfile.TemporaryDirectory() as d:
             pkts = inner_packets()
             plain = os.path.join(d, "plain.pcap")
@@ -179,23 +185,27 @@ def main():
             wrpcap(empty, [])
 
             # Outbound: plaintext in, ESP out.
-            stats = run_dataplane(binary, d, config(d, plain, empty, udp))
+            stats = run_dataplane(binary, d, config(d, plain, empty, udp, v6))
             out = rdpcap(os.path.join(d, "unprot_out.pcap"))
-            esp_frames = [f for f in out if f.type == 0x0800 and (f[IP].proto == 50 or (UDP in f and f[UDP].dport == 4500))]
-            check(len(esp_frames) == len(pkts), f"udp={udp}: {len(esp_frames)} ESP frames for {len(pkts)} packets")
+            def outer_is_esp(f):
+                if v6:
+                    return f.type == 0x86DD and (f[IPv6].nh == 50 or (f[IPv6].nh == 17 and f[UDP].dport == 4500))
+                return f.type == 0x0800 and (f[IP].proto == 50 or (f[IP].proto == 17 and f[UDP].dport == 4500))
+            esp_frames = [f for f in out if outer_is_esp(f)]
+            check(len(esp_frames) == len(pkts), f"{what}: {len(esp_frames)} ESP frames for {len(pkts)} packets")
             sa_out = SecurityAssociation(ESP, spi=SPI_OUT, crypt_algo="AES-GCM", crypt_key=KEY_OUT + SALT_OUT, auth_algo="NULL",
-                                         tunnel_header=IP(src=LOCAL, dst=REMOTE),
+                                         tunnel_header=OuterIP(src=LOCAL, dst=REMOTE),
                                          nat_t_header=UDP(sport=4500, dport=4500) if udp else None)
             for i, (f, p) in enumerate(zip(esp_frames, pkts)):
                 check(f.dst == PEER_MAC and f.src == GW_UNPROT_MAC, f"frame {i} MACs")
-                check(f[IP].src == LOCAL and f[IP].dst == REMOTE, f"frame {i} outer addresses")
+                check(f[OuterIP].src == LOCAL and f[OuterIP].dst == REMOTE, f"{what} frame {i} outer addresses")
                 check(ESP in f and f[ESP].spi == SPI_OUT and f[ESP].seq == i + 1, f"frame {i} SPI/seq")
                 try:
-                    inner = sa_out.decrypt(f[IP])
-                    check(bytes(inner) == one_hop(p), f"udp={udp} frame {i}: scapy decrypts to the input, one hop on")
+                    inner = sa_out.decrypt(f[OuterIP])
+                    check(bytes(inner) == one_hop(p), f"{what} frame {i}: scapy decrypts to the input, one hop on")
                 except Exception as e:  # noqa: BLE001 - any failure is a test failure
-                    check(False, f"udp={udp} frame {i}: scapy could not decrypt: {e!r}")
-            lines, err = tshark_inner(os.path.join(d, "unprot_out.pcap"), udp)
+                    check(False, f"{what} frame {i}: scapy could not decrypt: {e!r}")
+            lines, err = tshark_inner(os.path.join(d, "unprot_out.pcap"), udp, v6)
             good = [l for l in lines if l.strip()]
             check(len(good) == len(pkts), f"tshark sees {len(good)} ESP packets, want {len(pkts)}")
             check(all(l.rstrip().endswith("1") or "True" in l for l in good), "tshark finds every ICV good")
@@ -205,7 +215,7 @@ def main():
 
             # Inbound: scapy encrypts, we decrypt.
             sa_in = SecurityAssociation(ESP, spi=SPI_IN, crypt_algo="AES-GCM", crypt_key=KEY_IN + SALT_IN, auth_algo="NULL",
-                                        tunnel_header=IP(src=REMOTE, dst=LOCAL), esn_en=True, esn=0,
+                                        tunnel_header=OuterIP(src=REMOTE, dst=LOCAL), esn_en=True, esn=0,
                                         nat_t_header=UDP(sport=4500, dport=4500) if udp else None)
             back = [IP(bytes(p)) if IP in p else IPv6(bytes(p)) for p in pkts]
             back = [p.__class__(bytes(p)) for p in back]
@@ -229,12 +239,12 @@ def main():
                 enc.append(Ether(dst=GW_UNPROT_MAC, src=PEER_MAC) / e)
             esp_in = os.path.join(d, "esp_in.pcap")
             wrpcap(esp_in, enc)
-            stats = run_dataplane(binary, d, config(d, empty, esp_in, udp))
+            stats = run_dataplane(binary, d, config(d, empty, esp_in, udp, v6))
             got = rdpcap(os.path.join(d, "prot_out.pcap"))
             got = [f for f in got if f.type in (0x0800, 0x86DD) and f.dst == HOST_MAC]
-            check(len(got) == len(rev), f"udp={udp}: {len(got)} decrypted frames for {len(rev)}")
+            check(len(got) == len(rev), f"{what}: {len(got)} decrypted frames for {len(rev)}")
             for i, (f, p) in enumerate(zip(got, rev)):
-                check(bytes(f.payload) == one_hop(p), f"udp={udp} inbound frame {i} equals scapy's input, one hop on")
+                check(bytes(f.payload) == one_hop(p), f"{what} inbound frame {i} equals scapy's input, one hop on")
                 check(f.src == GW_PROT_MAC, f"inbound frame {i} source MAC")
             check(stats.get("drops", []) == [], f"no drops inbound: {stats.get('drops')}")
             sas = {s["name"]: s for s in stats.get("sas", [])}
