@@ -4,7 +4,8 @@
 use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use core::str::FromStr;
-use esp::wire::{PROTO_ICMPV6, checksum_add, checksum_finish};
+use esp::buf::PacketBuf;
+use esp::wire::{PROTO_ICMP, PROTO_ICMPV6, checksum_add, checksum_finish};
 
 pub const ETH_HDR_LEN: usize = 14;
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -237,6 +238,56 @@ pub fn ndp_learn(ip6: &[u8]) -> Option<(Ipv6Addr, Mac)> {
         opts = &opts[len..];
     }
     None
+}
+
+/// Turns the IP packet in `pkt` into an ICMP "fragmentation needed" (RFC 792, RFC 1191) or
+/// ICMPv6 "packet too big" (RFC 4443 3.2) error from `src` to `dst` quoting it, in place.
+/// False (packet unchanged or unusable) if there is no room.
+pub fn icmp_too_big<B: PacketBuf>(pkt: &mut B, src: IpAddr, dst: IpAddr, mtu: u32) -> bool {
+    let v4 = src.is_ipv4();
+    // As much of the original as fits in the minimum MTU (RFC 1812 4.3.2.3, RFC 4443 2.4(c)).
+    let (hdr, max_total) = if v4 { (20 + 8, 576) } else { (40 + 8, 1280) };
+    let quote = pkt.len().min(max_total - hdr);
+    if !pkt.trim(pkt.len() - quote) {
+        return false;
+    }
+    let Some(p) = pkt.prepend(hdr) else { return false };
+    let total = p.len();
+    p[..hdr].fill(0);
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            p[0] = 0x45;
+            p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+            p[8] = 64;
+            p[9] = PROTO_ICMP;
+            p[12..16].copy_from_slice(&s.octets());
+            p[16..20].copy_from_slice(&d.octets());
+            let c = checksum_finish(checksum_add(0, &p[..20]));
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+            p[20] = 3; // destination unreachable
+            p[21] = 4; // fragmentation needed and DF set
+            p[26..28].copy_from_slice(&(mtu.min(0xffff) as u16).to_be_bytes());
+            let c = checksum_finish(checksum_add(0, &p[20..]));
+            p[22..24].copy_from_slice(&c.to_be_bytes());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let plen = (total - 40) as u16;
+            p[0] = 0x60;
+            p[4..6].copy_from_slice(&plen.to_be_bytes());
+            p[6] = PROTO_ICMPV6;
+            p[7] = 64;
+            p[8..24].copy_from_slice(&s.octets());
+            p[24..40].copy_from_slice(&d.octets());
+            p[40] = 2; // packet too big
+            p[44..48].copy_from_slice(&mtu.to_be_bytes());
+            let mut sum = checksum_add(0, &p[8..40]);
+            sum = sum.wrapping_add(u32::from(plen)).wrapping_add(u32::from(PROTO_ICMPV6));
+            let c = checksum_finish(checksum_add(sum, &p[40..]));
+            p[42..44].copy_from_slice(&c.to_be_bytes());
+        }
+        _ => return false,
+    }
+    true
 }
 
 /// Decrements the TTL or hop limit of a forwarded packet (RFC 1812 5.3.1, RFC 8200 3).

@@ -58,6 +58,8 @@ const SOLICIT_PER_SECOND: u64 = 10;
 /// Most neighbour events or solicitations kept between two drains; more are dropped (the
 /// next burst will ask again).
 const MAX_PENDING: usize = 64;
+/// ICMP errors one worker may send per second.
+const ICMP_ERRORS_PER_SECOND: u64 = 100;
 
 /// One worker's view of the gateway: its own SA copies and neighbour cache, shared read-only
 /// policy and routing tables.
@@ -79,6 +81,8 @@ pub struct Pipeline {
     tsc_hz: u64,
     /// Outbound packets waiting for their sequence numbers: (burst index, SA index).
     pending: Vec<(usize, usize)>,
+    /// TSC of the last ICMP error sent, for rate limiting.
+    last_icmp: u64,
 }
 
 impl Pipeline {
@@ -104,6 +108,7 @@ impl Pipeline {
             last_solicit: HashMap::new(),
             tsc_hz: tsc_hz.max(1),
             pending: Vec::with_capacity(256),
+            last_icmp: 0,
         }
     }
 
@@ -218,6 +223,9 @@ impl Pipeline {
         match self.ports[port].role {
             Role::Protected => match self.spd.lookup_outbound(&key).map(|p| p.action) {
                 Some(Action::Protect { sa_out, .. }) => {
+                    if let Some(v) = self.check_tunnel_mtu(port, sa_out, pkt, now) {
+                        return v;
+                    }
                     if !net::decrement_ttl(pkt.data_mut()) {
                         return Verdict::Drop(DropReason::TtlExpired);
                     }
@@ -322,6 +330,47 @@ impl Pipeline {
             }
             None => Verdict::Drop(DropReason::NoRoom),
         }
+    }
+
+    /// Path MTU discovery through the tunnel (RFC 4301 8.1, RFC 1191, RFC 8201): a packet
+    /// that would not fit the egress port once encapsulated is answered with ICMP
+    /// "fragmentation needed" (IPv4 with DF set) or ICMPv6 "packet too big", carrying the
+    /// tunnel's MTU, and dropped. `None` if it fits.
+    fn check_tunnel_mtu<B: PacketBuf>(&mut self, ingress: usize, sa_idx: usize, pkt: &mut B, now: u64) -> Option<Verdict> {
+        let sa = self.outbound.get(sa_idx)?.as_ref()?;
+        let (eport, _) = self.routes.lookup(sa.remote)?;
+        let mtu = usize::from(self.ports[eport].mtu);
+        if sa.encapsulated_len(pkt.len()) <= mtu {
+            return None;
+        }
+        let tunnel_mtu = sa.max_inner_len(mtu);
+        self.counters.count_drop(DropReason::MtuExceeded);
+        let data = pkt.data();
+        let v4 = data[0] >> 4 == 4;
+        if v4 && data[6] & 0x40 == 0 {
+            // DF clear: the sender expects routers to fragment. Not supported yet: drop.
+            return Some(Verdict::Drop(DropReason::MtuExceeded));
+        }
+        // RFC 1812 4.3.2.8 / RFC 4443 2.4(f): ICMP errors are rate limited.
+        let gap = self.tsc_hz / ICMP_ERRORS_PER_SECOND;
+        if self.last_icmp != 0 && now.wrapping_sub(self.last_icmp) < gap {
+            return Some(Verdict::Drop(DropReason::MtuExceeded));
+        }
+        let src = self.ports[ingress].addresses.iter().map(|a| a.addr).find(|a| a.is_ipv4() == v4)?;
+        let Ok(key) = wire::flow_key(data) else {
+            return Some(Verdict::Drop(DropReason::MtuExceeded));
+        };
+        // Never answer an ICMP error with another (RFC 1122 3.2.2, RFC 4443 2.4(e)).
+        let is_error = match key.proto {
+            wire::PROTO_ICMP => !matches!(key.sport, 0 | 8 | 13 | 15 | 17),
+            PROTO_ICMPV6 => key.sport < 128,
+            _ => false,
+        };
+        if is_error || !net::icmp_too_big(pkt, src, key.src, tunnel_mtu as u32) {
+            return Some(Verdict::Drop(DropReason::MtuExceeded));
+        }
+        self.last_icmp = now.max(1);
+        Some(self.send(pkt, key.src, now))
     }
 
     fn encrypt_pending<B: PacketBuf>(&mut self, pkts: &mut [B], verdicts: &mut [Verdict], now: u64) {

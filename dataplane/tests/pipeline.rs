@@ -456,3 +456,56 @@ fn two_workers_share_sequence_numbers_and_the_replay_window() {
         expect_drop(other, oc, Ingress::Port(1), copy, DropReason::ReplayDuplicate);
     }
 }
+
+#[test]
+fn too_big_for_the_tunnel_is_answered_with_icmp() {
+    let (mut a, ca) = pipeline("a", true, false, false);
+    // IPv4 with DF: "fragmentation needed" back to the sender, with the tunnel's MTU.
+    let mut big = ipv4_udp("10.1.0.10", "10.2.0.10", 1472);
+    big[6] = 0x40;
+    big[10] = 0;
+    big[11] = 0;
+    let c = checksum_finish(checksum_add(0, &big[..20]));
+    big[10..12].copy_from_slice(&c.to_be_bytes());
+    let (v, f) = run(&mut a, Ingress::Port(0), frame(A_PROT, HOST1, &big));
+    assert_eq!(v, Verdict::Port(0));
+    assert_eq!(net::dst_mac(f.data()), HOST1);
+    let ip = &f.data()[14..];
+    let p = esp::wire::Ipv4Packet::new_checked(ip).unwrap();
+    assert!(p.checksum_ok());
+    assert_eq!((p.src().to_string(), p.dst().to_string(), p.protocol()), ("10.1.0.1".into(), "10.1.0.10".into(), 1));
+    assert_eq!(p.total_len(), 576);
+    let icmp = p.payload();
+    assert_eq!((icmp[0], icmp[1]), (3, 4));
+    assert_eq!(checksum_finish(checksum_add(0, icmp)), 0);
+    let mtu = u16::from_be_bytes([icmp[6], icmp[7]]);
+    // 1500 - outer IPv4 20 - UDP 8 - ESP 8 - IV 8 - ICV 16 = 1440, minus 2 trailer bytes.
+    assert_eq!(mtu, 1438);
+    assert_eq!(&icmp[8..28], &big[..20], "the original header is quoted");
+    assert_eq!(ca.drops(DropReason::MtuExceeded), 1);
+    // One that fits goes through.
+    let fits = ipv4_udp("10.1.0.10", "10.2.0.10", 1438 - 28);
+    assert_eq!(run(&mut a, Ingress::Port(0), frame(A_PROT, HOST1, &fits)).0, Verdict::Port(1));
+    // Rate limited: right after the first, no second ICMP.
+    let (v, _) = run(&mut a, Ingress::Port(0), frame(A_PROT, HOST1, &big));
+    assert_eq!(v, Verdict::Drop(DropReason::MtuExceeded));
+    // Without DF: dropped (no fragmentation yet), counted.
+    let (mut a, _) = pipeline("a", true, false, false);
+    let no_df = ipv4_udp("10.1.0.10", "10.2.0.10", 1472);
+    assert_eq!(run(&mut a, Ingress::Port(0), frame(A_PROT, HOST1, &no_df)).0, Verdict::Drop(DropReason::MtuExceeded));
+    // IPv6: "packet too big".
+    let (mut a, _) = pipeline("a", true, false, false);
+    let big6 = ipv6_udp("fd01::10", "fd02::10", 1452);
+    let (v, f) = run(&mut a, Ingress::Port(0), frame(A_PROT, HOST1, &big6));
+    assert_eq!(v, Verdict::Port(0));
+    let ip = &f.data()[14..];
+    let p = esp::wire::Ipv6Packet::new_checked(ip).unwrap();
+    assert_eq!((p.src().to_string(), p.dst().to_string(), p.next_header()), ("fd01::1".into(), "fd01::10".into(), 58));
+    assert_eq!(p.total_len(), 1280);
+    let icmp = p.payload();
+    assert_eq!(icmp[0], 2);
+    assert_eq!(u32::from_be_bytes(icmp[4..8].try_into().unwrap()), 1438);
+    let mut sum = checksum_add(0, &ip[8..40]);
+    sum = sum.wrapping_add(icmp.len() as u32 + 58);
+    assert_eq!(checksum_finish(checksum_add(sum, icmp)), 0);
+}

@@ -237,6 +237,20 @@ impl OutboundSa {
         self.outer.len() + ESP_PREFIX_LEN
     }
 
+    /// Length of the outer packet this SA makes of an inner packet of `inner_len` bytes.
+    #[inline]
+    pub fn encapsulated_len(&self, inner_len: usize) -> usize {
+        self.overhead_front() + inner_len + codec::trailer_len(inner_len)
+    }
+
+    /// The longest inner packet whose outer packet still fits in `outer_mtu` bytes: the MTU
+    /// of the tunnel, as reported to senders in ICMP "packet too big" messages.
+    pub fn max_inner_len(&self, outer_mtu: usize) -> usize {
+        // Payload, padding and the 2 trailer bytes end on a 4-byte boundary (RFC 4303 2.4).
+        let room = outer_mtu.saturating_sub(self.overhead_front() + crate::aead::ICV_LEN);
+        (room & !3).saturating_sub(2)
+    }
+
     /// True if `seq` may still be sent. RFC 4303 3.3.3: the counter must never cycle; the SA
     /// must be replaced (rekeyed) before 2^32 (or 2^64 with ESN) packets.
     #[inline]
@@ -520,6 +534,16 @@ mod tests {
         assert!(p.dont_fragment());
         assert!(p.checksum_ok());
         assert_eq!(p.protocol(), PROTO_ESP);
+    }
+
+    #[test]
+    fn tunnel_mtu_is_the_largest_inner_packet_that_fits() {
+        let out = OutboundSa::new(&cfg(false), Arc::new(SeqCounter::default())).unwrap();
+        for mtu in 1280..1300 {
+            let max = out.max_inner_len(mtu);
+            assert!(out.encapsulated_len(max) <= mtu, "mtu {mtu}");
+            assert!(out.encapsulated_len(max + 1) > mtu, "mtu {mtu}");
+        }
     }
 
     #[test]
