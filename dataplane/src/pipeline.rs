@@ -196,11 +196,10 @@ impl Pipeline {
             },
             _ => return Verdict::Drop(DropReason::MalformedIp),
         };
-        if v6 && ip[6] == PROTO_ICMPV6 {
-            if let Some((ip6, mac)) = net::ndp_learn(ip) {
+        if v6 && ip[6] == PROTO_ICMPV6
+            && let Some((ip6, mac)) = net::ndp_learn(ip) {
                 self.learn(port, IpAddr::V6(ip6), mac);
             }
-        }
         let multicast = match dst {
             IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
             IpAddr::V6(a) => a.is_multicast(),
@@ -284,12 +283,12 @@ impl Pipeline {
         c.bytes.add(pkt.len() as u64);
         if let Some(p) = self.own_address(key.dst) {
             // Inner packet for the gateway itself (say a ping of its protected address).
-            return self.to_host(pkt, p);
+            return self.frame_for_host(pkt, p);
         }
         self.forward_clear(pkt, key.dst, now)
     }
 
-    fn to_host<B: PacketBuf>(&mut self, pkt: &mut B, port: usize) -> Verdict {
+    fn frame_for_host<B: PacketBuf>(&mut self, pkt: &mut B, port: usize) -> Verdict {
         let mac = self.ports[port].mac;
         let et = if pkt.data()[0] >> 4 == 4 { ETHERTYPE_IPV4 } else { ETHERTYPE_IPV6 };
         match pkt.prepend(ETH_HDR_LEN) {

@@ -100,11 +100,10 @@ impl Worker {
             // Ask for unresolved next hops.
             let solicit = std::mem::take(&mut self.pipeline.solicit);
             for &(port, ip) in &solicit {
-                if let Some(len) = self.pipeline.solicitation(port, ip, &mut solicit_frame) {
-                    if let Some(m) = Mbuf::from_slice(&self.pool, &solicit_frame[..len]) {
+                if let Some(len) = self.pipeline.solicitation(port, ip, &mut solicit_frame)
+                    && let Some(m) = Mbuf::from_slice(&self.pool, &solicit_frame[..len]) {
                         tx_data[port].push(m);
                     }
-                }
             }
             self.pipeline.solicit = solicit;
             self.pipeline.solicit.clear();

@@ -108,7 +108,7 @@ pub struct Opened {
 #[inline]
 pub fn check_len(esp_len: usize) -> Result<(), EspError> {
     // RFC 4303 2.4: the ciphertext (payload + trailer) ends on a 4-octet boundary.
-    if esp_len < ESP_PREFIX_LEN + 2 + ICV_LEN || (esp_len - ESP_PREFIX_LEN - ICV_LEN) % 4 != 0 {
+    if esp_len < ESP_PREFIX_LEN + 2 + ICV_LEN || !(esp_len - ESP_PREFIX_LEN - ICV_LEN).is_multiple_of(4) {
         return Err(EspError::BadLength);
     }
     Ok(())

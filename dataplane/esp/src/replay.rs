@@ -309,11 +309,10 @@ mod concurrency {
                         for i in 1..=n {
                             // Pairs (2k+1, 2k+2) are swapped by half of the threads.
                             let seq = if (i.div_ceil(2) + t) % 2 == 0 && i < n { if i % 2 == 1 { i + 1 } else { i - 1 } } else { i };
-                            if let Ok(s) = w.check(seq as u32) {
-                                if w.commit(s).is_ok() {
+                            if let Ok(s) = w.check(seq as u32)
+                                && w.commit(s).is_ok() {
                                     mine.push(s);
                                 }
-                            }
                         }
                         mine
                     })
