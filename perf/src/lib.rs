@@ -1,0 +1,142 @@
+//! Benchmark helpers shared by the `perf` binaries: test packets, packet-size mixes, run
+//! statistics and a time-stamp-counter reading.
+//!
+//! Only [`tsc`] uses `unsafe`, for one CPU instruction.
+#![deny(unsafe_code)]
+
+use esp::wire::{checksum_add, checksum_finish};
+use std::net::Ipv4Addr;
+
+/// Packets per burst, as the dataplane's rx/tx bursts.
+pub const BURST: usize = 32;
+/// Bursts per timed round. 12 bursts = 384 packets = 32 whole IMIX patterns, so every round
+/// carries exactly the 7:4:1 mix.
+pub const BURSTS_PER_ROUND: usize = 12;
+/// Packets per timed round.
+pub const ROUND: usize = BURST * BURSTS_PER_ROUND;
+/// Buffer layout of the benchmarks, like an mbuf: room in front for the outer headers,
+/// behind for the ESP trailer and ICV.
+pub const HEADROOM: usize = 128;
+pub const TAILROOM: usize = 64;
+
+/// The IMIX pattern: 7 x 64, 4 x 576, 1 x 1500 bytes (inner IP packet sizes).
+pub const IMIX: [usize; 12] = [64, 64, 64, 64, 64, 64, 64, 576, 576, 576, 576, 1500];
+
+/// One packet-size case: a name and the inner IP length of each packet of a round.
+#[derive(Clone, Debug)]
+pub struct SizeCase {
+    pub name: String,
+    /// `ROUND` lengths; packet `j` of a round (burst `j / BURST`, slot `j % BURST`) has `lens[j]`.
+    pub lens: Vec<usize>,
+}
+
+impl SizeCase {
+    /// `"64"`, `"1420"`, ... (a fixed size from 64 to 1500) or `"imix"`.
+    pub fn parse(s: &str) -> Result<SizeCase, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("imix") {
+            return Ok(SizeCase { name: "imix".into(), lens: (0..ROUND).map(|j| IMIX[j % IMIX.len()]).collect() });
+        }
+        let n: usize = s.parse().map_err(|_| format!("size {s:?} is neither a number nor \"imix\""))?;
+        if !(64..=1500).contains(&n) {
+            return Err(format!("size {n}: inner packets must be 64 to 1500 bytes"));
+        }
+        Ok(SizeCase { name: n.to_string(), lens: vec![n; ROUND] })
+    }
+
+    /// Average inner packet length in bytes.
+    pub fn mean_len(&self) -> f64 {
+        self.lens.iter().sum::<usize>() as f64 / self.lens.len() as f64
+    }
+
+    /// Inner bytes in one round.
+    pub fn round_bytes(&self) -> u64 {
+        self.lens.iter().sum::<usize>() as u64
+    }
+}
+
+/// An IPv4/UDP packet of exactly `total` bytes (at least 28) from `src` to `dst`, with a valid
+/// header checksum, UDP checksum 0 (allowed over IPv4) and a payload pattern that depends on `seed`.
+pub fn ipv4_udp(src: Ipv4Addr, dst: Ipv4Addr, total: usize, seed: usize) -> Vec<u8> {
+    assert!((28..=usize::from(u16::MAX)).contains(&total));
+    let mut p = vec![0u8; total];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p[4..6].copy_from_slice(&(seed as u16).to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    let c = checksum_finish(checksum_add(0, &p[..20]));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20..22].copy_from_slice(&5000u16.to_be_bytes());
+    p[22..24].copy_from_slice(&6000u16.to_be_bytes());
+    p[24..26].copy_from_slice(&((total - 20) as u16).to_be_bytes());
+    for (i, b) in p[28..].iter_mut().enumerate() {
+        *b = (i + seed) as u8;
+    }
+    p
+}
+
+/// Median, minimum and maximum of some values (the median of an even count is the mean of the
+/// middle two).
+pub fn median_min_max(v: &[f64]) -> (f64, f64, f64) {
+    assert!(!v.is_empty());
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    let med = if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 };
+    (med, s[0], s[n - 1])
+}
+
+/// The time-stamp counter, or `None` off x86_64. It ticks at a constant nominal rate
+/// (`constant_tsc`), not at the current core clock, so "TSC ticks per packet" equal core cycles
+/// only when the core runs at that nominal frequency.
+#[inline]
+pub fn tsc() -> Option<u64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // Safety: RDTSC reads a counter and has no memory effects; every x86_64 CPU has it.
+        #[allow(unsafe_code, unused_unsafe)]
+        let t = unsafe { core::arch::x86_64::_rdtsc() };
+        Some(t)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
+}
+
+/// TSC ticks per nanosecond, measured against the monotonic clock over `ms` milliseconds.
+pub fn tsc_per_ns(ms: u64) -> Option<f64> {
+    let (t0, i0) = (tsc()?, std::time::Instant::now());
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    let (t1, i1) = (tsc()?, std::time::Instant::now());
+    Some((t1 - t0) as f64 / i1.duration_since(i0).as_nanos() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use esp::wire::Ipv4Packet;
+
+    #[test]
+    fn sizes_and_imix() {
+        let c = SizeCase::parse("imix").unwrap();
+        assert_eq!(c.lens.len(), ROUND);
+        assert_eq!(c.lens.iter().filter(|&&l| l == 64).count() * 4, c.lens.iter().filter(|&&l| l == 576).count() * 7);
+        assert!((c.mean_len() - 4252.0 / 12.0).abs() < 1e-9);
+        assert_eq!(SizeCase::parse("512").unwrap().lens[0], 512);
+        assert!(SizeCase::parse("63").is_err() && SizeCase::parse("x").is_err());
+    }
+
+    #[test]
+    fn packets_are_valid() {
+        let p = ipv4_udp(Ipv4Addr::new(10, 1, 0, 10), Ipv4Addr::new(10, 2, 0, 10), 64, 3);
+        let v = Ipv4Packet::new_checked(&p[..]).unwrap();
+        assert!(v.checksum_ok());
+        assert_eq!(v.total_len(), 64);
+        assert_eq!(median_min_max(&[3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
+        assert_eq!(median_min_max(&[4.0, 1.0, 2.0, 3.0]), (2.5, 1.0, 4.0));
+    }
+}
