@@ -15,7 +15,47 @@ use esp::buf::PacketBuf;
 use esp::sa::{InboundSa, OutboundSa};
 use esp::wire::{self, Classified, Ipv4Packet, Ipv6Packet, PROTO_ICMPV6};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
+
+/// A multiply-rotate hasher (the one rustc uses, "FxHash") for the per-packet lookups of SPIs
+/// and neighbours: several times cheaper than SipHash. Flooding is not a concern: the tables
+/// hold only SAs we installed and neighbours on our own subnets.
+#[derive(Default, Clone, Copy)]
+pub struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    #[inline]
+    fn write_u32(&mut self, w: u32) {
+        self.write_u64(u64::from(w));
+    }
+    #[inline]
+    fn write_usize(&mut self, w: usize) {
+        self.write_u64(w as u64);
+    }
+    #[inline]
+    fn write_u8(&mut self, w: u8) {
+        self.write_u64(u64::from(w));
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 use std::sync::Arc;
 
 /// Where a frame goes.
@@ -70,14 +110,14 @@ pub struct Pipeline {
     /// Indexed like the configuration's SA list; `None` for inbound SAs.
     outbound: Vec<Option<OutboundSa>>,
     /// SPI to (SA index, SA).
-    inbound: HashMap<u32, (usize, InboundSa)>,
-    neighbors: HashMap<(usize, IpAddr), Mac>,
+    inbound: FastMap<u32, (usize, InboundSa)>,
+    neighbors: FastMap<(usize, IpAddr), Mac>,
     counters: Arc<WorkerCounters>,
     /// Neighbours seen on the wire, for the control thread to share with the other workers.
     pub learned: Vec<Neighbor>,
     /// Next hops to solicit now (port, ip).
     pub solicit: Vec<(usize, IpAddr)>,
-    last_solicit: HashMap<(usize, IpAddr), u64>,
+    last_solicit: FastMap<(usize, IpAddr), u64>,
     tsc_hz: u64,
     /// Outbound packets waiting for their sequence numbers: (burst index, SA index).
     pending: Vec<(usize, usize)>,
@@ -101,11 +141,11 @@ impl Pipeline {
             routes,
             outbound,
             inbound: inbound.into_iter().map(|(i, sa)| (sa.spi, (i, sa))).collect(),
-            neighbors: HashMap::new(),
+            neighbors: FastMap::default(),
             counters,
             learned: Vec::with_capacity(MAX_PENDING),
             solicit: Vec::with_capacity(MAX_PENDING),
-            last_solicit: HashMap::new(),
+            last_solicit: FastMap::default(),
             tsc_hz: tsc_hz.max(1),
             pending: Vec::with_capacity(256),
             last_icmp: 0,
@@ -205,15 +245,24 @@ impl Pipeline {
             IpAddr::V6(a) => a.is_multicast(),
         };
         let ours = self.own_address(dst);
-        if multicast || (ours.is_some() && !self.is_esp(ip)) {
+        if multicast {
             return Verdict::Host(port);
         }
-        // Drop Ethernet padding after the IP packet, then the Ethernet header itself.
+        // For the gateway: ESP goes inbound; anything else (IKE with the non-ESP marker,
+        // keepalives, ICMP) to the host stack.
+        let esp = match ours.map(|_| wire::classify(ip)) {
+            None => None,
+            Some(Ok(Classified::Esp(o))) => Some(o),
+            Some(Ok(Classified::Other)) => return Verdict::Host(port),
+            Some(Err(e)) => return Verdict::Drop(e.into()),
+        };
+        // Drop Ethernet padding after the IP packet, then the Ethernet header itself. Offsets
+        // in `esp` are from the IP header, so they stay valid.
         if !pkt.trim(frame_len - ETH_HDR_LEN - ip_len) || !pkt.adj(ETH_HDR_LEN) {
             return Verdict::Drop(DropReason::MalformedIp);
         }
-        if ours.is_some() {
-            return self.inbound_esp(pkt, now);
+        if let Some(outer) = esp {
+            return self.inbound_esp(pkt, &outer, now);
         }
         let key = match wire::flow_key(pkt.data()) {
             Ok(k) => k,
@@ -251,22 +300,13 @@ impl Pipeline {
         }
     }
 
-    /// ESP addressed to the gateway, plain or in UDP 4500 (not IKE's non-ESP marker).
-    fn is_esp(&self, ip: &[u8]) -> bool {
-        matches!(wire::classify(ip), Ok(Classified::Esp(_)) | Err(_))
-    }
-
-    fn inbound_esp<B: PacketBuf>(&mut self, pkt: &mut B, now: u64) -> Verdict {
-        let outer = match wire::classify(pkt.data()) {
-            Ok(Classified::Esp(o)) => o,
-            Ok(Classified::Other) => return Verdict::Drop(DropReason::MalformedIp),
-            Err(e) => return Verdict::Drop(e.into()),
-        };
+    /// ESP addressed to the gateway, plain or in UDP 4500, classified as `outer`.
+    fn inbound_esp<B: PacketBuf>(&mut self, pkt: &mut B, outer: &wire::EspOuter, now: u64) -> Verdict {
         let Some((sa_idx, sa)) = self.inbound.get(&outer.spi) else {
             return Verdict::Drop(DropReason::UnknownSpi);
         };
         let sa_idx = *sa_idx;
-        if let Err(e) = sa.decapsulate(&outer, pkt) {
+        if let Err(e) = sa.decapsulate(outer, pkt) {
             return Verdict::Drop(e.into());
         }
         let key = match wire::flow_key(pkt.data()) {

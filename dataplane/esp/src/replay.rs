@@ -47,7 +47,8 @@ impl ReplayWindow {
             return Err("replay window must be between 64 and 65536 packets");
         }
         let size = u64::from(size).div_ceil(64) * 64;
-        let slots = (size / BLOCK + 1) as usize;
+        // One slot more than the window spans, rounded up to a power of two for a cheap index.
+        let slots = ((size / BLOCK + 1) as usize).next_power_of_two();
         Ok(ReplayWindow {
             top: AtomicU64::new(0),
             size,
@@ -149,13 +150,17 @@ impl ReplayWindow {
                 Err(now) => cur = now,
             }
         }
-        self.top.fetch_max(seq, Ordering::AcqRel);
+        // Only a new right edge needs the (locked) update.
+        if seq > self.top.load(Ordering::Acquire) {
+            self.top.fetch_max(seq, Ordering::AcqRel);
+        }
         Ok(())
     }
 
     #[inline]
     fn slot(&self, seq: u64) -> &AtomicU64 {
-        &self.slots[((seq >> BLOCK_BITS) % self.slots.len() as u64) as usize]
+        // The slot count is a power of two.
+        &self.slots[((seq >> BLOCK_BITS) as usize) & (self.slots.len() - 1)]
     }
 }
 

@@ -94,6 +94,8 @@ struct OuterTemplate {
     hdr: [u8; IPV6_HDR_LEN + UDP_HDR_LEN],
     ip_len: usize,
     udp: bool,
+    /// IPv4: the checksum sum of the fixed fields; the per-packet ones are added to it.
+    partial_sum: u32,
 }
 
 impl OuterTemplate {
@@ -124,7 +126,8 @@ impl OuterTemplate {
             hdr[ip_len..ip_len + 2].copy_from_slice(&e.sport.to_be_bytes());
             hdr[ip_len + 2..ip_len + 4].copy_from_slice(&e.dport.to_be_bytes());
         }
-        OuterTemplate { hdr, ip_len, udp: encap.is_some() }
+        let partial_sum = checksum_add(0, &hdr[..IPV4_HDR_LEN]);
+        OuterTemplate { hdr, ip_len, udp: encap.is_some(), partial_sum }
     }
 
     fn len(&self) -> usize {
@@ -140,8 +143,11 @@ impl OuterTemplate {
             pkt[1] = tos;
             pkt[2..4].copy_from_slice(&(total as u16).to_be_bytes());
             pkt[4..6].copy_from_slice(&id.to_be_bytes());
-            pkt[6] = if df { 0x40 } else { 0 };
-            let c = checksum_finish(checksum_add(0, &pkt[..IPV4_HDR_LEN]));
+            let flags: u16 = if df { 0x4000 } else { 0 };
+            pkt[6..8].copy_from_slice(&flags.to_be_bytes());
+            // The template's fields are summed once; here only TOS, length, ID and flags.
+            let sum = self.partial_sum + u32::from(tos) + total as u32 + u32::from(id) + u32::from(flags);
+            let c = checksum_finish(sum);
             pkt[10..12].copy_from_slice(&c.to_be_bytes());
         } else {
             pkt[0] = 0x60 | (tos >> 4);

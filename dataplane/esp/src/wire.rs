@@ -33,21 +33,31 @@ fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-/// Sums 16-bit big-endian words (one's complement, not yet folded).
+/// Adds `data` to a partial Internet checksum (RFC 1071), as 16-bit big-endian words; a
+/// trailing odd byte is padded with zero. Partial sums can be chained, each chunk but the last
+/// of even length. The result is not yet folded: see [`checksum_finish`].
 #[inline]
-pub fn checksum_add(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
+pub fn checksum_add(sum: u32, data: &[u8]) -> u32 {
+    // One's complement addition is associative and commutative, so 32-bit words can be
+    // accumulated in 64 bits and folded once at the end (RFC 1071 section 2 (C)).
+    let mut acc = u64::from(sum);
+    let mut chunks = data.chunks_exact(4);
     for c in &mut chunks {
-        sum = sum.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
-        // Fold early enough that a 64 KiB packet cannot overflow 32 bits.
-        if sum & 0x8000_0000 != 0 {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
+        acc += u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
     }
-    if let [last] = chunks.remainder() {
-        sum = sum.wrapping_add(u32::from(*last) << 8);
+    let rest = chunks.remainder();
+    if rest.len() >= 2 {
+        acc += u64::from(u16::from_be_bytes([rest[0], rest[1]]));
     }
-    sum
+    if rest.len() % 2 == 1 {
+        acc += u64::from(rest[rest.len() - 1]) << 8;
+    }
+    // Fold 64 -> 32 bits (twice covers every carry).
+    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    let acc = acc as u32;
+    // Keep room for callers that add a few more words before finishing.
+    (acc & 0xffff) + (acc >> 16)
 }
 
 /// Folds and complements a partial sum into an Internet checksum (RFC 1071).
@@ -297,6 +307,26 @@ mod tests {
             0x00, 0xc7,
         ];
         assert_eq!(checksum_finish(checksum_add(0, &h)), 0xb861);
+    }
+
+    #[test]
+    fn checksum_matches_a_plain_16_bit_sum() {
+        let data: Vec<u8> = (0..3001u32).map(|i| (i * 7919 % 251) as u8).collect();
+        for len in [0, 1, 2, 3, 5, 20, 21, 40, 1499, 3001] {
+            let d = &data[..len];
+            let mut plain: u64 = 0;
+            for (i, b) in d.iter().enumerate() {
+                plain += if i % 2 == 0 { u64::from(*b) << 8 } else { u64::from(*b) };
+            }
+            while plain >> 16 != 0 {
+                plain = (plain & 0xffff) + (plain >> 16);
+            }
+            assert_eq!(checksum_finish(checksum_add(0, d)), !(plain as u16), "len {len}");
+            // Chained over an even split.
+            let split = len / 4 * 2;
+            let chained = checksum_add(checksum_add(0, &d[..split]), &d[split..]);
+            assert_eq!(checksum_finish(chained), !(plain as u16), "len {len} chained");
+        }
     }
 
     #[test]
