@@ -47,6 +47,13 @@ end_capture() {
   kill "${dumps[@]}" 2>/dev/null; wait "${dumps[@]}" 2>/dev/null
 }
 
+# The gateway's own addresses answer through the exception path (TAP to the host stack).
+if ns h1 ping -c 3 -i 0.2 -W 2 10.1.0.1 >/dev/null 2>&1 && ns h1 ping -6 -c 3 -i 0.2 -W 2 fd01::1 >/dev/null 2>&1; then
+  ok "the gateway's own addresses answer ping (IPv4, IPv6) through its TAP"
+else
+  bad "ping of the gateway's own addresses"
+fi
+
 capture ping.pcap
 if ns h1 ping -c 10 -i 0.1 -W 2 10.2.0.10 >"$work/ping4" 2>&1 && grep -q " 0% packet loss" "$work/ping4"; then
   ok "IPv4 ping through the tunnel, no loss"
