@@ -54,7 +54,7 @@ drop_reasons! {
     NoPolicy => "matched no policy (default discard)",
     ClearForProtectedFlow => "arrived in the clear but its policy requires ESP",
     NoRoute => "no route to the destination",
-    NoNeighbor => "next hop's link-layer address not yet resolved",
+    NoNeighbor => "next hop not resolved within a second (or too many frames waiting for one)",
     TtlExpired => "TTL or hop limit expired",
     MtuExceeded => "larger than the egress port's MTU",
     TxFull => "egress queue full",

@@ -65,6 +65,10 @@ pub enum Verdict {
     Port(usize),
     /// To the host stack through the exception-path TAP of data port `n`.
     Host(usize),
+    /// Framed for data port `port` but the next hop `hop` is still being resolved: the caller
+    /// holds the frame and fills in the destination MAC once the neighbour is known
+    /// (a few frames, briefly, as a host's ARP queue does) instead of losing it.
+    Hold { port: usize, hop: IpAddr },
     Drop(DropReason),
 }
 
@@ -194,7 +198,7 @@ impl Pipeline {
             match v {
                 Verdict::Drop(r) => self.counters.count_drop(*r),
                 Verdict::Host(_) => self.counters.to_host.add(1),
-                Verdict::Port(_) => {}
+                Verdict::Port(_) | Verdict::Hold { .. } => {}
             }
         }
     }
@@ -240,9 +244,11 @@ impl Pipeline {
             && let Some((ip6, mac)) = net::ndp_learn(ip) {
                 self.learn(port, IpAddr::V6(ip6), mac);
             }
+        // Multicast, broadcast and IPv6 link-local traffic is never forwarded (RFC 4291 2.5.6);
+        // what reaches the gateway is the host stack's (ND, MLD, router solicitations).
         let multicast = match dst {
             IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
-            IpAddr::V6(a) => a.is_multicast(),
+            IpAddr::V6(a) => a.is_multicast() || a.is_unicast_link_local(),
         };
         let ours = self.own_address(dst);
         if multicast {
@@ -356,16 +362,19 @@ impl Pipeline {
         if pkt.len() > usize::from(self.ports[port].mtu) {
             return Verdict::Drop(DropReason::MtuExceeded);
         }
-        let Some(mac) = self.neighbors.get(&(port, hop)).copied() else {
+        let mac = self.neighbors.get(&(port, hop)).copied();
+        if mac.is_none() {
             self.want_neighbor(port, hop, now);
-            return Verdict::Drop(DropReason::NoNeighbor);
-        };
+        }
         let et = if pkt.data()[0] >> 4 == 4 { ETHERTYPE_IPV4 } else { ETHERTYPE_IPV6 };
         let src = self.ports[port].mac;
         match pkt.prepend(ETH_HDR_LEN) {
             Some(f) => {
-                net::write_eth(f, mac, src, et);
-                Verdict::Port(port)
+                net::write_eth(f, mac.unwrap_or_default(), src, et);
+                match mac {
+                    Some(_) => Verdict::Port(port),
+                    None => Verdict::Hold { port, hop },
+                }
             }
             None => Verdict::Drop(DropReason::NoRoom),
         }

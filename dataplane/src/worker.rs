@@ -31,6 +31,17 @@ pub struct PortIds {
     pub tap: Vec<u16>,
 }
 
+/// Frames a worker keeps while their next hop is resolved (in all, across next hops), and
+/// for how long: what does not get a neighbour within a second is dropped, counted NoNeighbor.
+const MAX_HELD: usize = 64;
+
+struct Held {
+    mbuf: Mbuf,
+    port: usize,
+    hop: std::net::IpAddr,
+    since: u64,
+}
+
 pub struct Worker {
     pub pipeline: Pipeline,
     pub ports: PortIds,
@@ -53,6 +64,7 @@ impl Worker {
         let mut tx_data: Vec<Vec<Mbuf>> = (0..n_ports).map(|_| Vec::with_capacity(self.burst * 2)).collect();
         let mut tx_tap: Vec<Vec<Mbuf>> = (0..n_ports).map(|_| Vec::with_capacity(self.burst * 2)).collect();
         let mut solicit_frame = [0u8; 86];
+        let mut held: Vec<Held> = Vec::with_capacity(MAX_HELD);
         let mut idle_loops: u32 = 0;
 
         while !self.stop.load(Ordering::Relaxed) {
@@ -91,8 +103,35 @@ impl Worker {
                         match *v {
                             Verdict::Port(o) => tx_data[o].push(m),
                             Verdict::Host(o) => tx_tap[o].push(m),
+                            Verdict::Hold { port, hop } => {
+                                if held.len() < MAX_HELD {
+                                    held.push(Held { mbuf: m, port, hop, since: now });
+                                } else {
+                                    self.pipeline.counters().count_drop(DropReason::NoNeighbor);
+                                }
+                            }
                             Verdict::Drop(_) => drop(m),
                         }
+                    }
+                }
+            }
+
+            // Frames waiting for a neighbour: send those now resolved, give up on old ones.
+            if !held.is_empty() {
+                let now = dpdk::tsc();
+                let hz = dpdk::tsc_hz();
+                let mut i = 0;
+                while i < held.len() {
+                    let h = &held[i];
+                    if let Some(mac) = self.pipeline.neighbor(h.port, h.hop) {
+                        let mut h = held.swap_remove(i);
+                        h.mbuf.data_mut()[..6].copy_from_slice(&mac.0);
+                        tx_data[h.port].push(h.mbuf);
+                    } else if now.wrapping_sub(h.since) > hz {
+                        held.swap_remove(i);
+                        self.pipeline.counters().count_drop(DropReason::NoNeighbor);
+                    } else {
+                        i += 1;
                     }
                 }
             }
