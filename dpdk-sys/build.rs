@@ -10,14 +10,9 @@ fn pkg_config(args: &[&str]) -> Vec<String> {
         .args(args)
         .arg("libdpdk")
         .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run pkg-config: {e} (install pkg-config and libdpdk-dev)")
-        });
+        .unwrap_or_else(|e| panic!("cannot run pkg-config: {e} (install pkg-config and libdpdk-dev)"));
     if !out.status.success() {
-        panic!(
-            "pkg-config {args:?} libdpdk failed: {} (install libdpdk-dev)",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        panic!("pkg-config {args:?} libdpdk failed: {} (install libdpdk-dev)", String::from_utf8_lossy(&out.stderr));
     }
     // The flags contain no quoted spaces (checked on Debian's libdpdk.pc).
     String::from_utf8(out.stdout)
@@ -80,9 +75,7 @@ fn main() {
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
         .generate()
         .expect("bindgen failed on wrapper.h");
-    bindings
-        .write_to_file(out_dir.join("bindings.rs"))
-        .expect("cannot write bindings.rs");
+    bindings.write_to_file(out_dir.join("bindings.rs")).expect("cannot write bindings.rs");
 
     // The generated C file #includes wrapper.h by its absolute path; cflags come last so that
     // pkg-config's -march (corei7: SSSE3 for _mm_alignr_epi8 in rte_memcpy) wins over cc's

@@ -253,7 +253,9 @@ impl Config {
             let role = match p.role.as_str() {
                 "protected" => Role::Protected,
                 "unprotected" => Role::Unprotected,
-                other => return Err(field(f("role"), format!("{other:?} is neither \"protected\" nor \"unprotected\""))),
+                other => {
+                    return Err(field(f("role"), format!("{other:?} is neither \"protected\" nor \"unprotected\"")));
+                }
             };
             let mut addresses = Vec::new();
             for (j, a) in p.addresses.iter().enumerate() {
@@ -281,20 +283,16 @@ impl Config {
             return Err(field("port", "at least one port is needed"));
         }
         let port_index = |name: &str, fname: String| {
-            ports
-                .iter()
-                .position(|p| p.name == name)
-                .ok_or_else(|| field(fname, format!("no port named {name:?}")))
+            ports.iter().position(|p| p.name == name).ok_or_else(|| field(fname, format!("no port named {name:?}")))
         };
 
         let mut routes = Vec::new();
         for (i, r) in raw.routes.iter().enumerate() {
             let prefix: Prefix = r.prefix.parse().map_err(|e: &str| field(format!("route[{i}].prefix"), e))?;
             let via = match &r.via {
-                Some(v) => Some(
-                    v.parse::<IpAddr>()
-                        .map_err(|_| field(format!("route[{i}].via"), "not an IP address"))?,
-                ),
+                Some(v) => {
+                    Some(v.parse::<IpAddr>().map_err(|_| field(format!("route[{i}].via"), "not an IP address"))?)
+                }
                 None => None,
             };
             if via.is_some_and(|v| v.is_ipv4() != prefix.addr.is_ipv4()) {
@@ -327,13 +325,19 @@ impl Config {
                 "aes128gcm16" | "aes128gcm" | "aes-gcm-128" => GcmKeyLen::Aes128,
                 "aes256gcm16" | "aes256gcm" | "aes-gcm-256" => GcmKeyLen::Aes256,
                 other => {
-                    return Err(field(f("algorithm"), format!("{other:?} is not supported; use aes128gcm16 or aes256gcm16")));
+                    return Err(field(
+                        f("algorithm"),
+                        format!("{other:?} is not supported; use aes128gcm16 or aes256gcm16"),
+                    ));
                 }
             };
             let key = parse_hex(&s.key).ok_or_else(|| field(f("key"), "must be hex digits"))?;
             let salt = parse_hex(&s.salt).ok_or_else(|| field(f("salt"), "must be hex digits"))?;
             if key.len() != alg.key_len() {
-                return Err(field(f("key"), format!("{} needs a {}-byte key, got {}", s.algorithm, alg.key_len(), key.len())));
+                return Err(field(
+                    f("key"),
+                    format!("{} needs a {}-byte key, got {}", s.algorithm, alg.key_len(), key.len()),
+                ));
             }
             let key = KeyMaterial::new(alg, &key, &salt).map_err(|e| field(f("salt"), e))?;
             let local: IpAddr = s.local.parse().map_err(|_| field(f("local"), "not an IP address"))?;

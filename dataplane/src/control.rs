@@ -78,7 +78,10 @@ fn serve(stream: UnixStream, stats: &dyn Fn() -> Snapshot) -> std::io::Result<()
     let resp = match serde_json::from_str::<Request>(&line) {
         Ok(r) if r.version != PROTOCOL_VERSION => Response {
             version: PROTOCOL_VERSION,
-            error: Some(format!("protocol version {} not supported (this dataplane speaks {PROTOCOL_VERSION})", r.version)),
+            error: Some(format!(
+                "protocol version {} not supported (this dataplane speaks {PROTOCOL_VERSION})",
+                r.version
+            )),
             stats: None,
         },
         Ok(Request { command: Command::Stats, .. }) => {

@@ -233,7 +233,11 @@ impl Snapshot {
     pub fn render(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
-        let _ = writeln!(s, "{:>6} {:>12} {:>12} {:>10} {:>10} {:>12} {:>12} {:>10}", "lcore", "rx", "tx", "to-host", "from-host", "encrypted", "decrypted", "bypassed");
+        let _ = writeln!(
+            s,
+            "{:>6} {:>12} {:>12} {:>10} {:>10} {:>12} {:>12} {:>10}",
+            "lcore", "rx", "tx", "to-host", "from-host", "encrypted", "decrypted", "bypassed"
+        );
         for c in &self.cores {
             let _ = writeln!(
                 s,

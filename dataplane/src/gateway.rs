@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 pub enum GatewayError {
     #[error("DPDK: {0}")]
     Dpdk(#[from] dpdk::DpdkError),
-    #[error("port[{index}].name: no DPDK port named {name:?} (give a PCI address bound to vfio-pci, or a --vdev in eal.args)")]
+    #[error(
+        "port[{index}].name: no DPDK port named {name:?} (give a PCI address bound to vfio-pci, or a --vdev in eal.args)"
+    )]
     NoSuchPort { index: usize, name: String },
     #[error("setting up the exception-path interface {iface}: {reason}")]
     Tap { iface: String, reason: String },
@@ -83,7 +85,8 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
     let mut infos = Vec::new();
     let mut started: Vec<Port> = Vec::new();
     for (i, p) in cfg.ports.iter().enumerate() {
-        let id = dpdk::port_by_name(&p.name).ok_or_else(|| GatewayError::NoSuchPort { index: i, name: p.name.clone() })?;
+        let id =
+            dpdk::port_by_name(&p.name).ok_or_else(|| GatewayError::NoSuchPort { index: i, name: p.name.clone() })?;
         started.push(Port::configure(id, nq, nq, cfg.rx_desc, &pool)?);
         let mac = match p.mac {
             // Some devices (net_pcap) cannot change their MAC; the port is promiscuous, so the

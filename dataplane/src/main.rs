@@ -105,12 +105,8 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             }
-            let opts = RunOptions {
-                extra_eal_args: eal,
-                run_for: run_for.map(Duration::from_secs_f64),
-                control_socket,
-                stop,
-            };
+            let opts =
+                RunOptions { extra_eal_args: eal, run_for: run_for.map(Duration::from_secs_f64), control_socket, stop };
             match gateway::run(&cfg, &opts) {
                 Ok(snap) => {
                     if json {

@@ -68,7 +68,10 @@ pub enum Verdict {
     /// Framed for data port `port` but the next hop `hop` is still being resolved: the caller
     /// holds the frame and fills in the destination MAC once the neighbour is known
     /// (a few frames, briefly, as a host's ARP queue does) instead of losing it.
-    Hold { port: usize, hop: IpAddr },
+    Hold {
+        port: usize,
+        hop: IpAddr,
+    },
     Drop(DropReason),
 }
 
@@ -180,7 +183,13 @@ impl Pipeline {
     }
 
     /// Processes a burst; `verdicts[i]` tells where `pkts[i]` goes. `now` is the TSC.
-    pub fn process_burst<B: PacketBuf>(&mut self, ingress: Ingress, pkts: &mut [B], verdicts: &mut [Verdict], now: u64) {
+    pub fn process_burst<B: PacketBuf>(
+        &mut self,
+        ingress: Ingress,
+        pkts: &mut [B],
+        verdicts: &mut [Verdict],
+        now: u64,
+    ) {
         debug_assert!(verdicts.len() >= pkts.len());
         self.pending.clear();
         for (i, pkt) in pkts.iter_mut().enumerate() {
@@ -240,10 +249,12 @@ impl Pipeline {
             },
             _ => return Verdict::Drop(DropReason::MalformedIp),
         };
-        if v6 && ip[6] == PROTO_ICMPV6
-            && let Some((ip6, mac)) = net::ndp_learn(ip) {
-                self.learn(port, IpAddr::V6(ip6), mac);
-            }
+        if v6
+            && ip[6] == PROTO_ICMPV6
+            && let Some((ip6, mac)) = net::ndp_learn(ip)
+        {
+            self.learn(port, IpAddr::V6(ip6), mac);
+        }
         // Multicast, broadcast and IPv6 link-local traffic is never forwarded (RFC 4291 2.5.6);
         // what reaches the gateway is the host stack's (ND, MLD, router solicitations).
         let multicast = match dst {
@@ -384,7 +395,13 @@ impl Pipeline {
     /// that would not fit the egress port once encapsulated is answered with ICMP
     /// "fragmentation needed" (IPv4 with DF set) or ICMPv6 "packet too big", carrying the
     /// tunnel's MTU, and dropped. `None` if it fits.
-    fn check_tunnel_mtu<B: PacketBuf>(&mut self, ingress: usize, sa_idx: usize, pkt: &mut B, now: u64) -> Option<Verdict> {
+    fn check_tunnel_mtu<B: PacketBuf>(
+        &mut self,
+        ingress: usize,
+        sa_idx: usize,
+        pkt: &mut B,
+        now: u64,
+    ) -> Option<Verdict> {
         let sa = self.outbound.get(sa_idx)?.as_ref()?;
         let (eport, _) = self.routes.lookup(sa.remote)?;
         let mtu = usize::from(self.ports[eport].mtu);
@@ -487,7 +504,11 @@ impl Pipeline {
     /// Returns the frame length, or `None` if the port has no address of that family.
     pub fn solicitation(&self, port: usize, ip: IpAddr, out: &mut [u8; 86]) -> Option<usize> {
         let p = &self.ports[port];
-        let src = p.addresses.iter().find(|a| a.contains(ip)).or_else(|| p.addresses.iter().find(|a| a.addr.is_ipv4() == ip.is_ipv4()))?;
+        let src = p
+            .addresses
+            .iter()
+            .find(|a| a.contains(ip))
+            .or_else(|| p.addresses.iter().find(|a| a.addr.is_ipv4() == ip.is_ipv4()))?;
         match (src.addr, ip) {
             (IpAddr::V4(s), IpAddr::V4(t)) => {
                 let mut f = [0u8; 60];

@@ -76,7 +76,10 @@ impl Selector {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Send through `sa_out` (an index into the SA list); accept from `sa_in`.
-    Protect { sa_out: usize, sa_in: usize },
+    Protect {
+        sa_out: usize,
+        sa_in: usize,
+    },
     Bypass,
     Discard,
 }
@@ -145,8 +148,16 @@ mod tests {
     #[test]
     fn first_match_by_priority_and_mirrored_inbound() {
         let spd = Spd::new(vec![
-            Policy { selector: sel("10.1.0.0/24", "10.2.0.0/24", None, "any"), action: Action::Protect { sa_out: 0, sa_in: 1 }, priority: 100 },
-            Policy { selector: sel("10.1.0.0/24", "10.2.0.0/24", Some(6), "22"), action: Action::Discard, priority: 10 },
+            Policy {
+                selector: sel("10.1.0.0/24", "10.2.0.0/24", None, "any"),
+                action: Action::Protect { sa_out: 0, sa_in: 1 },
+                priority: 100,
+            },
+            Policy {
+                selector: sel("10.1.0.0/24", "10.2.0.0/24", Some(6), "22"),
+                action: Action::Discard,
+                priority: 10,
+            },
         ]);
         let ssh = key("10.1.0.5", "10.2.0.9", 6, 40000, 22);
         assert_eq!(spd.lookup_outbound(&ssh).unwrap().action, Action::Discard);

@@ -140,9 +140,10 @@ impl Worker {
             let solicit = std::mem::take(&mut self.pipeline.solicit);
             for &(port, ip) in &solicit {
                 if let Some(len) = self.pipeline.solicitation(port, ip, &mut solicit_frame)
-                    && let Some(m) = Mbuf::from_slice(&self.pool, &solicit_frame[..len]) {
-                        tx_data[port].push(m);
-                    }
+                    && let Some(m) = Mbuf::from_slice(&self.pool, &solicit_frame[..len])
+                {
+                    tx_data[port].push(m);
+                }
             }
             self.pipeline.solicit = solicit;
             self.pipeline.solicit.clear();

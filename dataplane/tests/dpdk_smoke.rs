@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use dataplane::dpdk::{
-    self, DpdkError, Eal, Mbuf, Mempool, Port, launch, port_by_name, port_count, port_name,
-    port_stats, rx_burst, tx_burst, wait_all,
+    self, DpdkError, Eal, Mbuf, Mempool, Port, launch, port_by_name, port_count, port_name, port_stats, rx_burst,
+    tx_burst, wait_all,
 };
 use esp::buf::PacketBuf;
 
@@ -40,18 +40,13 @@ struct RuntimeDir(String);
 
 impl Drop for RuntimeDir {
     fn drop(&mut self) {
-        let base = std::env::var("XDG_RUNTIME_DIR")
-            .ok()
-            .filter(|_| !is_root())
-            .unwrap_or_else(|| "/var/run".into());
+        let base = std::env::var("XDG_RUNTIME_DIR").ok().filter(|_| !is_root()).unwrap_or_else(|| "/var/run".into());
         let _ = std::fs::remove_dir_all(format!("{base}/dpdk/{}", self.0));
     }
 }
 
 fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
+    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
 }
 
 #[test]
@@ -78,27 +73,15 @@ fn eal_mempool_mbuf_ports_bursts_lcores() {
     .collect();
     let eal = Eal::init(&args).expect("rte_eal_init");
     assert_eq!(eal.consumed_args() + 1, args.len());
-    assert_eq!(
-        Eal::init(&args).unwrap_err(),
-        DpdkError::EalAlreadyInitialised
-    );
+    assert_eq!(Eal::init(&args).unwrap_err(), DpdkError::EalAlreadyInitialised);
     assert!(dpdk::tsc_hz() > 0);
     assert_eq!(dpdk::lcore_id(), dpdk::main_lcore());
     assert_eq!(dpdk::worker_lcores(), vec![1]);
 
     // Mempool and mbuf.
-    let pool = Mempool::new(
-        "smoke_pool",
-        4095,
-        64,
-        dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
-        dpdk::socket_id(),
-    )
-    .expect("mempool");
-    assert!(matches!(
-        Mempool::new("smoke_pool", 63, 0, 2176, dpdk::SOCKET_ID_ANY),
-        Err(DpdkError::Mempool { .. })
-    ));
+    let pool = Mempool::new("smoke_pool", 4095, 64, dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16, dpdk::socket_id())
+        .expect("mempool");
+    assert!(matches!(Mempool::new("smoke_pool", 63, 0, 2176, dpdk::SOCKET_ID_ANY), Err(DpdkError::Mempool { .. })));
     let full = pool.avail_count();
     assert_eq!(full, 4095);
     {
@@ -178,14 +161,9 @@ fn eal_mempool_mbuf_ports_bursts_lcores() {
         })
         .expect("launch");
     }
-    assert!(
-        matches!(launch(0, || ()), Err(DpdkError::Lcore { .. })),
-        "main lcore is not a worker"
-    );
+    assert!(matches!(launch(0, || ()), Err(DpdkError::Lcore { .. })), "main lcore is not a worker");
 
-    let mut out: Vec<Mbuf> = (0..N)
-        .map(|i| Mbuf::from_slice(&pool, &packet(i)).expect("from_slice"))
-        .collect();
+    let mut out: Vec<Mbuf> = (0..N).map(|i| Mbuf::from_slice(&pool, &packet(i)).expect("from_slice")).collect();
     assert_eq!(tx_burst(p0, 0, &mut out), N);
     assert!(out.is_empty());
     let got = receive(p1, 0, N);
@@ -204,9 +182,7 @@ fn eal_mempool_mbuf_ports_bursts_lcores() {
     assert_eq!(wait_all(), Err(DpdkError::WorkersFailed(vec![1])));
 
     // TX into a full ring: what is not taken stays in the vector, in order.
-    let mut many: Vec<Mbuf> = (0..1100)
-        .map(|i| Mbuf::from_slice(&pool, &packet(i)).unwrap())
-        .collect();
+    let mut many: Vec<Mbuf> = (0..1100).map(|i| Mbuf::from_slice(&pool, &packet(i)).unwrap()).collect();
     let sent = tx_burst(p0, 0, &mut many);
     assert!(sent > 0 && sent < 1100, "sent {sent}");
     assert_eq!(many.len(), 1100 - sent);
@@ -214,20 +190,13 @@ fn eal_mempool_mbuf_ports_bursts_lcores() {
     assert_eq!(tx_burst(p0, 0, &mut many), 0, "ring is full");
     let back = receive(p0, 0, sent);
     assert_eq!(back.len(), sent);
-    assert!(
-        back.iter()
-            .enumerate()
-            .all(|(i, m)| m.data() == packet(i).as_slice())
-    );
+    assert!(back.iter().enumerate().all(|(i, m)| m.data() == packet(i).as_slice()));
     drop(back);
     drop(many);
 
     let s0 = port_stats(p0).unwrap();
     let s1 = port_stats(p1).unwrap();
-    assert_eq!(
-        (s0.opackets, s0.ipackets),
-        ((N + sent) as u64, (N + sent) as u64)
-    );
+    assert_eq!((s0.opackets, s0.ipackets), ((N + sent) as u64, (N + sent) as u64));
     assert_eq!((s1.opackets, s1.ipackets), (N as u64, N as u64));
     assert_eq!(pool.avail_count(), full, "mbufs leaked");
 

@@ -22,11 +22,21 @@ const HOST1: Mac = Mac([2, 0x11, 0, 0, 0, 1]);
 const HOST2: Mac = Mac([2, 0x22, 0, 0, 0, 2]);
 
 fn gw_config(me: &str, udp: bool, v6_outer: bool, esn: bool) -> String {
-    let (a_out, b_out, a_key, b_key) = ("1001", "2001", "00112233445566778899aabbccddeeff", "ffeeddccbbaa99887766554433221100");
-    let (prot, local_net, remote_net) = if me == "a" { ("10.1.0.1/24", "10.1.0.0/24", "10.2.0.0/24") } else { ("10.2.0.1/24", "10.2.0.0/24", "10.1.0.0/24") };
-    let (l4, r4, l6, r6) = if me == "a" { ("192.0.2.1", "192.0.2.2", "2001:db8::1", "2001:db8::2") } else { ("192.0.2.2", "192.0.2.1", "2001:db8::2", "2001:db8::1") };
+    let (a_out, b_out, a_key, b_key) =
+        ("1001", "2001", "00112233445566778899aabbccddeeff", "ffeeddccbbaa99887766554433221100");
+    let (prot, local_net, remote_net) = if me == "a" {
+        ("10.1.0.1/24", "10.1.0.0/24", "10.2.0.0/24")
+    } else {
+        ("10.2.0.1/24", "10.2.0.0/24", "10.1.0.0/24")
+    };
+    let (l4, r4, l6, r6) = if me == "a" {
+        ("192.0.2.1", "192.0.2.2", "2001:db8::1", "2001:db8::2")
+    } else {
+        ("192.0.2.2", "192.0.2.1", "2001:db8::2", "2001:db8::1")
+    };
     let (local, remote) = if v6_outer { (l6, r6) } else { (l4, r4) };
-    let (spi_out, spi_in, key_out, key_in) = if me == "a" { (a_out, b_out, a_key, b_key) } else { (b_out, a_out, b_key, a_key) };
+    let (spi_out, spi_in, key_out, key_in) =
+        if me == "a" { (a_out, b_out, a_key, b_key) } else { (b_out, a_out, b_key, a_key) };
     format!(
         r#"
 [[port]]
@@ -105,7 +115,9 @@ fn pipelines(me: &str, udp: bool, v6_outer: bool, esn: bool, n: usize) -> Vec<(P
             .flat_map(|(i, p)| p.addresses.iter().map(move |a| Route { prefix: a.network(), via: None, port: i }))
             .collect(),
     ));
-    let spd = Arc::new(Spd::new(cfg.policies.iter().map(|p| Policy { selector: p.selector, action: p.action, priority: p.priority }).collect()));
+    let spd = Arc::new(Spd::new(
+        cfg.policies.iter().map(|p| Policy { selector: p.selector, action: p.action, priority: p.priority }).collect(),
+    ));
     let seqs: Vec<Arc<SeqCounter>> = cfg.sas.iter().map(|_| Arc::new(SeqCounter::default())).collect();
     let inbound: Vec<(usize, InboundSa)> = cfg
         .sas
@@ -123,14 +135,24 @@ fn pipelines(me: &str, udp: bool, v6_outer: bool, esn: bool, n: usize) -> Vec<(P
                 .map(|(i, s)| (s.direction == Direction::Out).then(|| OutboundSa::new(&s.sa, seqs[i].clone()).unwrap()))
                 .collect();
             let c = Arc::new(WorkerCounters::new(core as u32, cfg.sas.len()));
-            let mut p = Pipeline::new(ports.clone(), spd.clone(), routes.clone(), outbound, inbound.clone(), c.clone(), 1_000_000);
+            let mut p = Pipeline::new(
+                ports.clone(),
+                spd.clone(),
+                routes.clone(),
+                outbound,
+                inbound.clone(),
+                c.clone(),
+                1_000_000,
+            );
             // Neighbours: the protected host and the peer gateway on both families.
             let (host_ip, host6, peer4, peer6, host_mac, peer_mac) = if me == "a" {
                 ("10.1.0.10", "fd01::10", "192.0.2.2", "2001:db8::2", HOST1, B_UNPROT)
             } else {
                 ("10.2.0.10", "fd02::10", "192.0.2.1", "2001:db8::1", HOST2, A_UNPROT)
             };
-            for (port, ip, mac) in [(0, host_ip, host_mac), (0, host6, host_mac), (1, peer4, peer_mac), (1, peer6, peer_mac)] {
+            for (port, ip, mac) in
+                [(0, host_ip, host_mac), (0, host6, host_mac), (1, peer4, peer_mac), (1, peer6, peer_mac)]
+            {
                 p.set_neighbor(Neighbor { port, ip: ip.parse().unwrap(), mac });
             }
             (p, c)
@@ -207,7 +229,11 @@ fn tunnel_both_families_inside_and_out() {
         for v6_inner in [false, true] {
             // Four lengths in a row: every amount of ESP padding, 0 to 3.
             for len in 100..104 {
-                let inner = if v6_inner { ipv6_udp("fd01::10", "fd02::10", len) } else { ipv4_udp("10.1.0.10", "10.2.0.10", len) };
+                let inner = if v6_inner {
+                    ipv6_udp("fd01::10", "fd02::10", len)
+                } else {
+                    ipv4_udp("10.1.0.10", "10.2.0.10", len)
+                };
                 let esp_frame = encrypt(&mut a, &inner);
                 let outer = &esp_frame.data()[14..];
                 if v6_outer {
@@ -316,7 +342,15 @@ fn bad_input_is_dropped_and_counted_by_reason() {
     let make = |seq: u64, payload: &[u8], nh: u8, corrupt_pad: bool| -> VecBuf {
         let mut region = vec![0u8; esp::codec::esp_len(payload.len())];
         region[16..16 + payload.len()].copy_from_slice(payload);
-        let p = esp::codec::SealParams { aead: &aead, salt: &salt, spi: sa_cfg.spi, seq, esn: false, iv: seq.to_be_bytes(), next_header: nh };
+        let p = esp::codec::SealParams {
+            aead: &aead,
+            salt: &salt,
+            spi: sa_cfg.spi,
+            seq,
+            esn: false,
+            iv: seq.to_be_bytes(),
+            next_header: nh,
+        };
         if corrupt_pad {
             // Seal the payload with its trailer already wrong: pad bytes 9, 9 instead of 1, 2.
             let mut pl = payload.to_vec();
@@ -336,7 +370,12 @@ fn bad_input_is_dropped_and_counted_by_reason() {
             let mut aad = [0u8; 12];
             let al = esp::codec::aad(sa_cfg.spi, seq, false, &mut aad);
             let l = r2.len();
-            let tag = esp::aead::Aead::seal(&aead, &esp::codec::nonce(&salt, &seq.to_be_bytes()), &aad[..al], &mut r2[16..l - 16]);
+            let tag = esp::aead::Aead::seal(
+                &aead,
+                &esp::codec::nonce(&salt, &seq.to_be_bytes()),
+                &aad[..al],
+                &mut r2[16..l - 16],
+            );
             r2[l - 16..].copy_from_slice(&tag);
             region = r2;
         } else {
@@ -429,7 +468,8 @@ fn sequence_numbers_are_reserved_per_burst_and_never_repeat() {
     let mut pkts: Vec<VecBuf> = (0..32).map(|_| frame(A_PROT, HOST1, &inner)).collect();
     let mut v = vec![Verdict::Drop(DropReason::NoRoute); 32];
     a.process_burst(Ingress::Port(0), &mut pkts, &mut v, 1);
-    let seqs: Vec<u32> = pkts.iter().map(|p| u32::from_be_bytes(p.data()[14 + 20 + 4..14 + 20 + 8].try_into().unwrap())).collect();
+    let seqs: Vec<u32> =
+        pkts.iter().map(|p| u32::from_be_bytes(p.data()[14 + 20 + 4..14 + 20 + 8].try_into().unwrap())).collect();
     assert_eq!(seqs, (1..=32).collect::<Vec<u32>>());
 }
 

@@ -4,12 +4,7 @@
 //! ...) are exported by C wrappers that bindgen generates and `cc` compiles; they are called
 //! under their usual names. `rte_errno` is read with `rte_sys_errno()`. No logic lives here: the
 //! safe API is in `dataplane::dpdk`.
-#![allow(
-    non_upper_case_globals,
-    non_camel_case_types,
-    non_snake_case,
-    unsafe_op_in_unsafe_fn
-)]
+#![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, unsafe_op_in_unsafe_fn)]
 #![allow(clippy::all)]
 #![allow(unnecessary_transmutes)]
 

@@ -7,9 +7,9 @@
 //!                                  \__________ encrypted _________/
 //! ```
 
+use crate::EspError;
 use crate::aead::{Aead, ICV_LEN, IV_LEN, SALT_LEN};
 use crate::wire::ESP_HDR_LEN;
-use crate::EspError;
 
 /// Bytes before the payload: ESP header and IV.
 pub const ESP_PREFIX_LEN: usize = ESP_HDR_LEN + IV_LEN;
@@ -116,7 +116,13 @@ pub fn check_len(esp_len: usize) -> Result<(), EspError> {
 
 /// Authenticates and decrypts `region` (ESP header to ICV) in place, with the full sequence
 /// number `seq` from the replay window, then checks the trailer.
-pub fn open(aead: &dyn Aead, salt: &[u8; SALT_LEN], seq: u64, esn: bool, region: &mut [u8]) -> Result<Opened, EspError> {
+pub fn open(
+    aead: &dyn Aead,
+    salt: &[u8; SALT_LEN],
+    seq: u64,
+    esn: bool,
+    region: &mut [u8],
+) -> Result<Opened, EspError> {
     check_len(region.len())?;
     let spi = u32::from_be_bytes([region[0], region[1], region[2], region[3]]);
     let mut iv = [0u8; IV_LEN];

@@ -49,12 +49,7 @@ impl ReplayWindow {
         let size = u64::from(size).div_ceil(64) * 64;
         // One slot more than the window spans, rounded up to a power of two for a cheap index.
         let slots = ((size / BLOCK + 1) as usize).next_power_of_two();
-        Ok(ReplayWindow {
-            top: AtomicU64::new(0),
-            size,
-            esn,
-            slots: (0..slots).map(|_| AtomicU64::new(0)).collect(),
-        })
+        Ok(ReplayWindow { top: AtomicU64::new(0), size, esn, slots: (0..slots).map(|_| AtomicU64::new(0)).collect() })
     }
 
     pub fn size(&self) -> u64 {
@@ -313,11 +308,16 @@ mod concurrency {
                         let mut mine = Vec::new();
                         for i in 1..=n {
                             // Pairs (2k+1, 2k+2) are swapped by half of the threads.
-                            let seq = if (i.div_ceil(2) + t) % 2 == 0 && i < n { if i % 2 == 1 { i + 1 } else { i - 1 } } else { i };
+                            let seq = if (i.div_ceil(2) + t) % 2 == 0 && i < n {
+                                if i % 2 == 1 { i + 1 } else { i - 1 }
+                            } else {
+                                i
+                            };
                             if let Ok(s) = w.check(seq as u32)
-                                && w.commit(s).is_ok() {
-                                    mine.push(s);
-                                }
+                                && w.commit(s).is_ok()
+                            {
+                                mine.push(s);
+                            }
                         }
                         mine
                     })

@@ -2,6 +2,7 @@
 //! inner IP packet in a new outer IP header (and UDP, RFC 3948) plus ESP; an inbound SA checks,
 //! opens and strips that again.
 
+use crate::EspError;
 use crate::aead::{AesGcm, IV_LEN, KeyMaterial, SALT_LEN};
 use crate::buf::PacketBuf;
 use crate::codec::{self, ESP_PREFIX_LEN, SealParams};
@@ -10,7 +11,6 @@ use crate::wire::{
     EspOuter, IPV4_HDR_LEN, IPV6_HDR_LEN, Ipv4Packet, Ipv6Packet, PROTO_ESP, PROTO_IPV4, PROTO_IPV6, PROTO_NONE,
     PROTO_UDP, UDP_HDR_LEN, checksum_add, checksum_finish,
 };
-use crate::EspError;
 use core::net::IpAddr;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -296,15 +296,8 @@ impl OutboundSa {
             return Err(EspError::NoRoom);
         };
         let outer_len = self.outer.len();
-        let params = SealParams {
-            aead: &self.aead,
-            salt: &self.salt,
-            spi: self.spi,
-            seq,
-            esn: self.esn,
-            iv,
-            next_header,
-        };
+        let params =
+            SealParams { aead: &self.aead, salt: &self.salt, spi: self.spi, seq, esn: self.esn, iv, next_header };
         codec::seal(&params, &mut pkt[outer_len..], payload_len)?;
         self.outer.write(pkt, tos, df, seq as u16);
         Ok(())

@@ -40,7 +40,10 @@ fn ivs_stay_unique_across_threads() {
                         sa.encapsulate(first + k, &mut b).unwrap();
                         let d = b.data();
                         let esp = 40;
-                        ivs.push((u32::from_be_bytes(d[esp + 4..esp + 8].try_into().unwrap()), <[u8; 8]>::try_from(&d[esp + 8..esp + 16]).unwrap()));
+                        ivs.push((
+                            u32::from_be_bytes(d[esp + 4..esp + 8].try_into().unwrap()),
+                            <[u8; 8]>::try_from(&d[esp + 8..esp + 16]).unwrap(),
+                        ));
                     }
                 }
                 ivs

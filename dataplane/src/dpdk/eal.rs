@@ -43,10 +43,7 @@ impl Eal {
             .iter()
             .map(|a| CString::new(a.as_str()).map_err(|_| DpdkError::NulInArgument(a.clone())))
             .collect::<Result<Vec<_>, _>>()?;
-        if EAL_STATE
-            .compare_exchange(EAL_NEVER, EAL_STARTING, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        if EAL_STATE.compare_exchange(EAL_NEVER, EAL_STARTING, Ordering::AcqRel, Ordering::Acquire).is_err() {
             return Err(DpdkError::EalAlreadyInitialised);
         }
         // EAL permutes argv and may keep pointers into it (device arguments, prefixes), so argv
@@ -65,10 +62,7 @@ impl Eal {
             return Err(DpdkError::EalInit(errno));
         }
         EAL_STATE.store(EAL_RUNNING, Ordering::Release);
-        Ok(Eal {
-            consumed: ret as usize,
-            _main_thread_only: PhantomData,
-        })
+        Ok(Eal { consumed: ret as usize, _main_thread_only: PhantomData })
     }
 
     /// How many arguments after the program name the EAL parsed (`rte_eal_init`'s return, a
@@ -154,20 +148,14 @@ where
         return Err(DpdkError::EalNotInitialised);
     }
     if lcore_id() != main_lcore() {
-        return Err(DpdkError::Lcore {
-            lcore,
-            reason: "launch must be called on the main lcore",
-        });
+        return Err(DpdkError::Lcore { lcore, reason: "launch must be called on the main lcore" });
     }
     let is_worker = lcore < sys::RTE_MAX_LCORE && lcore != main_lcore() && {
         // Safety: lcore < RTE_MAX_LCORE, checked just before; the function reads the lcore table.
         unsafe { sys::rte_lcore_is_enabled(lcore) != 0 }
     };
     if !is_worker {
-        return Err(DpdkError::Lcore {
-            lcore,
-            reason: "not an enabled worker lcore",
-        });
+        return Err(DpdkError::Lcore { lcore, reason: "not an enabled worker lcore" });
     }
     let job: Box<Job> = Box::new(Box::new(f));
     let arg = Box::into_raw(job).cast::<c_void>();
@@ -177,10 +165,7 @@ where
     if ret != 0 {
         // Safety: the launch failed, so trampoline will never see `arg`; take it back to free it.
         drop(unsafe { Box::from_raw(arg.cast::<Job>()) });
-        return Err(DpdkError::Launch {
-            lcore,
-            errno: RteErrno::from_ret(ret),
-        });
+        return Err(DpdkError::Launch { lcore, errno: RteErrno::from_ret(ret) });
     }
     Ok(())
 }
@@ -192,10 +177,7 @@ pub fn wait_all() -> Result<(), DpdkError> {
         return Err(DpdkError::EalNotInitialised);
     }
     if lcore_id() != main_lcore() {
-        return Err(DpdkError::Lcore {
-            lcore: lcore_id(),
-            reason: "wait_all must be called on the main lcore",
-        });
+        return Err(DpdkError::Lcore { lcore: lcore_id(), reason: "wait_all must be called on the main lcore" });
     }
     let mut failed = Vec::new();
     for lcore in worker_lcores() {
@@ -204,11 +186,7 @@ pub fn wait_all() -> Result<(), DpdkError> {
             failed.push(lcore);
         }
     }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(DpdkError::WorkersFailed(failed))
-    }
+    if failed.is_empty() { Ok(()) } else { Err(DpdkError::WorkersFailed(failed)) }
 }
 
 /// The time stamp counter (`rte_rdtsc`).

@@ -17,9 +17,7 @@ impl RteErrno {
     pub fn from_code(code: i32) -> Self {
         // Safety: rte_strerror accepts any value and returns a NUL-terminated string, either
         // static or in a per-thread buffer; it is copied out before anything else can reuse it.
-        let text = unsafe { CStr::from_ptr(sys::rte_strerror(code)) }
-            .to_string_lossy()
-            .into_owned();
+        let text = unsafe { CStr::from_ptr(sys::rte_strerror(code)) }.to_string_lossy().into_owned();
         RteErrno { code, text }
     }
 
@@ -55,11 +53,7 @@ pub enum DpdkError {
     #[error("mempool {name}: {errno}")]
     Mempool { name: String, errno: RteErrno },
     #[error("port {port}: {op}: {errno}")]
-    Port {
-        port: u16,
-        op: &'static str,
-        errno: RteErrno,
-    },
+    Port { port: u16, op: &'static str, errno: RteErrno },
     #[error("lcore {lcore}: {reason}")]
     Lcore { lcore: u32, reason: &'static str },
     #[error("launch on lcore {lcore}: {errno}")]
@@ -70,10 +64,6 @@ pub enum DpdkError {
 
 impl DpdkError {
     pub(crate) fn port(port: u16, op: &'static str, ret: i32) -> Self {
-        DpdkError::Port {
-            port,
-            op,
-            errno: RteErrno::from_ret(ret),
-        }
+        DpdkError::Port { port, op, errno: RteErrno::from_ret(ret) }
     }
 }

@@ -75,10 +75,7 @@ impl Mbuf {
         // Safety: buf_addr + data_off .. + data_len lies inside the mbuf's buffer (an mbuf
         // invariant DPDK keeps); the bytes are ours for as long as &self lives.
         unsafe {
-            std::slice::from_raw_parts(
-                m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
-                usize::from(m.data_len),
-            )
+            std::slice::from_raw_parts(m.buf_addr.cast::<u8>().add(usize::from(m.data_off)), usize::from(m.data_len))
         }
     }
 
@@ -86,11 +83,7 @@ impl Mbuf {
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
         let m = self.raw();
-        let (addr, off, len) = (
-            m.buf_addr.cast::<u8>(),
-            usize::from(m.data_off),
-            usize::from(m.data_len),
-        );
+        let (addr, off, len) = (m.buf_addr.cast::<u8>(), usize::from(m.data_off), usize::from(m.data_len));
         // Safety: as in `data`; &mut self and exclusive ownership (refcnt 1) make the bytes ours
         // alone.
         unsafe { std::slice::from_raw_parts_mut(addr.add(off), len) }
@@ -201,11 +194,7 @@ impl PacketBuf for Mbuf {
         // Safety: exclusive ownership of a valid mbuf; rte_pktmbuf_prepend returns NULL and
         // changes nothing when n exceeds the headroom.
         let p = unsafe { sys::rte_pktmbuf_prepend(self.0.as_ptr(), n) };
-        if p.is_null() {
-            None
-        } else {
-            Some(self.data_mut())
-        }
+        if p.is_null() { None } else { Some(self.data_mut()) }
     }
 
     #[inline]
@@ -216,11 +205,7 @@ impl PacketBuf for Mbuf {
         }
         // Safety: as in prepend; NULL and no change when n exceeds the tailroom.
         let p = unsafe { sys::rte_pktmbuf_append(self.0.as_ptr(), n) };
-        if p.is_null() {
-            None
-        } else {
-            Some(self.data_mut())
-        }
+        if p.is_null() { None } else { Some(self.data_mut()) }
     }
 
     #[inline]

@@ -41,22 +41,11 @@ impl Mempool {
         }
         let cname = CString::new(name).map_err(|_| DpdkError::NulInArgument(name.to_owned()))?;
         // Safety: the EAL runs and cname is a valid C string; DPDK copies the name.
-        let ptr = unsafe {
-            sys::rte_pktmbuf_pool_create(
-                cname.as_ptr(),
-                n_mbufs,
-                cache_size,
-                0,
-                data_room_size,
-                socket_id,
-            )
-        };
+        let ptr =
+            unsafe { sys::rte_pktmbuf_pool_create(cname.as_ptr(), n_mbufs, cache_size, 0, data_room_size, socket_id) };
         match NonNull::new(ptr) {
             Some(ptr) => Ok(Mempool { ptr }),
-            None => Err(DpdkError::Mempool {
-                name: name.to_owned(),
-                errno: RteErrno::last(),
-            }),
+            None => Err(DpdkError::Mempool { name: name.to_owned(), errno: RteErrno::last() }),
         }
     }
 
@@ -68,9 +57,7 @@ impl Mempool {
     /// The pool's name.
     pub fn name(&self) -> String {
         // Safety: the pool is alive (never freed) and its name is a NUL-terminated array.
-        unsafe { CStr::from_ptr((*self.ptr.as_ptr()).name.as_ptr()) }
-            .to_string_lossy()
-            .into_owned()
+        unsafe { CStr::from_ptr((*self.ptr.as_ptr()).name.as_ptr()) }.to_string_lossy().into_owned()
     }
 
     /// Mbufs free in the pool, per-lcore caches included (approximate while others use it).
@@ -88,9 +75,6 @@ impl Mempool {
 
 impl std::fmt::Debug for Mempool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mempool")
-            .field("name", &self.name())
-            .field("avail", &self.avail_count())
-            .finish()
+        f.debug_struct("Mempool").field("name", &self.name()).field("avail", &self.avail_count()).finish()
     }
 }

@@ -58,15 +58,14 @@ pub mod mempool;
 pub mod port;
 
 pub use eal::{
-    Eal, LCORE_ID_ANY, SOCKET_ID_ANY, launch, lcore_id, main_lcore, socket_id, tsc, tsc_hz,
-    wait_all, worker_lcores,
+    Eal, LCORE_ID_ANY, SOCKET_ID_ANY, launch, lcore_id, main_lcore, socket_id, tsc, tsc_hz, wait_all, worker_lcores,
 };
 pub use error::{DpdkError, RteErrno};
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
 pub use port::{
-    Port, PortStats, link_up, port_by_name, port_close, port_count, port_mac, port_name,
-    port_socket, port_stats, port_stop, rx_burst, set_port_mac, tx_burst,
+    Port, PortStats, link_up, port_by_name, port_close, port_count, port_mac, port_name, port_socket, port_stats,
+    port_stop, rx_burst, set_port_mac, tx_burst,
 };
 
 #[cfg(test)]
@@ -79,10 +78,7 @@ mod tests {
         use std::mem::{align_of, size_of};
         assert_eq!(size_of::<Mbuf>(), size_of::<*mut dpdk_sys::rte_mbuf>());
         assert_eq!(align_of::<Mbuf>(), align_of::<*mut dpdk_sys::rte_mbuf>());
-        assert_eq!(
-            size_of::<Option<Mbuf>>(),
-            size_of::<*mut dpdk_sys::rte_mbuf>()
-        );
+        assert_eq!(size_of::<Option<Mbuf>>(), size_of::<*mut dpdk_sys::rte_mbuf>());
     }
 
     #[test]
@@ -92,14 +88,8 @@ mod tests {
         assert_eq!(rx_burst(0, 0, &mut v), 0);
         assert_eq!(tx_burst(0, 0, &mut v), 0);
         assert_eq!(rx_burst(u16::MAX, u16::MAX, &mut v), 0);
-        assert!(matches!(
-            Mempool::new("p", 63, 0, 2176, SOCKET_ID_ANY),
-            Err(DpdkError::EalNotInitialised)
-        ));
-        assert!(matches!(
-            launch(1, || ()),
-            Err(DpdkError::EalNotInitialised)
-        ));
+        assert!(matches!(Mempool::new("p", 63, 0, 2176, SOCKET_ID_ANY), Err(DpdkError::EalNotInitialised)));
+        assert!(matches!(launch(1, || ()), Err(DpdkError::EalNotInitialised)));
         assert_eq!(port_count(), 0);
         assert_eq!(port_by_name("net_ring0"), None);
         assert!(worker_lcores().is_empty());
@@ -113,10 +103,6 @@ mod tests {
         let e = RteErrno::from_code(libc::ENOTSUP);
         assert_eq!(e.code, libc::ENOTSUP);
         assert!(!e.text.is_empty());
-        assert!(
-            RteErrno::from_code(1001).text.contains("secondary"),
-            "{}",
-            RteErrno::from_code(1001).text
-        );
+        assert!(RteErrno::from_code(1001).text.contains("secondary"), "{}", RteErrno::from_code(1001).text);
     }
 }

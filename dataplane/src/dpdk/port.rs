@@ -19,23 +19,16 @@ static TX_QUEUES: [AtomicU16; MAX_PORTS] = [const { AtomicU16::new(0) }; MAX_POR
 
 #[inline]
 fn rx_ready(port: u16, queue: u16) -> bool {
-    RX_QUEUES
-        .get(usize::from(port))
-        .is_some_and(|n| queue < n.load(Ordering::Acquire))
+    RX_QUEUES.get(usize::from(port)).is_some_and(|n| queue < n.load(Ordering::Acquire))
 }
 
 #[inline]
 fn tx_ready(port: u16, queue: u16) -> bool {
-    TX_QUEUES
-        .get(usize::from(port))
-        .is_some_and(|n| queue < n.load(Ordering::Acquire))
+    TX_QUEUES.get(usize::from(port)).is_some_and(|n| queue < n.load(Ordering::Acquire))
 }
 
 fn mark_stopped(port: u16) {
-    if let (Some(rx), Some(tx)) = (
-        RX_QUEUES.get(usize::from(port)),
-        TX_QUEUES.get(usize::from(port)),
-    ) {
+    if let (Some(rx), Some(tx)) = (RX_QUEUES.get(usize::from(port)), TX_QUEUES.get(usize::from(port))) {
         rx.store(0, Ordering::Release);
         tx.store(0, Ordering::Release);
     }
@@ -47,11 +40,7 @@ fn valid(port: u16) -> bool {
 }
 
 fn check(port: u16, op: &'static str, ret: i32) -> Result<(), DpdkError> {
-    if ret < 0 {
-        Err(DpdkError::port(port, op, ret))
-    } else {
-        Ok(())
-    }
+    if ret < 0 { Err(DpdkError::port(port, op, ret)) } else { Ok(()) }
 }
 
 /// Number of usable ports.
@@ -78,11 +67,7 @@ pub fn port_name(port: u16) -> Option<String> {
         return None;
     }
     // Safety: on success buf holds a NUL-terminated string.
-    Some(
-        unsafe { CStr::from_ptr(buf.as_ptr()) }
-            .to_string_lossy()
-            .into_owned(),
-    )
+    Some(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
 }
 
 /// The NUMA socket of the port ([`SOCKET_ID_ANY`](super::SOCKET_ID_ANY) if unknown or invalid).
@@ -111,33 +96,17 @@ impl Port {
     /// (adjusted to the driver's limits) on the port's NUMA socket, RX buffers from `pool`;
     /// RSS over IP and UDP when `nb_rxq > 1` and the device supports it; then starts the port
     /// and turns on promiscuous mode (where the driver has it).
-    pub fn configure(
-        port_id: u16,
-        nb_rxq: u16,
-        nb_txq: u16,
-        nb_desc: u16,
-        pool: &Mempool,
-    ) -> Result<Port, DpdkError> {
-        let einval = |op| DpdkError::Port {
-            port: port_id,
-            op,
-            errno: RteErrno::from_code(libc::EINVAL),
-        };
+    pub fn configure(port_id: u16, nb_rxq: u16, nb_txq: u16, nb_desc: u16, pool: &Mempool) -> Result<Port, DpdkError> {
+        let einval = |op| DpdkError::Port { port: port_id, op, errno: RteErrno::from_code(libc::EINVAL) };
         if !valid(port_id) {
-            return Err(DpdkError::Port {
-                port: port_id,
-                op: "configure",
-                errno: RteErrno::from_code(libc::ENODEV),
-            });
+            return Err(DpdkError::Port { port: port_id, op: "configure", errno: RteErrno::from_code(libc::ENODEV) });
         }
         if nb_rxq == 0 || nb_txq == 0 || nb_desc == 0 {
             return Err(einval("configure: need at least one queue and descriptor"));
         }
         let mut info = sys::rte_eth_dev_info::default();
         // Safety: valid port; info is a valid out pointer.
-        check(port_id, "dev_info_get", unsafe {
-            sys::rte_eth_dev_info_get(port_id, &mut info)
-        })?;
+        check(port_id, "dev_info_get", unsafe { sys::rte_eth_dev_info_get(port_id, &mut info) })?;
         if nb_rxq > info.max_rx_queues || nb_txq > info.max_tx_queues {
             return Err(einval("configure: more queues than the device has"));
         }
@@ -157,9 +126,7 @@ impl Port {
         }
         mark_stopped(port_id);
         // Safety: valid port, conf fully initialised.
-        check(port_id, "configure", unsafe {
-            sys::rte_eth_dev_configure(port_id, nb_rxq, nb_txq, &conf)
-        })?;
+        check(port_id, "configure", unsafe { sys::rte_eth_dev_configure(port_id, nb_rxq, nb_txq, &conf) })?;
 
         let (mut nb_rx_desc, mut nb_tx_desc) = (nb_desc, nb_desc);
         // Safety: valid port; valid out pointers.
@@ -171,14 +138,7 @@ impl Port {
             // Safety: configured port, q < nb_rxq; NULL conf means the driver's defaults; the pool
             // outlives the port (pools are never freed). SOCKET_ID_ANY casts to its unsigned form.
             check(port_id, "rx_queue_setup", unsafe {
-                sys::rte_eth_rx_queue_setup(
-                    port_id,
-                    q,
-                    nb_rx_desc,
-                    socket as u32,
-                    std::ptr::null(),
-                    pool.as_ptr(),
-                )
+                sys::rte_eth_rx_queue_setup(port_id, q, nb_rx_desc, socket as u32, std::ptr::null(), pool.as_ptr())
             })?;
         }
         for q in 0..nb_txq {
@@ -196,16 +156,7 @@ impl Port {
         }
         RX_QUEUES[usize::from(port_id)].store(nb_rxq, Ordering::Release);
         TX_QUEUES[usize::from(port_id)].store(nb_txq, Ordering::Release);
-        Ok(Port {
-            id: port_id,
-            nb_rxq,
-            nb_txq,
-            nb_rx_desc,
-            nb_tx_desc,
-            rss,
-            rss_hf,
-            socket,
-        })
+        Ok(Port { id: port_id, nb_rxq, nb_txq, nb_rx_desc, nb_tx_desc, rss, rss_hf, socket })
     }
 }
 
@@ -213,9 +164,7 @@ impl Port {
 pub fn port_mac(port: u16) -> Result<[u8; 6], DpdkError> {
     let mut addr = sys::rte_ether_addr::default();
     // Safety: the id is checked by the function; addr is a valid out pointer.
-    check(port, "macaddr_get", unsafe {
-        sys::rte_eth_macaddr_get(port, &mut addr)
-    })?;
+    check(port, "macaddr_get", unsafe { sys::rte_eth_macaddr_get(port, &mut addr) })?;
     Ok(addr.addr_bytes)
 }
 
@@ -223,9 +172,7 @@ pub fn port_mac(port: u16) -> Result<[u8; 6], DpdkError> {
 pub fn set_port_mac(port: u16, mac: [u8; 6]) -> Result<(), DpdkError> {
     let mut addr = sys::rte_ether_addr { addr_bytes: mac };
     // Safety: the id is checked by the function; addr is valid for the call.
-    check(port, "default_mac_addr_set", unsafe {
-        sys::rte_eth_dev_default_mac_addr_set(port, &mut addr)
-    })
+    check(port, "default_mac_addr_set", unsafe { sys::rte_eth_dev_default_mac_addr_set(port, &mut addr) })
 }
 
 /// Port counters (`rte_eth_stats`, without the per-queue arrays).
@@ -247,9 +194,7 @@ pub struct PortStats {
 pub fn port_stats(port: u16) -> Result<PortStats, DpdkError> {
     let mut s = sys::rte_eth_stats::default();
     // Safety: the id is checked by the function; s is a valid out pointer.
-    check(port, "stats_get", unsafe {
-        sys::rte_eth_stats_get(port, &mut s)
-    })?;
+    check(port, "stats_get", unsafe { sys::rte_eth_stats_get(port, &mut s) })?;
     Ok(PortStats {
         ipackets: s.ipackets,
         opackets: s.opackets,

@@ -353,7 +353,8 @@ fn gw_config(a: bool, algorithm: &str) -> String {
     } else {
         ("10.2.0.1/24", "10.2.0.0/24", "10.1.0.0/24", GW_B, GW_A)
     };
-    let (spi_out, spi_in, key_out, key_in) = if a { ("1001", "2001", key_ab, key_ba) } else { ("2001", "1001", key_ba, key_ab) };
+    let (spi_out, spi_in, key_out, key_in) =
+        if a { ("1001", "2001", key_ab, key_ba) } else { ("2001", "1001", key_ba, key_ab) };
     format!(
         r#"
 [[port]]
@@ -412,12 +413,16 @@ fn build_pipeline(cfg: &Config, a: bool) -> Pipeline {
             .flat_map(|(i, p)| p.addresses.iter().map(move |a| Route { prefix: a.network(), via: None, port: i }))
             .collect(),
     );
-    let spd = Spd::new(cfg.policies.iter().map(|p| Policy { selector: p.selector, action: p.action, priority: p.priority }).collect());
+    let spd = Spd::new(
+        cfg.policies.iter().map(|p| Policy { selector: p.selector, action: p.action, priority: p.priority }).collect(),
+    );
     let mut outbound = Vec::new();
     let mut inbound = Vec::new();
     for (i, s) in cfg.sas.iter().enumerate() {
         match s.direction {
-            Direction::Out => outbound.push(Some(OutboundSa::new(&s.sa, Arc::new(SeqCounter::default())).expect("valid SA"))),
+            Direction::Out => {
+                outbound.push(Some(OutboundSa::new(&s.sa, Arc::new(SeqCounter::default())).expect("valid SA")))
+            }
             Direction::In => {
                 outbound.push(None);
                 inbound.push((i, InboundSa::new(&s.sa).expect("valid SA")));
@@ -426,7 +431,8 @@ fn build_pipeline(cfg: &Config, a: bool) -> Pipeline {
     }
     let counters = Arc::new(WorkerCounters::new(1, cfg.sas.len()));
     let mut p = Pipeline::new(ports, Arc::new(spd), Arc::new(routes), outbound, inbound, counters, 1_000_000);
-    let (host, host_mac, peer, peer_mac) = if a { (HOST_A, HOST1, GW_B, B_UNPROT) } else { (HOST_B, HOST2, GW_A, A_UNPROT) };
+    let (host, host_mac, peer, peer_mac) =
+        if a { (HOST_A, HOST1, GW_B, B_UNPROT) } else { (HOST_B, HOST2, GW_A, A_UNPROT) };
     p.set_neighbor(Neighbor { port: 0, ip: IpAddr::V4(host), mac: host_mac });
     p.set_neighbor(Neighbor { port: 1, ip: IpAddr::V4(peer), mac: peer_mac });
     p
@@ -459,8 +465,12 @@ impl PipeBench {
         let algorithm = if aes == GcmKeyLen::Aes128 { "aes128gcm16" } else { "aes256gcm16" };
         let cfg_a = Config::parse(&gw_config(true, algorithm)).expect("config A");
         let cfg_b = Config::parse(&gw_config(false, algorithm)).expect("config B");
-        let clear: Vec<Vec<u8>> =
-            case.lens.iter().enumerate().map(|(j, &l)| eth_frame(A_PROT, HOST1, &ipv4_udp(HOST_A, HOST_B, l, j))).collect();
+        let clear: Vec<Vec<u8>> = case
+            .lens
+            .iter()
+            .enumerate()
+            .map(|(j, &l)| eth_frame(A_PROT, HOST1, &ipv4_udp(HOST_A, HOST_B, l, j)))
+            .collect();
         // The ESP frames come out of a gateway A of their own, numbered 1..=ROUND in order.
         let mut maker = build_pipeline(&cfg_a, true);
         let mut esp = Vec::with_capacity(ROUND);
@@ -631,7 +641,12 @@ fn case_rows(args: &Args, case: &SizeCase, t: Tunnel, tsc_per_ns: Option<f64>) -
     let mut pipe = pipe_table.then(|| PipeBench::new(case, t.aes));
     let mut rows = Vec::new();
     for (dir, pipe_dir, [stage, aead, reset], [p_stage, p_reset]) in [
-        ("encap", "outbound", [Kind::EncapStage, Kind::EncapAead, Kind::EncapReset], [Kind::PipeOut, Kind::PipeOutReset]),
+        (
+            "encap",
+            "outbound",
+            [Kind::EncapStage, Kind::EncapAead, Kind::EncapReset],
+            [Kind::PipeOut, Kind::PipeOutReset],
+        ),
         ("decap", "inbound", [Kind::DecapStage, Kind::DecapAead, Kind::DecapReset], [Kind::PipeIn, Kind::PipeInReset]),
     ] {
         let mut kinds = if esp_table { vec![stage, aead, reset] } else { vec![aead] };
@@ -691,7 +706,19 @@ fn tsc_col(s: &Summary) -> String {
 fn print_esp(rows: &[Row]) {
     println!(
         "{:<6} {:<6} | {:>22} {:>7} {:>8} {:>7} | {:>22} {:>7} {:>8} {:>7} | {:>6} | {:>7} {:>7}",
-        "size", "dir", "stage Mpps [min-max]", "Gbps", "ns/pkt", "tsc/pkt", "AEAD Mpps [min-max]", "Gbps", "ns/pkt", "tsc/pkt", "ratio", "reset", "ratio-r"
+        "size",
+        "dir",
+        "stage Mpps [min-max]",
+        "Gbps",
+        "ns/pkt",
+        "tsc/pkt",
+        "AEAD Mpps [min-max]",
+        "Gbps",
+        "ns/pkt",
+        "tsc/pkt",
+        "ratio",
+        "reset",
+        "ratio-r"
     );
     for r in rows.iter().filter(|r| r.table == Table::Esp) {
         let a = r.aead.as_ref().expect("esp rows have an AEAD column");
@@ -717,7 +744,16 @@ fn print_esp(rows: &[Row]) {
 fn print_pipeline(rows: &[Row]) {
     println!(
         "{:<6} {:<9} | {:>23} {:>7} {:>8} {:>7} | {:>7} | {:>22} {:>8} | {:>7}",
-        "size", "dir", "pipeline Mpps [min-max]", "Gbps", "ns/pkt", "tsc/pkt", "reset", "AEAD Mpps [min-max]", "ns/pkt", "ratio"
+        "size",
+        "dir",
+        "pipeline Mpps [min-max]",
+        "Gbps",
+        "ns/pkt",
+        "tsc/pkt",
+        "reset",
+        "AEAD Mpps [min-max]",
+        "ns/pkt",
+        "ratio"
     );
     for r in rows.iter().filter(|r| r.table == Table::Pipeline) {
         let a = r.aead.as_ref().expect("pipeline rows have an AEAD column");
@@ -758,7 +794,12 @@ struct Report<'a> {
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -820,10 +861,14 @@ fn main() {
          {BURSTS_PER_ROUND} bursts per timed round; median of {} runs x {} s [min-max]",
         args.aes, args.runs, args.seconds_per_case
     );
-    println!("  Gbps = inner IP bytes x 8; every column includes restoring each buffer from its template (\"reset\" = that copy alone, ns/pkt);");
+    println!(
+        "  Gbps = inner IP bytes x 8; every column includes restoring each buffer from its template (\"reset\" = that copy alone, ns/pkt);"
+    );
     println!("  ratio = stage Mpps / AEAD Mpps; ratio-r = the same with the reset time taken out of both.");
     if args.tables.contains(&Table::Pipeline) && (args.outer != Outer::V4 || args.udp_encap) {
-        eprintln!("esp-stages: --outer v6 and --udp-encap apply to the esp table only; the pipeline table stays IPv4 plain ESP");
+        eprintln!(
+            "esp-stages: --outer v6 and --udp-encap apply to the esp table only; the pipeline table stays IPv4 plain ESP"
+        );
     }
     let tunnel = Tunnel { aes, outer: args.outer, udp_encap: args.udp_encap };
     let rows: Vec<Row> = cases.iter().flat_map(|case| case_rows(&args, case, tunnel, tsc_per_ns)).collect();
