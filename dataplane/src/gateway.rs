@@ -82,7 +82,7 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
     let pool = Mempool::new("dp_mbufs", cfg.mbufs, 256, 2048 + 128, dpdk::socket_id())?;
 
     let mut ids = PortIds { data: Vec::new(), tap: Vec::new() };
-    let mut infos = Vec::new();
+    let mut macs = Vec::new();
     let mut started: Vec<Port> = Vec::new();
     for (i, p) in cfg.ports.iter().enumerate() {
         let id =
@@ -116,62 +116,19 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
         }
         ids.data.push(id);
         ids.tap.push(tap_id);
-        infos.push(PortInfo { mac: Mac(mac), role: p.role, addresses: p.addresses.clone(), mtu: p.mtu });
+        macs.push(Mac(mac));
     }
 
-    let mut routes: Vec<Route> = cfg
-        .ports
-        .iter()
-        .enumerate()
-        .flat_map(|(i, p)| p.addresses.iter().map(move |a| Route { prefix: a.network(), via: None, port: i }))
-        .collect();
-    routes.extend(cfg.routes.iter().map(|r| Route { prefix: r.prefix, via: r.via, port: r.port }));
-    let routes = Arc::new(RouteTable::new(routes));
-    let spd = Arc::new(Spd::new(
-        cfg.policies.iter().map(|p| Policy { selector: p.selector, action: p.action, priority: p.priority }).collect(),
-    ));
-    let seqs: Vec<Arc<SeqCounter>> = cfg.sas.iter().map(|_| Arc::new(SeqCounter::default())).collect();
     let hz = dpdk::tsc_hz();
+    let pipelines = build_pipelines(cfg, &macs, &worker_lcores, hz)?;
 
     let stop = Arc::new(AtomicBool::new(false));
-    // One inbound SA each, cloned per worker: the clones share the anti-replay window.
-    let mut inbound_sas = Vec::new();
-    for (i, s) in cfg.sas.iter().enumerate() {
-        if s.direction == Direction::In {
-            let sa = InboundSa::new(&s.sa).map_err(|reason| GatewayError::Sa { name: s.name.clone(), reason })?;
-            inbound_sas.push((i, sa));
-        }
-    }
     let mut counters = Vec::new();
     let mut updates = Vec::new();
     let mut events = Vec::new();
     let mut workers = Vec::new();
-    for (q, &lcore) in worker_lcores.iter().enumerate() {
-        let mut outbound = Vec::new();
-        for (i, s) in cfg.sas.iter().enumerate() {
-            let sa_err = |reason| GatewayError::Sa { name: s.name.clone(), reason };
-            outbound.push(match s.direction {
-                Direction::Out => Some(OutboundSa::new(&s.sa, seqs[i].clone()).map_err(sa_err)?),
-                Direction::In => None,
-            });
-        }
-        let inbound = inbound_sas.clone();
-        let c = Arc::new(WorkerCounters::new(lcore, cfg.sas.len()));
-        let mut pipeline = Pipeline::new(infos.clone(), spd.clone(), routes.clone(), outbound, inbound, c.clone(), hz);
-        for n in &cfg.neighbors {
-            pipeline.set_neighbor(Neighbor { port: n.port, ip: n.ip, mac: n.mac });
-        }
-        if q == 0 {
-            // Resolve the next hops we know we will need before traffic needs them.
-            for r in cfg.routes.iter().filter_map(|r| r.via.map(|v| (r.port, v))) {
-                pipeline.want_neighbor(r.0, r.1, 0);
-            }
-            for s in cfg.sas.iter().filter(|s| s.direction == Direction::Out) {
-                if let Some((port, hop)) = routes.lookup(s.sa.remote) {
-                    pipeline.want_neighbor(port, hop, 0);
-                }
-            }
-        }
+    for (q, pipeline) in pipelines.into_iter().enumerate() {
+        let c = pipeline.counters().clone();
         let u = Arc::new(ArrayQueue::new(1024));
         let e = Arc::new(ArrayQueue::new(1024));
         workers.push(Worker {
@@ -190,11 +147,7 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
         events.push(e);
     }
 
-    let sa_names: Vec<(String, u32, String)> = cfg
-        .sas
-        .iter()
-        .map(|s| (s.name.clone(), s.sa.spi, if s.direction == Direction::In { "in" } else { "out" }.to_string()))
-        .collect();
+    let names = sa_names(cfg);
     let socket_path = opts.control_socket.clone().or_else(|| cfg.control_socket.as_ref().map(PathBuf::from));
     let server = match &socket_path {
         Some(p) => Some(
@@ -220,7 +173,7 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
                     }
                 }
                 if let Some(s) = &server {
-                    s.poll(&|| Snapshot::take(&counters, &sa_names));
+                    s.poll(&|| Snapshot::take(&counters, &names));
                 }
                 if ext_stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
                     stop.store(true, Ordering::Relaxed);
@@ -246,15 +199,81 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
     let _ = control.join();
     waited?;
 
-    let sa_names: Vec<(String, u32, String)> = cfg
-        .sas
-        .iter()
-        .map(|s| (s.name.clone(), s.sa.spi, if s.direction == Direction::In { "in" } else { "out" }.to_string()))
-        .collect();
-    let snap = Snapshot::take(&counters, &sa_names);
+    let snap = Snapshot::take(&counters, &sa_names(cfg));
     for p in &started {
         let _ = dpdk::port_stop(p.id);
         let _ = dpdk::port_close(p.id);
     }
     Ok(snap)
+}
+
+/// (name, SPI, direction) of every configured SA, for the counters.
+fn sa_names(cfg: &Config) -> Vec<(String, u32, String)> {
+    cfg.sas
+        .iter()
+        .map(|s| (s.name.clone(), s.sa.spi, if s.direction == Direction::In { "in" } else { "out" }.to_string()))
+        .collect()
+}
+
+/// One pipeline per worker lcore, as the gateway runs them: shared read-only SPD and routes
+/// (connected subnets of the ports' addresses plus the configured routes), outbound SAs whose
+/// copies share one sequence counter, inbound SAs whose copies share one anti-replay window,
+/// the static neighbours, and the first worker asked to resolve the next hops it will need.
+/// `macs` are the data ports' MAC addresses, in configuration order.
+pub fn build_pipelines(cfg: &Config, macs: &[Mac], lcores: &[u32], tsc_hz: u64) -> Result<Vec<Pipeline>, GatewayError> {
+    let infos: Vec<PortInfo> = cfg
+        .ports
+        .iter()
+        .zip(macs)
+        .map(|(p, &mac)| PortInfo { mac, role: p.role, addresses: p.addresses.clone(), mtu: p.mtu })
+        .collect();
+    let mut routes: Vec<Route> = cfg
+        .ports
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| p.addresses.iter().map(move |a| Route { prefix: a.network(), via: None, port: i }))
+        .collect();
+    routes.extend(cfg.routes.iter().map(|r| Route { prefix: r.prefix, via: r.via, port: r.port }));
+    let routes = Arc::new(RouteTable::new(routes));
+    let spd = Arc::new(Spd::new(
+        cfg.policies.iter().map(|p| Policy { selector: p.selector, action: p.action, priority: p.priority }).collect(),
+    ));
+    fn sa_err(name: &str) -> impl Fn(&'static str) -> GatewayError + '_ {
+        move |reason| GatewayError::Sa { name: name.to_string(), reason }
+    }
+    let seqs: Vec<Arc<SeqCounter>> = cfg.sas.iter().map(|_| Arc::new(SeqCounter::default())).collect();
+    let mut inbound = Vec::new();
+    for (i, s) in cfg.sas.iter().enumerate() {
+        if s.direction == Direction::In {
+            inbound.push((i, InboundSa::new(&s.sa).map_err(sa_err(&s.name))?));
+        }
+    }
+    let mut pipelines = Vec::new();
+    for (q, &lcore) in lcores.iter().enumerate() {
+        let mut outbound = Vec::new();
+        for (i, s) in cfg.sas.iter().enumerate() {
+            outbound.push(match s.direction {
+                Direction::Out => Some(OutboundSa::new(&s.sa, seqs[i].clone()).map_err(sa_err(&s.name))?),
+                Direction::In => None,
+            });
+        }
+        let c = Arc::new(WorkerCounters::new(lcore, cfg.sas.len()));
+        let mut p = Pipeline::new(infos.clone(), spd.clone(), routes.clone(), outbound, inbound.clone(), c, tsc_hz);
+        for n in &cfg.neighbors {
+            p.set_neighbor(Neighbor { port: n.port, ip: n.ip, mac: n.mac });
+        }
+        if q == 0 {
+            // Resolve the next hops we know we will need before traffic needs them.
+            for r in cfg.routes.iter().filter_map(|r| r.via.map(|v| (r.port, v))) {
+                p.want_neighbor(r.0, r.1, 0);
+            }
+            for s in cfg.sas.iter().filter(|s| s.direction == Direction::Out) {
+                if let Some((port, hop)) = routes.lookup(s.sa.remote) {
+                    p.want_neighbor(port, hop, 0);
+                }
+            }
+        }
+        pipelines.push(p);
+    }
+    Ok(pipelines)
 }

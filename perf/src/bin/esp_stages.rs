@@ -7,12 +7,10 @@
 //! taken out of the ratio. See perf/README.md for what each column holds.
 
 use clap::{Parser, ValueEnum};
-use dataplane::config::{Config, Direction};
-use dataplane::counters::{DropReason, WorkerCounters};
+use dataplane::config::Config;
+use dataplane::counters::DropReason;
 use dataplane::net::{self, Mac};
-use dataplane::pipeline::{Ingress, Neighbor, Pipeline, PortInfo, Verdict};
-use dataplane::policy::{Policy, Spd};
-use dataplane::route::{Route, RouteTable};
+use dataplane::pipeline::{Ingress, Neighbor, Pipeline, Verdict};
 use esp::aead::{Aead, AesGcm, GcmKeyLen, ICV_LEN, KeyMaterial};
 use esp::buf::{PacketBuf, VecBuf};
 use esp::codec::{self, ESP_PREFIX_LEN};
@@ -400,37 +398,8 @@ sa_in = "in"
 /// neighbours already resolved.
 fn build_pipeline(cfg: &Config, a: bool) -> Pipeline {
     let macs = if a { [A_PROT, A_UNPROT] } else { [B_PROT, B_UNPROT] };
-    let ports: Vec<PortInfo> = cfg
-        .ports
-        .iter()
-        .zip(macs)
-        .map(|(p, mac)| PortInfo { mac, role: p.role, addresses: p.addresses.clone(), mtu: p.mtu })
-        .collect();
-    let routes = RouteTable::new(
-        cfg.ports
-            .iter()
-            .enumerate()
-            .flat_map(|(i, p)| p.addresses.iter().map(move |a| Route { prefix: a.network(), via: None, port: i }))
-            .collect(),
-    );
-    let spd = Spd::new(
-        cfg.policies.iter().map(|p| Policy { selector: p.selector, action: p.action, priority: p.priority }).collect(),
-    );
-    let mut outbound = Vec::new();
-    let mut inbound = Vec::new();
-    for (i, s) in cfg.sas.iter().enumerate() {
-        match s.direction {
-            Direction::Out => {
-                outbound.push(Some(OutboundSa::new(&s.sa, Arc::new(SeqCounter::default())).expect("valid SA")))
-            }
-            Direction::In => {
-                outbound.push(None);
-                inbound.push((i, InboundSa::new(&s.sa).expect("valid SA")));
-            }
-        }
-    }
-    let counters = Arc::new(WorkerCounters::new(1, cfg.sas.len()));
-    let mut p = Pipeline::new(ports, Arc::new(spd), Arc::new(routes), outbound, inbound, counters, 1_000_000);
+    let mut p =
+        dataplane::gateway::build_pipelines(cfg, &macs, &[1], 1_000_000).expect("valid configuration").remove(0);
     let (host, host_mac, peer, peer_mac) =
         if a { (HOST_A, HOST1, GW_B, B_UNPROT) } else { (HOST_B, HOST2, GW_A, A_UNPROT) };
     p.set_neighbor(Neighbor { port: 0, ip: IpAddr::V4(host), mac: host_mac });
