@@ -3,10 +3,10 @@
 //! policy database. [`Config::load`] refuses a bad file with the field and the reason.
 
 use crate::net::{Mac, Prefix};
-use crate::policy::{Action, PortRange, Selector};
+use crate::policy::{PortRange, Selector};
 use esp::aead::{GcmKeyLen, KeyMaterial};
 use esp::sa::{SaConfig, UdpEncap};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -59,6 +59,7 @@ struct RawDataplane {
     idle_sleep_us: Option<u64>,
     control_socket: Option<String>,
     rx_desc: Option<u16>,
+    max_sas: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,40 +90,99 @@ struct RawNeighbor {
     port: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// One SA as written in the configuration file or sent over the control socket. Its `Debug`
+/// leaves out the key and salt.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-struct RawSa {
-    name: String,
-    spi: u32,
-    direction: String,
-    algorithm: String,
-    key: String,
-    salt: String,
-    local: String,
-    remote: String,
+pub struct RawSa {
+    pub name: String,
+    pub spi: u32,
+    pub direction: String,
+    pub algorithm: String,
+    pub key: String,
+    pub salt: String,
+    pub local: String,
+    pub remote: String,
     #[serde(default)]
-    udp_encap: bool,
-    udp_sport: Option<u16>,
-    udp_dport: Option<u16>,
+    pub udp_encap: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_sport: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_dport: Option<u16>,
     #[serde(default)]
-    esn: bool,
-    replay_window: Option<u32>,
+    pub esn: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_window: Option<u32>,
+    /// Inbound SAs: the traffic selectors decrypted packets must match, written as the
+    /// outbound policy would (local side as `src`). Without them: those of the policies that
+    /// name this SA as `sa_in`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selectors: Option<Vec<RawSelector>>,
+    /// Lifetimes (RFC 4301 4.4.2.1): at the soft limit the control plane is told to rekey, at
+    /// the hard limit the SA is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hard_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_packets: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hard_packets: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hard_secs: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+impl std::fmt::Debug for RawSa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSa")
+            .field("name", &self.name)
+            .field("spi", &self.spi)
+            .field("direction", &self.direction)
+            .field("algorithm", &self.algorithm)
+            .field("key", &"<redacted>")
+            .field("salt", &"<redacted>")
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Traffic selectors as written: prefixes, a protocol, port ranges.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-struct RawPolicy {
-    name: String,
-    src: String,
-    dst: String,
-    #[serde(default)]
-    proto: Option<toml::Value>,
-    sport: Option<String>,
-    dport: Option<String>,
-    action: String,
-    sa_out: Option<String>,
-    sa_in: Option<String>,
-    priority: Option<u32>,
+pub struct RawSelector {
+    pub src: String,
+    pub dst: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<toml::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sport: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dport: Option<String>,
+}
+
+/// One policy as written in the configuration file or sent over the control socket.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub name: String,
+    pub src: String,
+    pub dst: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<toml::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sport: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dport: Option<String>,
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sa_out: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sa_in: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,18 +226,40 @@ pub enum Direction {
     Out,
 }
 
+/// Soft and hard lifetimes of an SA; `None` is no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lifetime {
+    pub soft_bytes: Option<u64>,
+    pub hard_bytes: Option<u64>,
+    pub soft_packets: Option<u64>,
+    pub hard_packets: Option<u64>,
+    pub soft_secs: Option<u64>,
+    pub hard_secs: Option<u64>,
+}
+
 #[derive(Clone, Debug)]
 pub struct SaConf {
     pub name: String,
     pub direction: Direction,
     pub sa: SaConfig,
+    /// Inbound: explicit traffic selectors (else those of the policies naming the SA).
+    pub selectors: Option<Vec<Selector>>,
+    pub lifetime: Lifetime,
+}
+
+/// What a policy does, with SAs by name (they may come and go while the policy stays).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyAction {
+    Protect { sa_out: String, sa_in: Option<String> },
+    Bypass,
+    Discard,
 }
 
 #[derive(Clone, Debug)]
 pub struct PolicyConf {
     pub name: String,
     pub selector: Selector,
-    pub action: Action,
+    pub action: PolicyAction,
     pub priority: u32,
 }
 
@@ -190,6 +272,8 @@ pub struct Config {
     pub idle_sleep_us: u64,
     pub rx_desc: u16,
     pub control_socket: Option<String>,
+    /// SA slots (the per-core per-SA counters are sized for them).
+    pub max_sas: usize,
     pub ports: Vec<PortConf>,
     pub routes: Vec<RouteConf>,
     pub neighbors: Vec<NeighborConf>,
@@ -220,6 +304,147 @@ fn parse_proto(v: &Option<toml::Value>) -> Result<Option<u8>, String> {
         },
         Some(_) => Err("protocol must be a name (tcp, udp, icmp, any) or a number".into()),
     }
+}
+
+/// Checks one selector; `f` names its fields for the error.
+pub fn check_selector(
+    src: &str,
+    dst: &str,
+    proto: &Option<toml::Value>,
+    sport: Option<&str>,
+    dport: Option<&str>,
+    f: &dyn Fn(&str) -> String,
+) -> Result<Selector, ConfigError> {
+    let src: Prefix = src.parse().map_err(|e: &str| field(f("src"), e))?;
+    let dst: Prefix = dst.parse().map_err(|e: &str| field(f("dst"), e))?;
+    if src.addr.is_ipv4() != dst.addr.is_ipv4() {
+        return Err(field(f("dst"), "src and dst are of different address families"));
+    }
+    let proto = parse_proto(proto).map_err(|e| field(f("proto"), e))?;
+    let sport = PortRange::parse(sport).map_err(|e| field(f("sport"), e))?;
+    let dport = PortRange::parse(dport).map_err(|e| field(f("dport"), e))?;
+    Ok(Selector { src, dst, proto, sport, dport })
+}
+
+/// Checks one SA; `f` turns a field name into the name shown in errors (`sa[3].key`).
+pub fn check_sa(s: &RawSa, f: &dyn Fn(&str) -> String) -> Result<SaConf, ConfigError> {
+    if s.name.is_empty() {
+        return Err(field(f("name"), "an SA needs a name"));
+    }
+    let direction = match s.direction.as_str() {
+        "in" | "inbound" => Direction::In,
+        "out" | "outbound" => Direction::Out,
+        other => return Err(field(f("direction"), format!("{other:?} is neither \"in\" nor \"out\""))),
+    };
+    let alg = match s.algorithm.as_str() {
+        "aes128gcm16" | "aes128gcm" | "aes-gcm-128" => GcmKeyLen::Aes128,
+        "aes256gcm16" | "aes256gcm" | "aes-gcm-256" => GcmKeyLen::Aes256,
+        other => {
+            return Err(field(f("algorithm"), format!("{other:?} is not supported; use aes128gcm16 or aes256gcm16")));
+        }
+    };
+    let key = zeroize::Zeroizing::new(parse_hex(&s.key).ok_or_else(|| field(f("key"), "must be hex digits"))?);
+    let salt = parse_hex(&s.salt).ok_or_else(|| field(f("salt"), "must be hex digits"))?;
+    if key.len() != alg.key_len() {
+        return Err(field(f("key"), format!("{} needs a {}-byte key, got {}", s.algorithm, alg.key_len(), key.len())));
+    }
+    let key = KeyMaterial::new(alg, &key, &salt).map_err(|e| field(f("salt"), e))?;
+    let local: IpAddr = s.local.parse().map_err(|_| field(f("local"), "not an IP address"))?;
+    let remote: IpAddr = s.remote.parse().map_err(|_| field(f("remote"), "not an IP address"))?;
+    let encap = s.udp_encap.then(|| UdpEncap {
+        sport: s.udp_sport.unwrap_or(esp::wire::NAT_T_PORT),
+        dport: s.udp_dport.unwrap_or(esp::wire::NAT_T_PORT),
+    });
+    if !s.udp_encap && (s.udp_sport.is_some() || s.udp_dport.is_some()) {
+        return Err(field(f("udp_sport"), "UDP ports need udp_encap = true"));
+    }
+    let sa =
+        SaConfig { spi: s.spi, key, local, remote, encap, esn: s.esn, replay_window: s.replay_window.unwrap_or(1024) };
+    if let Err(e) = sa.validate() {
+        let which = if e.contains("SPI") { "spi" } else { "remote" };
+        return Err(field(f(which), e));
+    }
+    if direction == Direction::In
+        && let Err(e) = esp::replay::ReplayWindow::new(sa.replay_window, sa.esn)
+    {
+        return Err(field(f("replay_window"), e));
+    }
+    let selectors = match &s.selectors {
+        None => None,
+        Some(list) => {
+            if direction == Direction::Out {
+                return Err(field(
+                    f("selectors"),
+                    "only inbound SAs carry selectors; outbound traffic is chosen by policies",
+                ));
+            }
+            let mut out = Vec::with_capacity(list.len());
+            for (j, r) in list.iter().enumerate() {
+                let g = |n: &str| f(&format!("selectors[{j}].{n}"));
+                out.push(check_selector(&r.src, &r.dst, &r.proto, r.sport.as_deref(), r.dport.as_deref(), &g)?);
+            }
+            Some(out)
+        }
+    };
+    let lifetime = Lifetime {
+        soft_bytes: s.soft_bytes,
+        hard_bytes: s.hard_bytes,
+        soft_packets: s.soft_packets,
+        hard_packets: s.hard_packets,
+        soft_secs: s.soft_secs,
+        hard_secs: s.hard_secs,
+    };
+    for (soft, hard, name) in [
+        (lifetime.soft_bytes, lifetime.hard_bytes, "soft_bytes"),
+        (lifetime.soft_packets, lifetime.hard_packets, "soft_packets"),
+        (lifetime.soft_secs, lifetime.hard_secs, "soft_secs"),
+    ] {
+        if let (Some(s), Some(h)) = (soft, hard)
+            && s >= h
+        {
+            return Err(field(f(name), "the soft limit must be below the hard limit"));
+        }
+    }
+    Ok(SaConf { name: s.name.clone(), direction, sa, selectors, lifetime })
+}
+
+/// Checks one policy; `find_sa` tells the direction of an SA by name (None: no such SA).
+/// With `allow_missing`, a protect policy may name SAs that do not exist yet (the control
+/// plane installs the policy first, and is asked for the SA when traffic needs it).
+pub fn check_policy(
+    p: &RawPolicy,
+    f: &dyn Fn(&str) -> String,
+    find_sa: &dyn Fn(&str) -> Option<Direction>,
+    allow_missing: bool,
+) -> Result<PolicyConf, ConfigError> {
+    if p.name.is_empty() {
+        return Err(field(f("name"), "a policy needs a name"));
+    }
+    let selector = check_selector(&p.src, &p.dst, &p.proto, p.sport.as_deref(), p.dport.as_deref(), f)?;
+    let sa = |name: &Option<String>, fname: &str, dir: Direction| -> Result<Option<String>, ConfigError> {
+        let Some(name) = name else { return Ok(None) };
+        match find_sa(name) {
+            None if allow_missing => Ok(Some(name.clone())),
+            None => Err(field(f(fname), format!("no SA named {name:?}"))),
+            Some(d) if d != dir => Err(field(f(fname), format!("SA {name:?} has the wrong direction"))),
+            Some(_) => Ok(Some(name.clone())),
+        }
+    };
+    let action = match p.action.as_str() {
+        "protect" => {
+            let Some(sa_out) = sa(&p.sa_out, "sa_out", Direction::Out)? else {
+                return Err(field(f("sa_out"), "a protect policy names its outbound SA"));
+            };
+            PolicyAction::Protect { sa_out, sa_in: sa(&p.sa_in, "sa_in", Direction::In)? }
+        }
+        "bypass" => PolicyAction::Bypass,
+        "discard" => PolicyAction::Discard,
+        other => return Err(field(f("action"), format!("{other:?} is not protect, bypass or discard"))),
+    };
+    if !matches!(action, PolicyAction::Protect { .. }) && (p.sa_out.is_some() || p.sa_in.is_some()) {
+        return Err(field(f("action"), "only protect policies name SAs"));
+    }
+    Ok(PolicyConf { name: p.name.clone(), selector, action, priority: p.priority.unwrap_or(100) })
 }
 
 impl Config {
@@ -316,104 +541,18 @@ impl Config {
             if sas.iter().any(|o| o.name == s.name) {
                 return Err(field(f("name"), format!("SA name {:?} is used twice", s.name)));
             }
-            let direction = match s.direction.as_str() {
-                "in" | "inbound" => Direction::In,
-                "out" | "outbound" => Direction::Out,
-                other => return Err(field(f("direction"), format!("{other:?} is neither \"in\" nor \"out\""))),
-            };
-            let alg = match s.algorithm.as_str() {
-                "aes128gcm16" | "aes128gcm" | "aes-gcm-128" => GcmKeyLen::Aes128,
-                "aes256gcm16" | "aes256gcm" | "aes-gcm-256" => GcmKeyLen::Aes256,
-                other => {
-                    return Err(field(
-                        f("algorithm"),
-                        format!("{other:?} is not supported; use aes128gcm16 or aes256gcm16"),
-                    ));
-                }
-            };
-            let key = parse_hex(&s.key).ok_or_else(|| field(f("key"), "must be hex digits"))?;
-            let salt = parse_hex(&s.salt).ok_or_else(|| field(f("salt"), "must be hex digits"))?;
-            if key.len() != alg.key_len() {
-                return Err(field(
-                    f("key"),
-                    format!("{} needs a {}-byte key, got {}", s.algorithm, alg.key_len(), key.len()),
-                ));
+            let sa = check_sa(s, &f)?;
+            if sa.direction == Direction::In && sas.iter().any(|o| o.direction == Direction::In && o.sa.spi == s.spi) {
+                return Err(field(f("spi"), format!("inbound SPI {:#x} is used twice", s.spi)));
             }
-            let key = KeyMaterial::new(alg, &key, &salt).map_err(|e| field(f("salt"), e))?;
-            let local: IpAddr = s.local.parse().map_err(|_| field(f("local"), "not an IP address"))?;
-            let remote: IpAddr = s.remote.parse().map_err(|_| field(f("remote"), "not an IP address"))?;
-            let encap = s.udp_encap.then(|| UdpEncap {
-                sport: s.udp_sport.unwrap_or(esp::wire::NAT_T_PORT),
-                dport: s.udp_dport.unwrap_or(esp::wire::NAT_T_PORT),
-            });
-            if !s.udp_encap && (s.udp_sport.is_some() || s.udp_dport.is_some()) {
-                return Err(field(f("udp_sport"), "UDP ports need udp_encap = true"));
-            }
-            let sa = SaConfig {
-                spi: s.spi,
-                key,
-                local,
-                remote,
-                encap,
-                esn: s.esn,
-                replay_window: s.replay_window.unwrap_or(1024),
-            };
-            if let Err(e) = sa.validate() {
-                let which = if e.contains("SPI") { "spi" } else { "remote" };
-                return Err(field(f(which), e));
-            }
-            if direction == Direction::In {
-                if let Err(e) = esp::replay::ReplayWindow::new(sa.replay_window, sa.esn) {
-                    return Err(field(f("replay_window"), e));
-                }
-                if sas.iter().any(|o| o.direction == Direction::In && o.sa.spi == s.spi) {
-                    return Err(field(f("spi"), format!("inbound SPI {:#x} is used twice", s.spi)));
-                }
-            }
-            sas.push(SaConf { name: s.name.clone(), direction, sa });
+            sas.push(sa);
         }
 
         let mut policies = Vec::new();
         for (i, p) in raw.policies.iter().enumerate() {
             let f = |n: &str| format!("policy[{i}].{n}");
-            let src: Prefix = p.src.parse().map_err(|e: &str| field(f("src"), e))?;
-            let dst: Prefix = p.dst.parse().map_err(|e: &str| field(f("dst"), e))?;
-            if src.addr.is_ipv4() != dst.addr.is_ipv4() {
-                return Err(field(f("dst"), "src and dst are of different address families"));
-            }
-            let proto = parse_proto(&p.proto).map_err(|e| field(f("proto"), e))?;
-            let sport = PortRange::parse(p.sport.as_deref()).map_err(|e| field(f("sport"), e))?;
-            let dport = PortRange::parse(p.dport.as_deref()).map_err(|e| field(f("dport"), e))?;
-            let find_sa = |name: &Option<String>, fname: &str, dir: Direction| -> Result<usize, ConfigError> {
-                let Some(name) = name else {
-                    return Err(field(f(fname), "a protect policy names its outbound and inbound SAs"));
-                };
-                let idx = sas
-                    .iter()
-                    .position(|s| &s.name == name)
-                    .ok_or_else(|| field(f(fname), format!("no SA named {name:?}")))?;
-                if sas[idx].direction != dir {
-                    return Err(field(f(fname), format!("SA {name:?} has the wrong direction")));
-                }
-                Ok(idx)
-            };
-            let action = match p.action.as_str() {
-                "protect" => {
-                    let out = find_sa(&p.sa_out, "sa_out", Direction::Out)?;
-                    let inb = find_sa(&p.sa_in, "sa_in", Direction::In)?;
-                    Action::Protect { sa_out: out, sa_in: inb }
-                }
-                "bypass" => Action::Bypass,
-                "discard" => Action::Discard,
-                other => {
-                    return Err(field(f("action"), format!("{other:?} is not protect, bypass or discard")));
-                }
-            };
-            if !matches!(action, Action::Protect { .. }) && (p.sa_out.is_some() || p.sa_in.is_some()) {
-                return Err(field(f("action"), "only protect policies name SAs"));
-            }
-            let selector = Selector { src, dst, proto, sport, dport };
-            policies.push(PolicyConf { name: p.name.clone(), selector, action, priority: p.priority.unwrap_or(100) });
+            let find = |name: &str| sas.iter().find(|s| s.name == name).map(|s| s.direction);
+            policies.push(check_policy(p, &f, &find, false)?);
         }
 
         Ok(Config {
@@ -423,6 +562,7 @@ impl Config {
             idle_sleep_us: d.idle_sleep_us.unwrap_or(0),
             rx_desc: d.rx_desc.unwrap_or(1024),
             control_socket: d.control_socket.clone(),
+            max_sas: d.max_sas.unwrap_or(4096).max(raw.sas.len()),
             ports,
             routes,
             neighbors,
@@ -493,7 +633,7 @@ sa_in = "in"
         assert_eq!(c.ports.len(), 2);
         assert_eq!(c.sas[1].sa.replay_window, 4096);
         assert_eq!(c.sas[0].sa.encap, Some(UdpEncap { sport: 4500, dport: 4500 }));
-        assert!(matches!(c.policies[0].action, Action::Protect { sa_out: 0, sa_in: 1 }));
+        assert_eq!(c.policies[0].action, PolicyAction::Protect { sa_out: "out".into(), sa_in: Some("in".into()) });
         assert_eq!(c.ports[0].tap, "gwtap0");
     }
 

@@ -1,9 +1,12 @@
 //! The local control socket: a Unix-domain stream socket, one JSON request per line and one
 //! JSON answer per line, with a protocol version in every message. The socket file is created
 //! with mode 0600, so only its owner (root) can program or read the dataplane.
-//! Today it answers `stats`; SA and policy programming (issue 3) arrive on the same socket.
+//! Commands: read counters and SAs, install and remove SAs and policies, poll events (soft and
+//! hard lifetime, acquire). Key material travels only over this socket and is never printed.
 
+use crate::config::{RawPolicy, RawSa};
 use crate::counters::Snapshot;
+use crate::sad::{SaInfo, SadEvent};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -16,7 +19,25 @@ pub const PROTOCOL_VERSION: u32 = 1;
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
+    /// Counters: per core, per SA, per drop reason.
     Stats,
+    /// The installed SAs with their traffic.
+    ListSas,
+    AddSa {
+        sa: RawSa,
+    },
+    DelSa {
+        name: String,
+    },
+    /// Adds a policy, or replaces the one of the same name.
+    SetPolicy {
+        policy: RawPolicy,
+    },
+    DelPolicy {
+        name: String,
+    },
+    /// Events since the last poll.
+    PollEvents,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -26,13 +47,17 @@ pub struct Request {
     pub command: Command,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct Response {
     pub version: u32,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub stats: Option<Snapshot>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sas: Option<Vec<SaInfo>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub events: Option<Vec<SadEvent>>,
 }
 
 /// The listening end, polled by the control thread (non-blocking).
@@ -53,10 +78,10 @@ impl ControlServer {
         Ok(ControlServer { listener, path: path.to_path_buf() })
     }
 
-    /// Answers every client waiting now; `stats` is called for a fresh snapshot.
-    pub fn poll(&self, stats: &dyn Fn() -> Snapshot) {
+    /// Answers every client waiting now, each command through `handle`.
+    pub fn poll(&self, handle: &mut dyn FnMut(Command) -> Response) {
         while let Ok((stream, _)) = self.listener.accept() {
-            let _ = serve(stream, stats);
+            let _ = serve(stream, handle);
         }
     }
 }
@@ -67,7 +92,7 @@ impl Drop for ControlServer {
     }
 }
 
-fn serve(stream: UnixStream, stats: &dyn Fn() -> Snapshot) -> std::io::Result<()> {
+fn serve(stream: UnixStream, handle: &mut dyn FnMut(Command) -> Response) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(1)))?;
     stream.set_write_timeout(Some(Duration::from_secs(1)))?;
@@ -82,16 +107,27 @@ fn serve(stream: UnixStream, stats: &dyn Fn() -> Snapshot) -> std::io::Result<()
                 "protocol version {} not supported (this dataplane speaks {PROTOCOL_VERSION})",
                 r.version
             )),
-            stats: None,
+            ..Response::default()
         },
-        Ok(Request { command: Command::Stats, .. }) => {
-            Response { version: PROTOCOL_VERSION, error: None, stats: Some(stats()) }
-        }
-        Err(e) => Response { version: PROTOCOL_VERSION, error: Some(format!("bad request: {e}")), stats: None },
+        Ok(r) => handle(r.command),
+        Err(e) => Response { version: PROTOCOL_VERSION, error: Some(request_error(&e)), ..Response::default() },
     };
     let mut w = stream;
     serde_json::to_writer(&mut w, &resp)?;
     w.write_all(b"\n")
+}
+
+/// Why a request was refused, without echoing the values it carried: a malformed key must not
+/// end up in an error message (or a log).
+fn request_error(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let safe =
+        msg.starts_with("unknown field") || msg.starts_with("missing field") || msg.starts_with("unknown variant");
+    if safe {
+        format!("bad request: {msg}")
+    } else {
+        format!("bad request: malformed {:?} input at line {} column {}", e.classify(), e.line(), e.column())
+    }
 }
 
 /// Client side: sends one request and reads the answer.
@@ -127,7 +163,11 @@ mod tests {
         let client = std::thread::spawn(move || request(&p2, Command::Stats));
         let snap = Snapshot { drops: vec![], sas: vec![], cores: vec![] };
         for _ in 0..200 {
-            server.poll(&|| snap.clone());
+            server.poll(&mut |_| Response {
+                version: PROTOCOL_VERSION,
+                stats: Some(snap.clone()),
+                ..Response::default()
+            });
             if client.is_finished() {
                 break;
             }
@@ -146,7 +186,11 @@ mod tests {
             a
         });
         for _ in 0..200 {
-            server.poll(&|| snap.clone());
+            server.poll(&mut |_| Response {
+                version: PROTOCOL_VERSION,
+                stats: Some(snap.clone()),
+                ..Response::default()
+            });
             if bad.is_finished() {
                 break;
             }

@@ -51,6 +51,7 @@ drop_reasons! {
     SeqExhausted => "outbound SA out of sequence numbers; needs rekey",
     NoRoom => "no head- or tailroom in the mbuf for ESP",
     PolicyDiscard => "matched a discard policy",
+    NoSa => "matched a protect policy whose SA is not (yet) installed; the control plane is asked",
     NoPolicy => "matched no policy (default discard)",
     ClearForProtectedFlow => "arrived in the clear but its policy requires ESP",
     NoRoute => "no route to the destination",
@@ -148,15 +149,6 @@ impl WorkerCounters {
 }
 
 #[derive(Serialize, serde::Deserialize, Debug, Clone, Default, PartialEq)]
-pub struct SaSnapshot {
-    pub name: String,
-    pub spi: u32,
-    pub direction: String,
-    pub packets: u64,
-    pub bytes: u64,
-}
-
-#[derive(Serialize, serde::Deserialize, Debug, Clone, Default, PartialEq)]
 pub struct DropSnapshot {
     pub reason: String,
     pub description: String,
@@ -181,14 +173,14 @@ pub struct CoreSnapshot {
 #[derive(Serialize, serde::Deserialize, Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
     pub cores: Vec<CoreSnapshot>,
-    pub sas: Vec<SaSnapshot>,
+    pub sas: Vec<crate::sad::SaInfo>,
     /// Only the reasons that counted something.
     pub drops: Vec<DropSnapshot>,
 }
 
 impl Snapshot {
-    /// `sas` gives (name, spi, direction) in configuration order.
-    pub fn take(workers: &[std::sync::Arc<WorkerCounters>], sas: &[(String, u32, String)]) -> Snapshot {
+    /// `sas` are the installed SAs with their counts (see `Sad::list`).
+    pub fn take(workers: &[std::sync::Arc<WorkerCounters>], sas: Vec<crate::sad::SaInfo>) -> Snapshot {
         let cores = workers
             .iter()
             .map(|w| CoreSnapshot {
@@ -200,17 +192,6 @@ impl Snapshot {
                 encrypted: w.encrypted.get(),
                 decrypted: w.decrypted.get(),
                 bypassed: w.bypassed.get(),
-            })
-            .collect();
-        let sas = sas
-            .iter()
-            .enumerate()
-            .map(|(i, (name, spi, dir))| SaSnapshot {
-                name: name.clone(),
-                spi: *spi,
-                direction: dir.clone(),
-                packets: workers.iter().map(|w| w.sa.get(i).map_or(0, |c| c.packets.get())).sum(),
-                bytes: workers.iter().map(|w| w.sa.get(i).map_or(0, |c| c.bytes.get())).sum(),
             })
             .collect();
         let drops = DropReason::ALL
@@ -277,10 +258,9 @@ mod tests {
         for (i, &r) in DropReason::ALL.iter().enumerate() {
             assert_eq!(w.drops(r), i as u64 + 1, "{}", r.name());
         }
-        w.sa[1].packets.add(3);
-        let s = Snapshot::take(&[w.clone(), w], &[("a".into(), 256, "out".into()), ("b".into(), 257, "in".into())]);
-        assert_eq!(s.sas[1].packets, 6);
+        let s = Snapshot::take(&[w.clone(), w], Vec::new());
         assert_eq!(s.drops.len(), DropReason::COUNT);
+        assert_eq!(s.drops[0].per_core, vec![1, 1]);
         assert!(s.render().contains("AuthFailed"));
     }
 }

@@ -4,15 +4,15 @@
 
 use crate::config::{Config, Direction};
 use crate::control::ControlServer;
+use crate::controller::Controller;
 use crate::counters::{Snapshot, WorkerCounters};
 use crate::dpdk::{self, Eal, Mempool, Port};
 use crate::net::Mac;
 use crate::pipeline::{Neighbor, Pipeline, PortInfo};
-use crate::policy::{Policy, Spd};
 use crate::route::{Route, RouteTable};
-use crate::worker::{Event, PortIds, Update, Worker};
+use crate::sad::{Sad, SadError};
+use crate::worker::{PortIds, Worker};
 use crossbeam::queue::ArrayQueue;
-use esp::sa::{InboundSa, OutboundSa, SeqCounter};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -31,8 +31,8 @@ pub enum GatewayError {
     Tap { iface: String, reason: String },
     #[error("control socket {path}: {source}")]
     Control { path: String, source: std::io::Error },
-    #[error("SA {name}: {reason}")]
-    Sa { name: String, reason: &'static str },
+    #[error("{0}")]
+    Sad(#[from] SadError),
 }
 
 /// How long to run and where the control socket lives.
@@ -120,7 +120,7 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
     }
 
     let hz = dpdk::tsc_hz();
-    let pipelines = build_pipelines(cfg, &macs, &worker_lcores, hz)?;
+    let (pipelines, sad) = build_pipelines(cfg, &macs, &worker_lcores, hz)?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut counters = Vec::new();
@@ -147,7 +147,6 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
         events.push(e);
     }
 
-    let names = sa_names(cfg);
     let socket_path = opts.control_socket.clone().or_else(|| cfg.control_socket.as_ref().map(PathBuf::from));
     let server = match &socket_path {
         Some(p) => Some(
@@ -156,30 +155,25 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
         None => None,
     };
 
-    // The control thread: shares learned neighbours with every worker, answers the control
-    // socket, and decides when to stop.
+    // The control thread: answers the control socket, programs the workers, shares learned
+    // neighbours, frees what they retire, enforces lifetimes, and decides when to stop.
     let control = {
         let stop = stop.clone();
         let ext_stop = opts.stop.clone();
-        let counters = counters.clone();
+        let mut ctl = Controller::new(sad, counters.clone(), updates, events);
         let deadline = opts.run_for.map(|d| Instant::now() + d);
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                for e in &events {
-                    while let Some(Event::NeighborLearned(n)) = e.pop() {
-                        for u in &updates {
-                            let _ = u.push(Update::Neighbor(n));
-                        }
-                    }
-                }
+                ctl.tick(Instant::now());
                 if let Some(s) = &server {
-                    s.poll(&|| Snapshot::take(&counters, &names));
+                    s.poll(&mut |cmd| ctl.handle(cmd));
                 }
                 if ext_stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
                     stop.store(true, Ordering::Relaxed);
                 }
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(2));
             }
+            ctl.snapshot()
         })
     };
 
@@ -196,10 +190,9 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
     }
     let waited = dpdk::wait_all();
     stop.store(true, Ordering::Relaxed);
-    let _ = control.join();
+    let snap = control.join().unwrap_or_else(|_| Snapshot::take(&counters, Vec::new()));
     waited?;
 
-    let snap = Snapshot::take(&counters, &sa_names(cfg));
     for p in &started {
         let _ = dpdk::port_stop(p.id);
         let _ = dpdk::port_close(p.id);
@@ -207,20 +200,18 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
     Ok(snap)
 }
 
-/// (name, SPI, direction) of every configured SA, for the counters.
-fn sa_names(cfg: &Config) -> Vec<(String, u32, String)> {
-    cfg.sas
-        .iter()
-        .map(|s| (s.name.clone(), s.sa.spi, if s.direction == Direction::In { "in" } else { "out" }.to_string()))
-        .collect()
-}
-
-/// One pipeline per worker lcore, as the gateway runs them: shared read-only SPD and routes
-/// (connected subnets of the ports' addresses plus the configured routes), outbound SAs whose
-/// copies share one sequence counter, inbound SAs whose copies share one anti-replay window,
-/// the static neighbours, and the first worker asked to resolve the next hops it will need.
-/// `macs` are the data ports' MAC addresses, in configuration order.
-pub fn build_pipelines(cfg: &Config, macs: &[Mac], lcores: &[u32], tsc_hz: u64) -> Result<Vec<Pipeline>, GatewayError> {
+/// One pipeline per worker lcore, as the gateway runs them, and the control thread's book of
+/// SAs and policies they were programmed from: shared read-only routes (connected subnets of
+/// the ports' addresses plus the configured routes), the configured policies and SAs installed
+/// through the same [`Sad`] the control socket uses, the static neighbours, and the first
+/// worker asked to resolve the next hops it will need. `macs` are the data ports' MAC
+/// addresses, in configuration order.
+pub fn build_pipelines(
+    cfg: &Config,
+    macs: &[Mac],
+    lcores: &[u32],
+    tsc_hz: u64,
+) -> Result<(Vec<Pipeline>, Sad), GatewayError> {
     let infos: Vec<PortInfo> = cfg
         .ports
         .iter()
@@ -235,45 +226,45 @@ pub fn build_pipelines(cfg: &Config, macs: &[Mac], lcores: &[u32], tsc_hz: u64) 
         .collect();
     routes.extend(cfg.routes.iter().map(|r| Route { prefix: r.prefix, via: r.via, port: r.port }));
     let routes = Arc::new(RouteTable::new(routes));
-    let spd = Arc::new(Spd::new(
-        cfg.policies.iter().map(|p| Policy { selector: p.selector, action: p.action, priority: p.priority }).collect(),
-    ));
-    fn sa_err(name: &str) -> impl Fn(&'static str) -> GatewayError + '_ {
-        move |reason| GatewayError::Sa { name: name.to_string(), reason }
-    }
-    let seqs: Vec<Arc<SeqCounter>> = cfg.sas.iter().map(|_| Arc::new(SeqCounter::default())).collect();
-    let mut inbound = Vec::new();
-    for (i, s) in cfg.sas.iter().enumerate() {
-        if s.direction == Direction::In {
-            inbound.push((i, InboundSa::new(&s.sa).map_err(sa_err(&s.name))?));
+
+    let mut pipelines: Vec<Pipeline> = lcores
+        .iter()
+        .map(|&lcore| {
+            let c = Arc::new(WorkerCounters::new(lcore, cfg.max_sas));
+            Pipeline::new(infos.clone(), routes.clone(), cfg.max_sas, c, tsc_hz)
+        })
+        .collect();
+    let counters: Vec<Arc<WorkerCounters>> = pipelines.iter().map(|p| p.counters().clone()).collect();
+    let mut sad = Sad::new(cfg.max_sas, lcores.len());
+    let mut apply = |updates: Vec<Vec<crate::pipeline::Update>>| {
+        for (p, list) in pipelines.iter_mut().zip(updates) {
+            for u in list {
+                p.apply(u);
+            }
         }
+    };
+    // Policies first, so that inbound SAs find the selectors of the policies naming them.
+    for p in &cfg.policies {
+        apply(sad.set_policy(p.clone()));
     }
-    let mut pipelines = Vec::new();
-    for (q, &lcore) in lcores.iter().enumerate() {
-        let mut outbound = Vec::new();
-        for (i, s) in cfg.sas.iter().enumerate() {
-            outbound.push(match s.direction {
-                Direction::Out => Some(OutboundSa::new(&s.sa, seqs[i].clone()).map_err(sa_err(&s.name))?),
-                Direction::In => None,
-            });
-        }
-        let c = Arc::new(WorkerCounters::new(lcore, cfg.sas.len()));
-        let mut p = Pipeline::new(infos.clone(), spd.clone(), routes.clone(), outbound, inbound.clone(), c, tsc_hz);
+    for s in &cfg.sas {
+        apply(sad.add_sa(s, &counters)?.1);
+    }
+    for p in &mut pipelines {
         for n in &cfg.neighbors {
             p.set_neighbor(Neighbor { port: n.port, ip: n.ip, mac: n.mac });
         }
-        if q == 0 {
-            // Resolve the next hops we know we will need before traffic needs them.
-            for r in cfg.routes.iter().filter_map(|r| r.via.map(|v| (r.port, v))) {
-                p.want_neighbor(r.0, r.1, 0);
-            }
-            for s in cfg.sas.iter().filter(|s| s.direction == Direction::Out) {
-                if let Some((port, hop)) = routes.lookup(s.sa.remote) {
-                    p.want_neighbor(port, hop, 0);
-                }
+    }
+    if let Some(p) = pipelines.first_mut() {
+        // Resolve the next hops we know we will need before traffic needs them.
+        for r in cfg.routes.iter().filter_map(|r| r.via.map(|v| (r.port, v))) {
+            p.want_neighbor(r.0, r.1, 0);
+        }
+        for s in cfg.sas.iter().filter(|s| s.direction == Direction::Out) {
+            if let Some((port, hop)) = routes.lookup(s.sa.remote) {
+                p.want_neighbor(port, hop, 0);
             }
         }
-        pipelines.push(p);
     }
-    Ok(pipelines)
+    Ok((pipelines, sad))
 }

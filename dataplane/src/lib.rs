@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod control;
+pub mod controller;
 pub mod counters;
 pub mod dpdk;
 pub mod gateway;
@@ -12,4 +13,5 @@ pub mod net;
 pub mod pipeline;
 pub mod policy;
 pub mod route;
+pub mod sad;
 pub mod worker;

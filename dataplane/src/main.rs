@@ -4,6 +4,8 @@
 //! dataplane run   --config gw.toml [--run-for SECS] [--control-socket PATH] [-- EAL args...]
 //! dataplane check --config gw.toml
 //! dataplane stats --socket PATH [--json]
+//! dataplane sas   --socket PATH [--json]
+//! dataplane ctl   --socket PATH '{"command":"del_sa","name":"to-branch1"}'
 //! ```
 
 use clap::{Parser, Subcommand};
@@ -54,6 +56,21 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// List the SAs of a running gateway with their traffic.
+    Sas {
+        #[arg(long, short)]
+        socket: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send one control command (JSON, as in dataplane::control::Command) and print the answer:
+    /// add_sa, del_sa, set_policy, del_policy, list_sas, poll_events, stats.
+    Ctl {
+        #[arg(long, short)]
+        socket: PathBuf,
+        /// The command, e.g. '{"command":"del_policy","name":"branch1"}'.
+        command: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,6 +107,49 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::Sas { socket, json } => match control::request(&socket, Command::ListSas) {
+            Ok(r) => {
+                let sas = r.sas.unwrap_or_default();
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&sas).unwrap_or_default());
+                } else {
+                    println!(
+                        "{:<20} {:>10} {:>4} {:>16} {:>16} {:>12} {:>14} {:>8}",
+                        "SA", "SPI", "dir", "local", "remote", "packets", "bytes", "age s"
+                    );
+                    for s in sas {
+                        println!(
+                            "{:<20} {:>#10x} {:>4} {:>16} {:>16} {:>12} {:>14} {:>8}",
+                            s.name, s.spi, s.direction, s.local, s.remote, s.packets, s.bytes, s.age_secs
+                        );
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("dataplane sas: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Ctl { socket, command } => {
+            let cmd: Command = match serde_json::from_str(&command) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("dataplane ctl: not a command: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match control::request(&socket, cmd) {
+                Ok(r) => {
+                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("dataplane ctl: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Run { config, run_for, control_socket, json, eal } => {
             let cfg = match Config::load(&config) {
                 Ok(c) => c,

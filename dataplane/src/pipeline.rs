@@ -9,11 +9,11 @@
 use crate::config::Role;
 use crate::counters::{DropReason, WorkerCounters};
 use crate::net::{self, ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, Mac, Prefix};
-use crate::policy::{Action, Spd};
+use crate::policy::{Action, Selector, Spd};
 use crate::route::RouteTable;
 use esp::buf::PacketBuf;
 use esp::sa::{InboundSa, OutboundSa};
-use esp::wire::{self, Classified, Ipv4Packet, Ipv6Packet, PROTO_ICMPV6};
+use esp::wire::{self, Classified, FlowKey, Ipv4Packet, Ipv6Packet, PROTO_ICMPV6};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
@@ -100,6 +100,35 @@ pub struct Neighbor {
     pub mac: Mac,
 }
 
+/// An inbound SA as a worker holds it: the SA (its anti-replay window shared with the other
+/// workers' copies), its slot for the counters, and the traffic selectors decrypted packets
+/// must match (RFC 4301 5.2), written as outbound policies are (local side as `src`).
+#[derive(Debug, Clone)]
+pub struct InboundEntry {
+    pub slot: usize,
+    pub sa: InboundSa,
+    pub selectors: Arc<[Selector]>,
+}
+
+/// A change the control thread hands to a worker through the worker's ring.
+#[derive(Debug)]
+pub enum Update {
+    Neighbor(Neighbor),
+    AddOutbound { slot: usize, sa: Box<OutboundSa> },
+    DelOutbound { slot: usize },
+    AddInbound(Box<InboundEntry>),
+    DelInbound { spi: u32 },
+    Spd(Arc<Spd>),
+}
+
+/// What an update replaced, returned to the control thread to be dropped there.
+#[derive(Debug)]
+pub enum Retired {
+    Outbound(Box<OutboundSa>),
+    Inbound(Box<InboundEntry>),
+    Spd(Arc<Spd>),
+}
+
 /// How often one worker may ask for the same neighbour, in TSC ticks per second divided by this.
 const SOLICIT_PER_SECOND: u64 = 10;
 /// Most neighbour events or solicitations kept between two drains; more are dropped (the
@@ -114,16 +143,20 @@ pub struct Pipeline {
     ports: Vec<PortInfo>,
     spd: Arc<Spd>,
     routes: Arc<RouteTable>,
-    /// Indexed like the configuration's SA list; `None` for inbound SAs.
-    outbound: Vec<Option<OutboundSa>>,
+    /// Outbound SAs by slot (the control thread hands out slots); `None` where empty.
+    outbound: Vec<Option<Box<OutboundSa>>>,
     /// SPI to (SA index, SA).
-    inbound: FastMap<u32, (usize, InboundSa)>,
+    inbound: FastMap<u32, Box<InboundEntry>>,
     neighbors: FastMap<(usize, IpAddr), Mac>,
     counters: Arc<WorkerCounters>,
     /// Neighbours seen on the wire, for the control thread to share with the other workers.
     pub learned: Vec<Neighbor>,
     /// Next hops to solicit now (port, ip).
     pub solicit: Vec<(usize, IpAddr)>,
+    /// Traffic that matched a protect policy without an SA: (policy id, the packet's flow),
+    /// for the control plane to negotiate one. At most one per policy per second per worker.
+    pub acquire: Vec<(u32, FlowKey)>,
+    last_acquire: FastMap<u32, u64>,
     last_solicit: FastMap<(usize, IpAddr), u64>,
     tsc_hz: u64,
     /// Outbound packets waiting for their sequence numbers: (burst index, SA index).
@@ -133,29 +166,50 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// A pipeline with no SAs and no policies yet: they arrive as [`Update`]s. `max_sas` is
+    /// the number of SA slots (the per-SA counters are sized for it).
     pub fn new(
         ports: Vec<PortInfo>,
-        spd: Arc<Spd>,
         routes: Arc<RouteTable>,
-        outbound: Vec<Option<OutboundSa>>,
-        inbound: Vec<(usize, InboundSa)>,
+        max_sas: usize,
         counters: Arc<WorkerCounters>,
         tsc_hz: u64,
     ) -> Self {
         Pipeline {
             ports,
-            spd,
+            spd: Arc::new(Spd::default()),
             routes,
-            outbound,
-            inbound: inbound.into_iter().map(|(i, sa)| (sa.spi, (i, sa))).collect(),
+            outbound: (0..max_sas).map(|_| None).collect(),
+            inbound: FastMap::default(),
             neighbors: FastMap::default(),
             counters,
             learned: Vec::with_capacity(MAX_PENDING),
             solicit: Vec::with_capacity(MAX_PENDING),
+            acquire: Vec::with_capacity(MAX_PENDING),
             last_solicit: FastMap::default(),
+            last_acquire: FastMap::default(),
             tsc_hz: tsc_hz.max(1),
             pending: Vec::with_capacity(256),
             last_icmp: 0,
+        }
+    }
+
+    /// Applies a change from the control thread (between bursts). What it replaces is handed
+    /// back, to be freed off the fast path.
+    pub fn apply(&mut self, u: Update) -> Option<Retired> {
+        match u {
+            Update::Neighbor(n) => {
+                self.set_neighbor(n);
+                None
+            }
+            Update::AddOutbound { slot, sa } => {
+                let old = self.outbound.get_mut(slot)?.replace(sa);
+                old.map(Retired::Outbound)
+            }
+            Update::DelOutbound { slot } => self.outbound.get_mut(slot)?.take().map(Retired::Outbound),
+            Update::AddInbound(e) => self.inbound.insert(e.sa.spi, e).map(Retired::Inbound),
+            Update::DelInbound { spi } => self.inbound.remove(&spi).map(Retired::Inbound),
+            Update::Spd(spd) => Some(Retired::Spd(std::mem::replace(&mut self.spd, spd))),
         }
     }
 
@@ -286,8 +340,16 @@ impl Pipeline {
             Err(_) => return Verdict::Drop(DropReason::MalformedIp),
         };
         match self.ports[port].role {
-            Role::Protected => match self.spd.lookup_outbound(&key).map(|p| p.action) {
-                Some(Action::Protect { sa_out, .. }) => {
+            Role::Protected => match self.spd.lookup_outbound(&key).map(|p| (p.action, p.id)) {
+                Some((Action::Protect { sa_out: None }, id)) => {
+                    self.want_sa(id, key, now);
+                    Verdict::Drop(DropReason::NoSa)
+                }
+                Some((Action::Protect { sa_out: Some(sa_out) }, id)) => {
+                    if self.outbound.get(sa_out).is_none_or(Option::is_none) {
+                        self.want_sa(id, key, now);
+                        return Verdict::Drop(DropReason::NoSa);
+                    }
                     if let Some(v) = self.check_tunnel_mtu(port, sa_out, pkt, now) {
                         return v;
                     }
@@ -298,11 +360,11 @@ impl Pipeline {
                     // Placeholder until the burst's sequence numbers are reserved.
                     Verdict::Drop(DropReason::NoRoom)
                 }
-                Some(Action::Bypass) => {
+                Some((Action::Bypass, _)) => {
                     self.counters.bypassed.add(1);
                     self.forward_clear(pkt, key.dst, now)
                 }
-                Some(Action::Discard) => Verdict::Drop(DropReason::PolicyDiscard),
+                Some((Action::Discard, _)) => Verdict::Drop(DropReason::PolicyDiscard),
                 None => Verdict::Drop(DropReason::NoPolicy),
             },
             Role::Unprotected => match self.spd.lookup_inbound_clear(&key).map(|p| p.action) {
@@ -319,11 +381,11 @@ impl Pipeline {
 
     /// ESP addressed to the gateway, plain or in UDP 4500, classified as `outer`.
     fn inbound_esp<B: PacketBuf>(&mut self, pkt: &mut B, outer: &wire::EspOuter, now: u64) -> Verdict {
-        let Some((sa_idx, sa)) = self.inbound.get(&outer.spi) else {
+        let Some(entry) = self.inbound.get(&outer.spi) else {
             return Verdict::Drop(DropReason::UnknownSpi);
         };
-        let sa_idx = *sa_idx;
-        if let Err(e) = sa.decapsulate(outer, pkt) {
+        let sa_idx = entry.slot;
+        if let Err(e) = entry.sa.decapsulate(outer, pkt) {
             return Verdict::Drop(e.into());
         }
         let key = match wire::flow_key(pkt.data()) {
@@ -331,13 +393,14 @@ impl Pipeline {
             Err(_) => return Verdict::Drop(DropReason::BadInnerPacket),
         };
         // RFC 4301 5.2 step 4: the decrypted packet must match the selectors of its SA.
-        if !self.spd.inbound_allowed(sa_idx, &key) {
+        if !entry.selectors.iter().any(|s| s.matches_reverse(&key)) {
             return Verdict::Drop(DropReason::InnerSelectorMismatch);
         }
         self.counters.decrypted.add(1);
-        let c = &self.counters.sa[sa_idx];
-        c.packets.add(1);
-        c.bytes.add(pkt.len() as u64);
+        if let Some(c) = self.counters.sa.get(sa_idx) {
+            c.packets.add(1);
+            c.bytes.add(pkt.len() as u64);
+        }
         if let Some(p) = self.own_address(key.dst) {
             // Inner packet for the gateway itself (say a ping of its protected address).
             return self.frame_for_host(pkt, p);
@@ -446,7 +509,7 @@ impl Pipeline {
             let run = pending[i..].iter().take_while(|p| p.1 == sa_idx).count();
             let Some(sa) = self.outbound.get(sa_idx).and_then(Option::as_ref) else {
                 for p in &pending[i..i + run] {
-                    verdicts[p.0] = Verdict::Drop(DropReason::NoPolicy);
+                    verdicts[p.0] = Verdict::Drop(DropReason::NoSa);
                 }
                 i += run;
                 continue;
@@ -461,9 +524,10 @@ impl Pipeline {
                 verdicts[p.0] = match sa.encapsulate(first + k as u64, pkt) {
                     Ok(()) => {
                         self.counters.encrypted.add(1);
-                        let c = &self.counters.sa[sa_idx];
-                        c.packets.add(1);
-                        c.bytes.add(inner_len);
+                        if let Some(c) = self.counters.sa.get(sa_idx) {
+                            c.packets.add(1);
+                            c.bytes.add(inner_len);
+                        }
                         self.send(pkt, remote, now)
                     }
                     Err(e) => Verdict::Drop(e.into()),
@@ -484,6 +548,18 @@ impl Pipeline {
         }
         if self.neighbors.insert((port, ip), mac) != Some(mac) && self.learned.len() < MAX_PENDING {
             self.learned.push(Neighbor { port, ip, mac });
+        }
+    }
+
+    /// Notes traffic for a protect policy that has no SA, once a second per policy.
+    fn want_sa(&mut self, policy: u32, key: FlowKey, now: u64) {
+        let last = self.last_acquire.entry(policy).or_insert(0);
+        if *last != 0 && now.wrapping_sub(*last) < self.tsc_hz {
+            return;
+        }
+        *last = now.max(1);
+        if self.acquire.len() < MAX_PENDING {
+            self.acquire.push((policy, key));
         }
     }
 

@@ -75,10 +75,10 @@ impl Selector {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Send through `sa_out` (an index into the SA list); accept from `sa_in`.
+    /// Send through the outbound SA in slot `sa_out`; `None` while the policy has no SA yet
+    /// (the control plane is told, so that it negotiates one: an "acquire").
     Protect {
-        sa_out: usize,
-        sa_in: usize,
+        sa_out: Option<usize>,
     },
     Bypass,
     Discard,
@@ -89,6 +89,8 @@ pub struct Policy {
     pub selector: Selector,
     pub action: Action,
     pub priority: u32,
+    /// The control thread's number for the policy, reported back with acquires.
+    pub id: u32,
 }
 
 /// Policies ordered by priority (lower first), then by configuration order.
@@ -116,15 +118,6 @@ impl Spd {
     pub fn lookup_inbound_clear(&self, k: &FlowKey) -> Option<&Policy> {
         self.entries.iter().find(|p| p.selector.matches_reverse(k))
     }
-
-    /// True if a packet decrypted by inbound SA `sa_in` is allowed by one of that SA's
-    /// policies (RFC 4301 5.2, step 4: the inner header must match the SA's selectors).
-    #[inline]
-    pub fn inbound_allowed(&self, sa_in: usize, k: &FlowKey) -> bool {
-        self.entries.iter().any(|p| {
-            matches!(p.action, Action::Protect { sa_in: s, .. } if s == sa_in) && p.selector.matches_reverse(k)
-        })
-    }
 }
 
 #[cfg(test)]
@@ -147,16 +140,14 @@ mod tests {
 
     #[test]
     fn first_match_by_priority_and_mirrored_inbound() {
+        let protect = sel("10.1.0.0/24", "10.2.0.0/24", None, "any");
         let spd = Spd::new(vec![
-            Policy {
-                selector: sel("10.1.0.0/24", "10.2.0.0/24", None, "any"),
-                action: Action::Protect { sa_out: 0, sa_in: 1 },
-                priority: 100,
-            },
+            Policy { selector: protect, action: Action::Protect { sa_out: Some(0) }, priority: 100, id: 0 },
             Policy {
                 selector: sel("10.1.0.0/24", "10.2.0.0/24", Some(6), "22"),
                 action: Action::Discard,
                 priority: 10,
+                id: 1,
             },
         ]);
         let ssh = key("10.1.0.5", "10.2.0.9", 6, 40000, 22);
@@ -165,9 +156,9 @@ mod tests {
         assert!(matches!(spd.lookup_outbound(&web).unwrap().action, Action::Protect { .. }));
         assert!(spd.lookup_outbound(&key("10.3.0.1", "10.2.0.9", 6, 1, 2)).is_none());
         let back = key("10.2.0.9", "10.1.0.5", 6, 80, 40000);
-        assert!(spd.inbound_allowed(1, &back));
-        assert!(!spd.inbound_allowed(0, &back), "only through the policy's inbound SA");
-        assert!(!spd.inbound_allowed(1, &key("10.9.0.9", "10.1.0.5", 6, 80, 40000)), "outside the selectors");
+        assert!(protect.matches_reverse(&back));
+        assert!(!protect.matches_reverse(&key("10.9.0.9", "10.1.0.5", 6, 80, 40000)), "outside the selectors");
+        assert!(matches!(spd.lookup_inbound_clear(&back).unwrap().action, Action::Protect { .. }));
     }
 
     #[test]

@@ -4,22 +4,20 @@
 
 use crate::counters::DropReason;
 use crate::dpdk::{self, Mbuf, Mempool};
-use crate::pipeline::{Ingress, Neighbor, Pipeline, Verdict};
+use crate::pipeline::{Ingress, Neighbor, Pipeline, Retired, Update, Verdict};
 use crossbeam::queue::ArrayQueue;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// A change the control thread hands to a worker.
-#[derive(Debug)]
-pub enum Update {
-    Neighbor(Neighbor),
-}
-
 /// Something a worker tells the control thread.
 #[derive(Debug)]
 pub enum Event {
     NeighborLearned(Neighbor),
+    /// What an update replaced, to be freed by the control thread.
+    Retired(Retired),
+    /// Traffic for a protect policy (by id) with no SA.
+    Acquire(u32, esp::wire::FlowKey),
 }
 
 /// The DPDK port ids a worker polls.
@@ -69,8 +67,9 @@ impl Worker {
 
         while !self.stop.load(Ordering::Relaxed) {
             while let Some(u) = self.updates.pop() {
-                match u {
-                    Update::Neighbor(n) => self.pipeline.set_neighbor(n),
+                if let Some(r) = self.pipeline.apply(u) {
+                    // A full ring frees it here instead: rare, and still between bursts.
+                    let _ = self.events.push(Event::Retired(r));
                 }
             }
 
@@ -156,6 +155,9 @@ impl Worker {
             for n in self.pipeline.learned.drain(..) {
                 // A full ring only delays sharing: the neighbour is learned again later.
                 let _ = self.events.push(Event::NeighborLearned(n));
+            }
+            for (id, k) in self.pipeline.acquire.drain(..) {
+                let _ = self.events.push(Event::Acquire(id, k));
             }
 
             if got == 0 {

@@ -108,6 +108,7 @@ fn pipelines(me: &str, udp: bool, v6_outer: bool, esn: bool, n: usize) -> Vec<(P
     };
     dataplane::gateway::build_pipelines(&cfg, &macs, &lcores, 1_000_000)
         .unwrap()
+        .0
         .into_iter()
         .map(|mut p| {
             for (port, ip, mac) in
@@ -512,4 +513,205 @@ fn too_big_for_the_tunnel_is_answered_with_icmp() {
     let mut sum = checksum_add(0, &ip[8..40]);
     sum = sum.wrapping_add(icmp.len() as u32 + 58);
     assert_eq!(checksum_finish(checksum_add(sum, icmp)), 0);
+}
+
+// ---- Programmed at run time through the control thread, as the IKE daemon will do it ----
+
+use crossbeam::queue::ArrayQueue;
+use dataplane::control::Command;
+use dataplane::controller::Controller;
+use dataplane::sad::SadEvent;
+use dataplane::worker::Event;
+use std::time::{Duration, Instant};
+
+/// One worker of a gateway with ports but no SAs or policies, its control thread, and the
+/// rings between them.
+struct Controlled {
+    ctl: Controller,
+    p: Pipeline,
+    c: Arc<WorkerCounters>,
+    ring: Arc<ArrayQueue<dataplane::pipeline::Update>>,
+    events: Arc<ArrayQueue<Event>>,
+}
+
+impl Controlled {
+    fn new(me: &str) -> Self {
+        let full = gw_config(me, true, false, false);
+        let ports_only = &full[..full.find("[[sa]]").unwrap()];
+        let cfg = Config::parse(ports_only).unwrap();
+        let macs = if me == "a" { [A_PROT, A_UNPROT] } else { [B_PROT, B_UNPROT] };
+        let (mut ps, sad) = dataplane::gateway::build_pipelines(&cfg, &macs, &[0], 1_000_000).unwrap();
+        let mut p = ps.remove(0);
+        let (host, host_mac, peer, peer_mac) = if me == "a" {
+            ("10.1.0.10", HOST1, "192.0.2.2", B_UNPROT)
+        } else {
+            ("10.2.0.10", HOST2, "192.0.2.1", A_UNPROT)
+        };
+        p.set_neighbor(Neighbor { port: 0, ip: host.parse().unwrap(), mac: host_mac });
+        p.set_neighbor(Neighbor { port: 1, ip: peer.parse().unwrap(), mac: peer_mac });
+        let c = p.counters().clone();
+        let ring = Arc::new(ArrayQueue::new(8));
+        let events = Arc::new(ArrayQueue::new(64));
+        let ctl = Controller::new(sad, vec![c.clone()], vec![ring.clone()], vec![events.clone()]);
+        Controlled { ctl, p, c, ring, events }
+    }
+
+    /// A control-socket command, as JSON text the way a client sends it.
+    fn command(&mut self, json: &str) {
+        let cmd: Command = serde_json::from_str(json).unwrap();
+        let r = self.ctl.handle(cmd);
+        assert_eq!(r.error, None, "{json}");
+        self.pump();
+    }
+
+    /// What the worker does between bursts: apply updates, report retired objects and acquires.
+    fn pump(&mut self) {
+        loop {
+            while let Some(u) = self.ring.pop() {
+                if let Some(r) = self.p.apply(u) {
+                    let _ = self.events.push(Event::Retired(r));
+                }
+            }
+            for (id, k) in self.p.acquire.drain(..) {
+                let _ = self.events.push(Event::Acquire(id, k));
+            }
+            self.ctl.tick(Instant::now());
+            if self.ctl.flushed() && self.ring.is_empty() {
+                break;
+            }
+        }
+    }
+
+    fn events(&mut self) -> Vec<SadEvent> {
+        self.ctl.handle(Command::PollEvents).events.unwrap()
+    }
+}
+
+fn sa_json(name: &str, dir: &str, spi: u32, key: &str, local: &str, remote: &str, extra: &str) -> String {
+    format!(
+        r#"{{"command":"add_sa","sa":{{"name":"{name}","spi":{spi},"direction":"{dir}","algorithm":"aes128gcm16",
+        "key":"{key}","salt":"01020304","local":"{local}","remote":"{remote}","udp_encap":true{extra}}}}}"#
+    )
+}
+
+const KEY1: &str = "000102030405060708090a0b0c0d0e0f";
+const KEY2: &str = "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+
+#[test]
+fn programmed_at_run_time_acquire_then_install_then_rekey_without_loss() {
+    let mut a = Controlled::new("a");
+    let mut b = Controlled::new("b");
+    let policy = |sa_out: &str, sa_in: &str, src: &str, dst: &str| {
+        format!(
+            r#"{{"command":"set_policy","policy":{{"name":"nets","src":"{src}","dst":"{dst}","action":"protect","sa_out":"{sa_out}","sa_in":"{sa_in}"}}}}"#
+        )
+    };
+    // A trap policy first: traffic that needs an SA is dropped, counted, and asked for.
+    a.command(&policy("a-out-1", "a-in-1", "10.1.0.0/24", "10.2.0.0/24"));
+    let inner = ipv4_udp("10.1.0.10", "10.2.0.10", 64);
+    let (v, _) = run(&mut a.p, Ingress::Port(0), frame(A_PROT, HOST1, &inner));
+    assert_eq!(v, Verdict::Drop(DropReason::NoSa));
+    a.pump();
+    let ev = a.events();
+    assert!(
+        matches!(&ev[..], [SadEvent::Acquire { policy, proto: 17, dport: 6000, .. }] if policy == "nets"),
+        "{ev:?}"
+    );
+
+    // Install the SA pair on both sides (B's policy mirrors A's).
+    b.command(&policy("b-out-1", "b-in-1", "10.2.0.0/24", "10.1.0.0/24"));
+    b.command(&sa_json("b-in-1", "in", 0x1001, KEY1, "192.0.2.2", "192.0.2.1", ""));
+    a.command(&sa_json("a-out-1", "out", 0x1001, KEY1, "192.0.2.1", "192.0.2.2", ""));
+    let deliver = |a: &mut Controlled, b: &mut Controlled| {
+        let (v, f) = run(&mut a.p, Ingress::Port(0), frame(A_PROT, HOST1, &inner));
+        assert_eq!(v, Verdict::Port(1));
+        let (v, _) = run(&mut b.p, Ingress::Port(1), f);
+        assert_eq!(v, Verdict::Port(0));
+    };
+    for _ in 0..5 {
+        deliver(&mut a, &mut b);
+    }
+
+    // Rekey, make-before-break (ARCHITECTURE.md): the new inbound SA first, then outbound
+    // switches (new SA, policy pointed at it, old SA removed), and the old inbound SA goes last.
+    // A packet already encrypted with the old SA and still in flight must arrive too.
+    let in_flight = run(&mut a.p, Ingress::Port(0), frame(A_PROT, HOST1, &inner)).1;
+    b.command(&sa_json(
+        "b-in-2",
+        "in",
+        0x1002,
+        KEY2,
+        "192.0.2.2",
+        "192.0.2.1",
+        r#","selectors":[{"src":"10.2.0.0/24","dst":"10.1.0.0/24"}]"#,
+    ));
+    deliver(&mut a, &mut b);
+    a.command(&sa_json("a-out-2", "out", 0x1002, KEY2, "192.0.2.1", "192.0.2.2", ""));
+    a.command(&policy("a-out-2", "a-in-2", "10.1.0.0/24", "10.2.0.0/24"));
+    a.command(r#"{"command":"del_sa","name":"a-out-1"}"#);
+    let (v, f) = run(&mut a.p, Ingress::Port(0), frame(A_PROT, HOST1, &inner));
+    assert_eq!(v, Verdict::Port(1));
+    let spi = u32::from_be_bytes(f.data()[14 + 28..14 + 32].try_into().unwrap());
+    assert_eq!(spi, 0x1002, "outbound switched to the new SA");
+    assert_eq!(run(&mut b.p, Ingress::Port(1), f).0, Verdict::Port(0));
+    assert_eq!(
+        run(&mut b.p, Ingress::Port(1), in_flight).0,
+        Verdict::Port(0),
+        "old SA still accepted in the grace period"
+    );
+    b.command(r#"{"command":"del_sa","name":"b-in-1"}"#);
+    assert_eq!(b.c.drops(DropReason::AuthFailed) + b.c.drops(DropReason::InnerSelectorMismatch), 0);
+    assert_eq!(a.c.drops(DropReason::NoSa), 1, "only the packet before the first SA existed");
+
+    // The retired SAs went back to the control thread.
+    let listed = b.ctl.handle(Command::ListSas).sas.unwrap();
+    assert_eq!(listed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["b-in-2"]);
+    assert_eq!(listed[0].packets, 1, "the one packet sent after the switch");
+}
+
+#[test]
+fn lifetimes_soft_then_hard() {
+    let mut a = Controlled::new("a");
+    a.command(
+        r#"{"command":"set_policy","policy":{"name":"nets","src":"10.1.0.0/24","dst":"10.2.0.0/24","action":"protect","sa_out":"out"}}"#,
+    );
+    a.command(&sa_json("out", "out", 0x1001, KEY1, "192.0.2.1", "192.0.2.2", r#","soft_packets":3,"hard_packets":5"#));
+    let inner = ipv4_udp("10.1.0.10", "10.2.0.10", 64);
+    let send = |a: &mut Controlled| run(&mut a.p, Ingress::Port(0), frame(A_PROT, HOST1, &inner)).0;
+    for _ in 0..3 {
+        assert_eq!(send(&mut a), Verdict::Port(1));
+    }
+    // Lifetimes are checked every 100 ms of the control thread's clock.
+    a.ctl.tick(Instant::now() + Duration::from_millis(150));
+    let ev = a.events();
+    assert!(matches!(&ev[..], [SadEvent::SoftExpire { name, spi: 0x1001, .. }] if name == "out"), "{ev:?}");
+    for _ in 0..2 {
+        assert_eq!(send(&mut a), Verdict::Port(1));
+    }
+    a.ctl.tick(Instant::now() + Duration::from_millis(300));
+    a.pump();
+    let ev = a.events();
+    assert!(matches!(&ev[..], [SadEvent::HardExpire { name, .. }] if name == "out"), "{ev:?}");
+    assert_eq!(send(&mut a), Verdict::Drop(DropReason::NoSa), "the SA is gone after its hard lifetime");
+}
+
+#[test]
+fn control_commands_are_checked() {
+    let mut a = Controlled::new("a");
+    let bad = |a: &mut Controlled, json: &str| a.ctl.handle(serde_json::from_str(json).unwrap()).error.unwrap();
+    let e = bad(&mut a, &sa_json("x", "out", 0x1001, "0011", "192.0.2.1", "192.0.2.2", ""));
+    assert!(e.starts_with("sa.key:"), "{e}");
+    assert!(!e.contains("0011"), "the key is not echoed: {e}");
+    a.command(&sa_json("x", "in", 0x1001, KEY1, "192.0.2.1", "192.0.2.2", ""));
+    let e = bad(&mut a, &sa_json("x", "in", 0x1002, KEY1, "192.0.2.1", "192.0.2.2", ""));
+    assert!(e.contains("exists already"), "{e}");
+    let e = bad(&mut a, &sa_json("y", "in", 0x1001, KEY1, "192.0.2.1", "192.0.2.2", ""));
+    assert!(e.contains("SPI 0x1001"), "{e}");
+    let e = bad(&mut a, r#"{"command":"del_sa","name":"nope"}"#);
+    assert!(e.contains("no SA named"), "{e}");
+    let e = bad(
+        &mut a,
+        r#"{"command":"set_policy","policy":{"name":"p","src":"10.1.0.0/24","dst":"10.2.0.0/24","action":"protect","sa_out":"x"}}"#,
+    );
+    assert!(e.contains("wrong direction"), "{e}");
 }

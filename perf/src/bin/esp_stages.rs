@@ -399,7 +399,7 @@ sa_in = "in"
 fn build_pipeline(cfg: &Config, a: bool) -> Pipeline {
     let macs = if a { [A_PROT, A_UNPROT] } else { [B_PROT, B_UNPROT] };
     let mut p =
-        dataplane::gateway::build_pipelines(cfg, &macs, &[1], 1_000_000).expect("valid configuration").remove(0);
+        dataplane::gateway::build_pipelines(cfg, &macs, &[1], 1_000_000).expect("valid configuration").0.remove(0);
     let (host, host_mac, peer, peer_mac) =
         if a { (HOST_A, HOST1, GW_B, B_UNPROT) } else { (HOST_B, HOST2, GW_A, A_UNPROT) };
     p.set_neighbor(Neighbor { port: 0, ip: IpAddr::V4(host), mac: host_mac });

@@ -1,0 +1,185 @@
+//! The control thread: owns the SAD/SPD book ([`Sad`]), answers control-socket commands,
+//! hands every change to the workers through their lock-free rings (in order, never dropped:
+//! what does not fit waits in a backlog), shares learned neighbours, frees what the workers
+//! retire, enforces SA lifetimes and collects events for the control plane.
+
+use crate::config::{self, Direction, RawPolicy, RawSa};
+use crate::control::{Command, PROTOCOL_VERSION, Response};
+use crate::counters::{Snapshot, WorkerCounters};
+use crate::pipeline::Update;
+use crate::sad::{Sad, SadEvent, Updates};
+use crate::worker::Event;
+use crossbeam::queue::ArrayQueue;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Events kept for the control plane between two polls; older ones are dropped first.
+const MAX_EVENTS: usize = 4096;
+/// How often lifetimes are checked.
+const EXPIRE_EVERY: Duration = Duration::from_millis(100);
+
+pub struct Controller {
+    pub sad: Sad,
+    counters: Vec<Arc<WorkerCounters>>,
+    rings: Vec<Arc<ArrayQueue<Update>>>,
+    backlog: Vec<VecDeque<Update>>,
+    worker_events: Vec<Arc<ArrayQueue<Event>>>,
+    events: VecDeque<SadEvent>,
+    last_expire: Instant,
+}
+
+impl Controller {
+    pub fn new(
+        sad: Sad,
+        counters: Vec<Arc<WorkerCounters>>,
+        rings: Vec<Arc<ArrayQueue<Update>>>,
+        worker_events: Vec<Arc<ArrayQueue<Event>>>,
+    ) -> Self {
+        let backlog = rings.iter().map(|_| VecDeque::new()).collect();
+        Controller {
+            sad,
+            counters,
+            rings,
+            backlog,
+            worker_events,
+            events: VecDeque::new(),
+            last_expire: Instant::now(),
+        }
+    }
+
+    /// Queues per-worker updates and pushes what fits into the rings now.
+    pub fn send(&mut self, updates: Updates) {
+        for (w, list) in updates.into_iter().enumerate() {
+            self.backlog[w].extend(list);
+        }
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        for (ring, backlog) in self.rings.iter().zip(&mut self.backlog) {
+            while let Some(u) = backlog.pop_front() {
+                if let Err(u) = ring.push(u) {
+                    backlog.push_front(u);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// True when every update has reached its worker's ring.
+    pub fn flushed(&self) -> bool {
+        self.backlog.iter().all(VecDeque::is_empty)
+    }
+
+    fn event(&mut self, e: SadEvent) {
+        if self.events.len() == MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
+    }
+
+    /// One round of housekeeping; call it every few milliseconds.
+    pub fn tick(&mut self, now: Instant) {
+        let mut share = Vec::new();
+        let queues = self.worker_events.clone();
+        for q in &queues {
+            while let Some(e) = q.pop() {
+                match e {
+                    Event::NeighborLearned(n) => share.push(n),
+                    // Dropped here, off the fast path.
+                    Event::Retired(r) => drop(r),
+                    Event::Acquire(id, k) => {
+                        if let Some(policy) = self.sad.policy_name(id).map(str::to_string) {
+                            self.event(SadEvent::Acquire {
+                                policy,
+                                src: k.src,
+                                dst: k.dst,
+                                proto: k.proto,
+                                sport: k.sport,
+                                dport: k.dport,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        if !share.is_empty() {
+            let updates = (0..self.rings.len()).map(|_| share.iter().map(|&n| Update::Neighbor(n)).collect()).collect();
+            self.send(updates);
+        }
+        if now.duration_since(self.last_expire) >= EXPIRE_EVERY {
+            self.last_expire = now;
+            let (events, updates) = self.sad.expire(&self.counters, now);
+            for e in events {
+                self.event(e);
+            }
+            self.send(updates);
+        }
+        self.flush();
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::take(&self.counters, self.sad.list(&self.counters))
+    }
+
+    fn ok() -> Response {
+        Response { version: PROTOCOL_VERSION, ..Response::default() }
+    }
+
+    fn error(e: impl std::fmt::Display) -> Response {
+        Response { version: PROTOCOL_VERSION, error: Some(e.to_string()), ..Response::default() }
+    }
+
+    pub fn add_sa(&mut self, raw: &RawSa) -> Response {
+        let sa = match config::check_sa(raw, &|n| format!("sa.{n}")) {
+            Ok(s) => s,
+            Err(e) => return Self::error(e),
+        };
+        match self.sad.add_sa(&sa, &self.counters) {
+            Ok((_, updates)) => {
+                self.send(updates);
+                Self::ok()
+            }
+            Err(e) => Self::error(e),
+        }
+    }
+
+    pub fn set_policy(&mut self, raw: &RawPolicy) -> Response {
+        let sad = &self.sad;
+        let find = |name: &str| -> Option<Direction> { sad.sa_direction(name) };
+        match config::check_policy(raw, &|n| format!("policy.{n}"), &find, true) {
+            Ok(p) => {
+                let updates = self.sad.set_policy(p);
+                self.send(updates);
+                Self::ok()
+            }
+            Err(e) => Self::error(e),
+        }
+    }
+
+    /// Answers one control-socket command.
+    pub fn handle(&mut self, cmd: Command) -> Response {
+        match cmd {
+            Command::Stats => Response { stats: Some(self.snapshot()), ..Self::ok() },
+            Command::ListSas => Response { sas: Some(self.sad.list(&self.counters)), ..Self::ok() },
+            Command::AddSa { sa } => self.add_sa(&sa),
+            Command::DelSa { name } => match self.sad.del_sa(&name) {
+                Ok(u) => {
+                    self.send(u);
+                    Self::ok()
+                }
+                Err(e) => Self::error(e),
+            },
+            Command::SetPolicy { policy } => self.set_policy(&policy),
+            Command::DelPolicy { name } => match self.sad.del_policy(&name) {
+                Ok(u) => {
+                    self.send(u);
+                    Self::ok()
+                }
+                Err(e) => Self::error(e),
+            },
+            Command::PollEvents => Response { events: Some(self.events.drain(..).collect()), ..Self::ok() },
+        }
+    }
+}

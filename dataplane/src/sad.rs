@@ -1,0 +1,334 @@
+//! The control thread's book of SAs and policies (the SAD and SPD of RFC 4301 4.4), from which
+//! every change becomes updates for the workers: each worker gets its own copy of an SA
+//! (outbound copies share one sequence counter, inbound copies one anti-replay window) and the
+//! same read-only SPD. The workers never see this structure; they only apply updates.
+
+use crate::config::{Direction, Lifetime, PolicyAction, PolicyConf, SaConf};
+use crate::counters::WorkerCounters;
+use crate::pipeline::{InboundEntry, Update};
+use crate::policy::{Action, Policy, Selector, Spd};
+use esp::sa::{InboundSa, OutboundSa, SeqCounter};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SadError {
+    #[error("an SA named {0:?} exists already")]
+    NameTaken(String),
+    #[error("an inbound SA with SPI {0:#x} exists already")]
+    SpiTaken(u32),
+    #[error("no SA named {0:?}")]
+    NoSuchSa(String),
+    #[error("no policy named {0:?}")]
+    NoSuchPolicy(String),
+    #[error("all {0} SA slots are in use")]
+    Full(usize),
+    #[error("SA {0:?}: {1}")]
+    Invalid(String, &'static str),
+}
+
+/// What the control thread knows of an installed SA.
+#[derive(Debug, Clone)]
+pub struct SaMeta {
+    pub name: String,
+    pub spi: u32,
+    pub direction: Direction,
+    pub local: IpAddr,
+    pub remote: IpAddr,
+    pub lifetime: Lifetime,
+    pub installed: Instant,
+    /// Counter values of the slot when the SA got it (slots are reused; counters only grow).
+    base_packets: u64,
+    base_bytes: u64,
+    soft_reported: bool,
+}
+
+/// One SA as listed for operators and the control plane.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SaInfo {
+    pub name: String,
+    pub spi: u32,
+    pub direction: String,
+    pub local: IpAddr,
+    pub remote: IpAddr,
+    pub packets: u64,
+    pub bytes: u64,
+    pub age_secs: u64,
+}
+
+/// Something the control plane should hear about.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum SadEvent {
+    /// A soft lifetime was reached: rekey this SA (RFC 4301 4.4.2.1).
+    SoftExpire { name: String, spi: u32, direction: String },
+    /// A hard lifetime was reached: the SA is gone.
+    HardExpire { name: String, spi: u32, direction: String },
+    /// Traffic matched a protect policy that has no SA (RFC 4301 "acquire").
+    Acquire { policy: String, src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16 },
+}
+
+fn dir_name(d: Direction) -> String {
+    match d {
+        Direction::In => "in".into(),
+        Direction::Out => "out".into(),
+    }
+}
+
+pub struct Sad {
+    slots: Vec<Option<SaMeta>>,
+    free: Vec<usize>,
+    by_name: HashMap<String, usize>,
+    inbound_spis: HashMap<u32, usize>,
+    policies: Vec<PolicyConf>,
+    workers: usize,
+}
+
+/// Per-worker updates, indexed by worker.
+pub type Updates = Vec<Vec<Update>>;
+
+impl Sad {
+    pub fn new(max_sas: usize, workers: usize) -> Self {
+        Sad {
+            slots: (0..max_sas).map(|_| None).collect(),
+            // Hand out low slots first.
+            free: (0..max_sas).rev().collect(),
+            by_name: HashMap::new(),
+            inbound_spis: HashMap::new(),
+            policies: Vec::new(),
+            workers,
+        }
+    }
+
+    pub fn max_sas(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn empty_updates(&self) -> Updates {
+        (0..self.workers).map(|_| Vec::new()).collect()
+    }
+
+    fn sums(counters: &[Arc<WorkerCounters>], slot: usize) -> (u64, u64) {
+        counters.iter().fold((0, 0), |(p, b), c| {
+            let s = &c.sa[slot];
+            (p + s.packets.get(), b + s.bytes.get())
+        })
+    }
+
+    /// Installs an SA. Inbound SAs without explicit selectors take those of the policies that
+    /// name them as `sa_in`. Returns the slot and the workers' updates (with a new SPD when a
+    /// policy was waiting for this SA).
+    pub fn add_sa(&mut self, conf: &SaConf, counters: &[Arc<WorkerCounters>]) -> Result<(usize, Updates), SadError> {
+        if self.by_name.contains_key(&conf.name) {
+            return Err(SadError::NameTaken(conf.name.clone()));
+        }
+        if conf.direction == Direction::In && self.inbound_spis.contains_key(&conf.sa.spi) {
+            return Err(SadError::SpiTaken(conf.sa.spi));
+        }
+        let slot = *self.free.last().ok_or(SadError::Full(self.slots.len()))?;
+        let invalid = |e| SadError::Invalid(conf.name.clone(), e);
+        let mut updates = self.empty_updates();
+        match conf.direction {
+            Direction::Out => {
+                // One counter for every worker's copy: sequence numbers stay unique (RFC 4303 3.3.3).
+                let seq = Arc::new(SeqCounter::default());
+                for u in &mut updates {
+                    let sa = OutboundSa::new(&conf.sa, seq.clone()).map_err(invalid)?;
+                    u.push(Update::AddOutbound { slot, sa: Box::new(sa) });
+                }
+            }
+            Direction::In => {
+                let sa = InboundSa::new(&conf.sa).map_err(invalid)?;
+                let selectors: Arc<[Selector]> = match &conf.selectors {
+                    Some(s) => s.clone().into(),
+                    None => self.selectors_naming(&conf.name).into(),
+                };
+                let entry = InboundEntry { slot, sa, selectors };
+                for u in &mut updates {
+                    u.push(Update::AddInbound(Box::new(entry.clone())));
+                }
+                self.inbound_spis.insert(conf.sa.spi, slot);
+            }
+        }
+        self.free.pop();
+        let (base_packets, base_bytes) = Self::sums(counters, slot);
+        self.slots[slot] = Some(SaMeta {
+            name: conf.name.clone(),
+            spi: conf.sa.spi,
+            direction: conf.direction,
+            local: conf.sa.local,
+            remote: conf.sa.remote,
+            lifetime: conf.lifetime,
+            installed: Instant::now(),
+            base_packets,
+            base_bytes,
+            soft_reported: false,
+        });
+        self.by_name.insert(conf.name.clone(), slot);
+        if self
+            .policies
+            .iter()
+            .any(|p| matches!(&p.action, PolicyAction::Protect { sa_out, .. } if *sa_out == conf.name))
+        {
+            self.push_spd(&mut updates);
+        }
+        Ok((slot, updates))
+    }
+
+    /// Removes an SA by name.
+    pub fn del_sa(&mut self, name: &str) -> Result<Updates, SadError> {
+        let slot = self.by_name.remove(name).ok_or_else(|| SadError::NoSuchSa(name.to_string()))?;
+        let meta = self.slots[slot].take().ok_or_else(|| SadError::NoSuchSa(name.to_string()))?;
+        self.free.push(slot);
+        let mut updates = self.empty_updates();
+        for u in &mut updates {
+            u.push(match meta.direction {
+                Direction::Out => Update::DelOutbound { slot },
+                Direction::In => Update::DelInbound { spi: meta.spi },
+            });
+        }
+        if meta.direction == Direction::In {
+            self.inbound_spis.remove(&meta.spi);
+        }
+        if self.policies.iter().any(|p| matches!(&p.action, PolicyAction::Protect { sa_out, .. } if sa_out == name)) {
+            self.push_spd(&mut updates);
+        }
+        Ok(updates)
+    }
+
+    /// Adds a policy, or replaces the one of the same name in place.
+    pub fn set_policy(&mut self, p: PolicyConf) -> Updates {
+        match self.policies.iter_mut().find(|q| q.name == p.name) {
+            Some(q) => *q = p,
+            None => self.policies.push(p),
+        }
+        let mut updates = self.empty_updates();
+        self.push_spd(&mut updates);
+        updates
+    }
+
+    pub fn del_policy(&mut self, name: &str) -> Result<Updates, SadError> {
+        let before = self.policies.len();
+        self.policies.retain(|p| p.name != name);
+        if self.policies.len() == before {
+            return Err(SadError::NoSuchPolicy(name.to_string()));
+        }
+        let mut updates = self.empty_updates();
+        self.push_spd(&mut updates);
+        Ok(updates)
+    }
+
+    /// Whether an SA of this name exists, and its direction.
+    pub fn sa_direction(&self, name: &str) -> Option<Direction> {
+        self.by_name.get(name).and_then(|&s| self.slots[s].as_ref()).map(|m| m.direction)
+    }
+
+    pub fn policy_name(&self, id: u32) -> Option<&str> {
+        self.policies.get(id as usize).map(|p| p.name.as_str())
+    }
+
+    /// The selectors of the policies that name `sa_in` as their inbound SA.
+    fn selectors_naming(&self, sa_in: &str) -> Vec<Selector> {
+        self.policies
+            .iter()
+            .filter(|p| matches!(&p.action, PolicyAction::Protect { sa_in: Some(n), .. } if n == sa_in))
+            .map(|p| p.selector)
+            .collect()
+    }
+
+    /// The SPD the workers run: policies in order, SA names resolved to slots.
+    pub fn spd(&self) -> Spd {
+        Spd::new(
+            self.policies
+                .iter()
+                .enumerate()
+                .map(|(id, p)| Policy {
+                    selector: p.selector,
+                    action: match &p.action {
+                        PolicyAction::Protect { sa_out, .. } => {
+                            Action::Protect { sa_out: self.by_name.get(sa_out).copied() }
+                        }
+                        PolicyAction::Bypass => Action::Bypass,
+                        PolicyAction::Discard => Action::Discard,
+                    },
+                    priority: p.priority,
+                    id: id as u32,
+                })
+                .collect(),
+        )
+    }
+
+    fn push_spd(&self, updates: &mut Updates) {
+        let spd = Arc::new(self.spd());
+        for u in updates {
+            u.push(Update::Spd(spd.clone()));
+        }
+    }
+
+    /// Every SA with its traffic since it was installed.
+    pub fn list(&self, counters: &[Arc<WorkerCounters>]) -> Vec<SaInfo> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, m)| {
+                let m = m.as_ref()?;
+                let (p, b) = Self::sums(counters, slot);
+                Some(SaInfo {
+                    name: m.name.clone(),
+                    spi: m.spi,
+                    direction: dir_name(m.direction),
+                    local: m.local,
+                    remote: m.remote,
+                    packets: p - m.base_packets,
+                    bytes: b - m.base_bytes,
+                    age_secs: m.installed.elapsed().as_secs(),
+                })
+            })
+            .collect()
+    }
+
+    /// Checks lifetimes (RFC 4301 4.4.2.1): soft limits are reported once, hard limits remove
+    /// the SA. `now` is passed in so that tests can move time.
+    pub fn expire(&mut self, counters: &[Arc<WorkerCounters>], now: Instant) -> (Vec<SadEvent>, Updates) {
+        let mut events = Vec::new();
+        let mut updates = self.empty_updates();
+        let mut hard = Vec::new();
+        for (slot, m) in self.slots.iter_mut().enumerate() {
+            let Some(m) = m else { continue };
+            let (p, b) = Self::sums(counters, slot);
+            let (packets, bytes) = (p - m.base_packets, b - m.base_bytes);
+            let age = now.saturating_duration_since(m.installed);
+            let lt = m.lifetime;
+            let over = |limit: Option<u64>, v: u64| limit.is_some_and(|l| v >= l);
+            let over_t = |limit: Option<u64>| limit.is_some_and(|l| age >= Duration::from_secs(l));
+            if over(lt.hard_bytes, bytes) || over(lt.hard_packets, packets) || over_t(lt.hard_secs) {
+                hard.push(m.name.clone());
+                events.push(SadEvent::HardExpire {
+                    name: m.name.clone(),
+                    spi: m.spi,
+                    direction: dir_name(m.direction),
+                });
+            } else if !m.soft_reported
+                && (over(lt.soft_bytes, bytes) || over(lt.soft_packets, packets) || over_t(lt.soft_secs))
+            {
+                m.soft_reported = true;
+                events.push(SadEvent::SoftExpire {
+                    name: m.name.clone(),
+                    spi: m.spi,
+                    direction: dir_name(m.direction),
+                });
+            }
+        }
+        for name in hard {
+            if let Ok(u) = self.del_sa(&name) {
+                for (all, mine) in updates.iter_mut().zip(u) {
+                    all.extend(mine);
+                }
+            }
+        }
+        (events, updates)
+    }
+}
