@@ -6,7 +6,7 @@ use crate::net::{Mac, Prefix};
 use crate::policy::{PortRange, Selector};
 use esp::aead::{GcmKeyLen, KeyMaterial};
 use esp::sa::{SaConfig, UdpEncap};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -90,100 +90,7 @@ struct RawNeighbor {
     port: String,
 }
 
-/// One SA as written in the configuration file or sent over the control socket. Its `Debug`
-/// leaves out the key and salt.
-#[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RawSa {
-    pub name: String,
-    pub spi: u32,
-    pub direction: String,
-    pub algorithm: String,
-    pub key: String,
-    pub salt: String,
-    pub local: String,
-    pub remote: String,
-    #[serde(default)]
-    pub udp_encap: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub udp_sport: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub udp_dport: Option<u16>,
-    #[serde(default)]
-    pub esn: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replay_window: Option<u32>,
-    /// Inbound SAs: the traffic selectors decrypted packets must match, written as the
-    /// outbound policy would (local side as `src`). Without them: those of the policies that
-    /// name this SA as `sa_in`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selectors: Option<Vec<RawSelector>>,
-    /// Lifetimes (RFC 4301 4.4.2.1): at the soft limit the control plane is told to rekey, at
-    /// the hard limit the SA is removed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub soft_bytes: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hard_bytes: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub soft_packets: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hard_packets: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub soft_secs: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hard_secs: Option<u64>,
-}
-
-impl std::fmt::Debug for RawSa {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawSa")
-            .field("name", &self.name)
-            .field("spi", &self.spi)
-            .field("direction", &self.direction)
-            .field("algorithm", &self.algorithm)
-            .field("key", &"<redacted>")
-            .field("salt", &"<redacted>")
-            .field("local", &self.local)
-            .field("remote", &self.remote)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Traffic selectors as written: prefixes, a protocol, port ranges.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RawSelector {
-    pub src: String,
-    pub dst: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proto: Option<toml::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sport: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dport: Option<String>,
-}
-
-/// One policy as written in the configuration file or sent over the control socket.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RawPolicy {
-    pub name: String,
-    pub src: String,
-    pub dst: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proto: Option<toml::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sport: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dport: Option<String>,
-    pub action: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sa_out: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sa_in: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<u32>,
-}
+pub use ctlproto::{RawPolicy, RawSa, RawSelector};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {

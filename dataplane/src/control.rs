@@ -4,61 +4,13 @@
 //! Commands: read counters and SAs, install and remove SAs and policies, poll events (soft and
 //! hard lifetime, acquire). Key material travels only over this socket and is never printed.
 
-use crate::config::{RawPolicy, RawSa};
-use crate::counters::Snapshot;
-use crate::sad::{SaInfo, SadEvent};
-use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub const PROTOCOL_VERSION: u32 = 1;
-
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-#[serde(tag = "command", rename_all = "snake_case")]
-pub enum Command {
-    /// Counters: per core, per SA, per drop reason.
-    Stats,
-    /// The installed SAs with their traffic.
-    ListSas,
-    AddSa {
-        sa: RawSa,
-    },
-    DelSa {
-        name: String,
-    },
-    /// Adds a policy, or replaces the one of the same name.
-    SetPolicy {
-        policy: RawPolicy,
-    },
-    DelPolicy {
-        name: String,
-    },
-    /// Events since the last poll.
-    PollEvents,
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct Request {
-    pub version: u32,
-    #[serde(flatten)]
-    pub command: Command,
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
-pub struct Response {
-    pub version: u32,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub stats: Option<Snapshot>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub sas: Option<Vec<SaInfo>>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub events: Option<Vec<SadEvent>>,
-}
+pub use ctlproto::{Command, PROTOCOL_VERSION, Request, Response, request};
 
 /// The listening end, polled by the control thread (non-blocking).
 pub struct ControlServer {
@@ -130,23 +82,6 @@ fn request_error(e: &serde_json::Error) -> String {
     }
 }
 
-/// Client side: sends one request and reads the answer.
-pub fn request(path: &Path, command: Command) -> Result<Response, String> {
-    let mut s = UnixStream::connect(path).map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-    let req = Request { version: PROTOCOL_VERSION, command };
-    let mut line = serde_json::to_string(&req).map_err(|e| e.to_string())?;
-    line.push('\n');
-    s.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    BufReader::new(s).read_line(&mut answer).map_err(|e| e.to_string())?;
-    let resp: Response = serde_json::from_str(&answer).map_err(|e| format!("bad answer: {e}"))?;
-    match resp.error {
-        Some(e) => Err(e),
-        None => Ok(resp),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,7 +96,7 @@ mod tests {
         assert_eq!(mode, 0o600);
         let p2 = path.clone();
         let client = std::thread::spawn(move || request(&p2, Command::Stats));
-        let snap = Snapshot { drops: vec![], sas: vec![], cores: vec![] };
+        let snap = crate::counters::Snapshot { drops: vec![], sas: vec![], cores: vec![] };
         for _ in 0..200 {
             server.poll(&mut |_| Response {
                 version: PROTOCOL_VERSION,

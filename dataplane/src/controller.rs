@@ -120,7 +120,7 @@ impl Controller {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot::take(&self.counters, self.sad.list(&self.counters))
+        crate::counters::snapshot(&self.counters, self.sad.list(&self.counters))
     }
 
     fn ok() -> Response {

@@ -3,7 +3,6 @@
 //! fast path); the control thread reads them at any time and sums over cores.
 
 use esp::EspError;
-use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! drop_reasons {
@@ -148,97 +147,37 @@ impl WorkerCounters {
     }
 }
 
-#[derive(Serialize, serde::Deserialize, Debug, Clone, Default, PartialEq)]
-pub struct DropSnapshot {
-    pub reason: String,
-    pub description: String,
-    pub count: u64,
-    /// Per worker core, in lcore order.
-    pub per_core: Vec<u64>,
-}
+pub use ctlproto::{CoreSnapshot, DropSnapshot, SaInfo, Snapshot};
 
-#[derive(Serialize, serde::Deserialize, Debug, Clone, Default, PartialEq)]
-pub struct CoreSnapshot {
-    pub lcore: u32,
-    pub rx: u64,
-    pub tx: u64,
-    pub to_host: u64,
-    pub from_host: u64,
-    pub encrypted: u64,
-    pub decrypted: u64,
-    pub bypassed: u64,
-}
-
-/// Everything an operator reads: totals per SA and per drop reason, and per core.
-#[derive(Serialize, serde::Deserialize, Debug, Clone, Default, PartialEq)]
-pub struct Snapshot {
-    pub cores: Vec<CoreSnapshot>,
-    pub sas: Vec<crate::sad::SaInfo>,
-    /// Only the reasons that counted something.
-    pub drops: Vec<DropSnapshot>,
-}
-
-impl Snapshot {
-    /// `sas` are the installed SAs with their counts (see `Sad::list`).
-    pub fn take(workers: &[std::sync::Arc<WorkerCounters>], sas: Vec<crate::sad::SaInfo>) -> Snapshot {
-        let cores = workers
-            .iter()
-            .map(|w| CoreSnapshot {
-                lcore: w.lcore,
-                rx: w.rx.get(),
-                tx: w.tx.get(),
-                to_host: w.to_host.get(),
-                from_host: w.from_host.get(),
-                encrypted: w.encrypted.get(),
-                decrypted: w.decrypted.get(),
-                bypassed: w.bypassed.get(),
+/// `sas` are the installed SAs with their counts (see `Sad::list`).
+pub fn snapshot(workers: &[std::sync::Arc<WorkerCounters>], sas: Vec<SaInfo>) -> Snapshot {
+    let cores = workers
+        .iter()
+        .map(|w| CoreSnapshot {
+            lcore: w.lcore,
+            rx: w.rx.get(),
+            tx: w.tx.get(),
+            to_host: w.to_host.get(),
+            from_host: w.from_host.get(),
+            encrypted: w.encrypted.get(),
+            decrypted: w.decrypted.get(),
+            bypassed: w.bypassed.get(),
+        })
+        .collect();
+    let drops = DropReason::ALL
+        .iter()
+        .filter_map(|&r| {
+            let per_core: Vec<u64> = workers.iter().map(|w| w.drops(r)).collect();
+            let count = per_core.iter().sum();
+            (count > 0).then(|| DropSnapshot {
+                reason: r.name().to_string(),
+                description: r.description().to_string(),
+                count,
+                per_core,
             })
-            .collect();
-        let drops = DropReason::ALL
-            .iter()
-            .filter_map(|&r| {
-                let per_core: Vec<u64> = workers.iter().map(|w| w.drops(r)).collect();
-                let count = per_core.iter().sum();
-                (count > 0).then(|| DropSnapshot {
-                    reason: r.name().to_string(),
-                    description: r.description().to_string(),
-                    count,
-                    per_core,
-                })
-            })
-            .collect();
-        Snapshot { cores, sas, drops }
-    }
-
-    /// A plain-text table for people.
-    pub fn render(&self) -> String {
-        use std::fmt::Write;
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "{:>6} {:>12} {:>12} {:>10} {:>10} {:>12} {:>12} {:>10}",
-            "lcore", "rx", "tx", "to-host", "from-host", "encrypted", "decrypted", "bypassed"
-        );
-        for c in &self.cores {
-            let _ = writeln!(
-                s,
-                "{:>6} {:>12} {:>12} {:>10} {:>10} {:>12} {:>12} {:>10}",
-                c.lcore, c.rx, c.tx, c.to_host, c.from_host, c.encrypted, c.decrypted, c.bypassed
-            );
-        }
-        let _ = writeln!(s, "\n{:<16} {:>10} {:>4} {:>12} {:>14}", "SA", "SPI", "dir", "packets", "bytes");
-        for a in &self.sas {
-            let _ = writeln!(s, "{:<16} {:>#10x} {:>4} {:>12} {:>14}", a.name, a.spi, a.direction, a.packets, a.bytes);
-        }
-        let _ = writeln!(s, "\n{:<24} {:>10}  description", "drop reason", "count");
-        if self.drops.is_empty() {
-            let _ = writeln!(s, "(no drops)");
-        }
-        for d in &self.drops {
-            let _ = writeln!(s, "{:<24} {:>10}  {}", d.reason, d.count, d.description);
-        }
-        s
-    }
+        })
+        .collect();
+    Snapshot { cores, sas, drops }
 }
 
 #[cfg(test)]
@@ -258,7 +197,7 @@ mod tests {
         for (i, &r) in DropReason::ALL.iter().enumerate() {
             assert_eq!(w.drops(r), i as u64 + 1, "{}", r.name());
         }
-        let s = Snapshot::take(&[w.clone(), w], Vec::new());
+        let s = snapshot(&[w.clone(), w], Vec::new());
         assert_eq!(s.drops.len(), DropReason::COUNT);
         assert_eq!(s.drops[0].per_core, vec![1, 1]);
         assert!(s.render().contains("AuthFailed"));

@@ -190,7 +190,7 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
     }
     let waited = dpdk::wait_all();
     stop.store(true, Ordering::Relaxed);
-    let snap = control.join().unwrap_or_else(|_| Snapshot::take(&counters, Vec::new()));
+    let snap = control.join().unwrap_or_else(|_| crate::counters::snapshot(&counters, Vec::new()));
     waited?;
 
     for p in &started {

@@ -8,7 +8,6 @@ use crate::counters::WorkerCounters;
 use crate::pipeline::{InboundEntry, Update};
 use crate::policy::{Action, Policy, Selector, Spd};
 use esp::sa::{InboundSa, OutboundSa, SeqCounter};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -46,30 +45,7 @@ pub struct SaMeta {
     soft_reported: bool,
 }
 
-/// One SA as listed for operators and the control plane.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct SaInfo {
-    pub name: String,
-    pub spi: u32,
-    pub direction: String,
-    pub local: IpAddr,
-    pub remote: IpAddr,
-    pub packets: u64,
-    pub bytes: u64,
-    pub age_secs: u64,
-}
-
-/// Something the control plane should hear about.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum SadEvent {
-    /// A soft lifetime was reached: rekey this SA (RFC 4301 4.4.2.1).
-    SoftExpire { name: String, spi: u32, direction: String },
-    /// A hard lifetime was reached: the SA is gone.
-    HardExpire { name: String, spi: u32, direction: String },
-    /// Traffic matched a protect policy that has no SA (RFC 4301 "acquire").
-    Acquire { policy: String, src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16 },
-}
+pub use ctlproto::{SaInfo, SadEvent};
 
 fn dir_name(d: Direction) -> String {
     match d {

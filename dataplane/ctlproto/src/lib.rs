@@ -1,0 +1,286 @@
+//! The dataplane's control-socket protocol: one JSON request per line on a Unix-domain stream
+//! socket, one JSON answer per line, a protocol version in every message. Shared by the
+//! dataplane (server) and the IKE daemon and CLIs (clients); no DPDK here.
+//!
+//! Key material travels in [`RawSa`] only over this socket; its `Debug` never shows it.
+
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Write};
+use std::net::IpAddr;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+/// One SA as written in the configuration file or sent over the control socket. Its `Debug`
+/// leaves out the key and salt.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawSa {
+    pub name: String,
+    pub spi: u32,
+    pub direction: String,
+    pub algorithm: String,
+    pub key: String,
+    pub salt: String,
+    pub local: String,
+    pub remote: String,
+    #[serde(default)]
+    pub udp_encap: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_sport: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_dport: Option<u16>,
+    #[serde(default)]
+    pub esn: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_window: Option<u32>,
+    /// Inbound SAs: the traffic selectors decrypted packets must match, written as the
+    /// outbound policy would (local side as `src`). Without them: those of the policies that
+    /// name this SA as `sa_in`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selectors: Option<Vec<RawSelector>>,
+    /// Lifetimes (RFC 4301 4.4.2.1): at the soft limit the control plane is told to rekey, at
+    /// the hard limit the SA is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hard_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_packets: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hard_packets: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hard_secs: Option<u64>,
+}
+
+impl std::fmt::Debug for RawSa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSa")
+            .field("name", &self.name)
+            .field("spi", &self.spi)
+            .field("direction", &self.direction)
+            .field("algorithm", &self.algorithm)
+            .field("key", &"<redacted>")
+            .field("salt", &"<redacted>")
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Traffic selectors as written: prefixes, a protocol, port ranges.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawSelector {
+    pub src: String,
+    pub dst: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<toml::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sport: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dport: Option<String>,
+}
+
+/// One policy as written in the configuration file or sent over the control socket.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub name: String,
+    pub src: String,
+    pub dst: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<toml::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sport: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dport: Option<String>,
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sa_out: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sa_in: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+}
+
+/// One SA as listed for operators and the control plane.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SaInfo {
+    pub name: String,
+    pub spi: u32,
+    pub direction: String,
+    pub local: IpAddr,
+    pub remote: IpAddr,
+    pub packets: u64,
+    pub bytes: u64,
+    pub age_secs: u64,
+}
+
+/// Something the control plane should hear about.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum SadEvent {
+    /// A soft lifetime was reached: rekey this SA (RFC 4301 4.4.2.1).
+    SoftExpire { name: String, spi: u32, direction: String },
+    /// A hard lifetime was reached: the SA is gone.
+    HardExpire { name: String, spi: u32, direction: String },
+    /// Traffic matched a protect policy that has no SA (RFC 4301 "acquire").
+    Acquire { policy: String, src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16 },
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct DropSnapshot {
+    pub reason: String,
+    pub description: String,
+    pub count: u64,
+    /// Per worker core, in lcore order.
+    pub per_core: Vec<u64>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct CoreSnapshot {
+    pub lcore: u32,
+    pub rx: u64,
+    pub tx: u64,
+    pub to_host: u64,
+    pub from_host: u64,
+    pub encrypted: u64,
+    pub decrypted: u64,
+    pub bypassed: u64,
+}
+
+/// Everything an operator reads: totals per SA and per drop reason, and per core.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub cores: Vec<CoreSnapshot>,
+    pub sas: Vec<SaInfo>,
+    /// Only the reasons that counted something.
+    pub drops: Vec<DropSnapshot>,
+}
+
+impl Snapshot {
+    /// A plain-text table for people.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{:>6} {:>12} {:>12} {:>10} {:>10} {:>12} {:>12} {:>10}",
+            "lcore", "rx", "tx", "to-host", "from-host", "encrypted", "decrypted", "bypassed"
+        );
+        for c in &self.cores {
+            let _ = writeln!(
+                s,
+                "{:>6} {:>12} {:>12} {:>10} {:>10} {:>12} {:>12} {:>10}",
+                c.lcore, c.rx, c.tx, c.to_host, c.from_host, c.encrypted, c.decrypted, c.bypassed
+            );
+        }
+        let _ = writeln!(s, "\n{:<16} {:>10} {:>4} {:>12} {:>14}", "SA", "SPI", "dir", "packets", "bytes");
+        for a in &self.sas {
+            let _ = writeln!(s, "{:<16} {:>#10x} {:>4} {:>12} {:>14}", a.name, a.spi, a.direction, a.packets, a.bytes);
+        }
+        let _ = writeln!(s, "\n{:<24} {:>10}  description", "drop reason", "count");
+        if self.drops.is_empty() {
+            let _ = writeln!(s, "(no drops)");
+        }
+        for d in &self.drops {
+            let _ = writeln!(s, "{:<24} {:>10}  {}", d.reason, d.count, d.description);
+        }
+        s
+    }
+}
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// Counters: per core, per SA, per drop reason.
+    Stats,
+    /// The installed SAs with their traffic.
+    ListSas,
+    AddSa {
+        sa: RawSa,
+    },
+    DelSa {
+        name: String,
+    },
+    /// Adds a policy, or replaces the one of the same name.
+    SetPolicy {
+        policy: RawPolicy,
+    },
+    DelPolicy {
+        name: String,
+    },
+    /// Events since the last poll.
+    PollEvents,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Request {
+    pub version: u32,
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct Response {
+    pub version: u32,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub stats: Option<Snapshot>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sas: Option<Vec<SaInfo>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub events: Option<Vec<SadEvent>>,
+}
+
+/// Client side: sends one request and reads the answer.
+pub fn request(path: &Path, command: Command) -> Result<Response, String> {
+    let mut s = UnixStream::connect(path).map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    let req = Request { version: PROTOCOL_VERSION, command };
+    let mut line = serde_json::to_string(&req).map_err(|e| e.to_string())?;
+    line.push('\n');
+    s.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    BufReader::new(s).read_line(&mut answer).map_err(|e| e.to_string())?;
+    let resp: Response = serde_json::from_str(&answer).map_err(|e| format!("bad answer: {e}"))?;
+    match resp.error {
+        Some(e) => Err(e),
+        None => Ok(resp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_round_trip_and_keys_stay_out_of_debug() {
+        let sa = RawSa {
+            name: "to-b".into(),
+            spi: 0x1001,
+            direction: "out".into(),
+            algorithm: "aes128gcm16".into(),
+            key: "00112233445566778899aabbccddeeff".into(),
+            salt: "0a0b0c0d".into(),
+            local: "192.0.2.1".into(),
+            remote: "192.0.2.2".into(),
+            ..RawSa::default()
+        };
+        let req = Request { version: PROTOCOL_VERSION, command: Command::AddSa { sa: sa.clone() } };
+        let text = serde_json::to_string(&req).unwrap();
+        assert!(text.starts_with(r#"{"version":1,"command":"add_sa","sa":{"#), "{text}");
+        assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), req);
+        let shown = format!("{req:?}");
+        assert!(!shown.contains("0011223344") && !shown.contains("0a0b0c0d"), "{shown}");
+        let ev: SadEvent =
+            serde_json::from_str(r#"{"event":"soft_expire","name":"x","spi":5,"direction":"in"}"#).unwrap();
+        assert_eq!(ev, SadEvent::SoftExpire { name: "x".into(), spi: 5, direction: "in".into() });
+    }
+}
