@@ -1,2 +1,7 @@
 //! IKEv2 (RFC 7296) as a sans-IO state machine: no sockets, no clock reads.
 #![forbid(unsafe_code)]
+
+pub mod crypto;
+pub mod ike;
+pub mod proposal;
+pub mod wire;

@@ -1,0 +1,911 @@
+//! The IKE SA state machine, sans-IO (ARCHITECTURE.md "IKEv2"): datagrams and time go in,
+//! datagrams, timers and events come out. Nothing here opens a socket or reads a clock.
+//!
+//! This first part covers what brings a tunnel up: IKE_SA_INIT (with NAT detection, cookies and
+//! INVALID_KE_PAYLOAD retry) and IKE_AUTH with a pre-shared key creating the first Child SA, in
+//! both roles, with retransmission of requests (RFC 7296 2.1) and of the last response for a
+//! retransmitted request (2.1), and traffic-selector narrowing (2.9).
+
+use crate::crypto::{
+    self, CipherSuite, CryptoProvider, DhGroup, DhPrivate, IkeSaKeys, PrfAlg, Secret, SkCipher, nat_detection_hash,
+};
+use crate::proposal::{self, Algorithms, Chosen, Kind};
+use crate::wire::{
+    self, AuthMethod, Authentication, Encrypted, ExchangeType, Header, Identification, KeyExchange, Message, Notify,
+    NotifyType, Payload, ProtocolId, Spi, TrafficSelector,
+};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Nonce length we send: 32 bytes, at least half the key of every PRF we offer (RFC 7296 2.10).
+const NONCE_LEN: usize = 32;
+/// Retransmission: first after 1 s, doubling, five tries in all (RFC 7296 2.1 leaves the
+/// policy to the implementation; strongSwan's default is 4 s x 1.8^n, 5 tries).
+const RETRANSMIT_BASE: Duration = Duration::from_secs(1);
+const RETRANSMIT_TRIES: u32 = 5;
+
+/// A connection this end can initiate or accept: addresses, identities, PSK, proposals and
+/// the first Child SA's traffic selectors.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub name: String,
+    pub local_id: Identification,
+    /// The identity the peer must prove; `None` accepts any identity this PSK is known for.
+    pub remote_id: Option<Identification>,
+    pub psk: Secret,
+    pub ike: Vec<Algorithms>,
+    pub esp: Vec<Algorithms>,
+    pub child_name: String,
+    pub local_ts: Vec<TrafficSelector>,
+    pub remote_ts: Vec<TrafficSelector>,
+}
+
+/// A Child SA pair as negotiated: what the dataplane needs to install it.
+#[derive(Clone)]
+pub struct ChildSa {
+    pub connection: String,
+    pub child: String,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// A NAT was detected (RFC 7296 2.23): ESP goes in UDP on port 4500 (RFC 3948).
+    pub udp_encap: bool,
+    pub spi_in: u32,
+    pub spi_out: u32,
+    /// AES-GCM-16 key length in bits.
+    pub key_bits: u16,
+    /// AES key followed by the 4-byte salt, for each direction.
+    pub key_in: Secret,
+    pub key_out: Secret,
+    pub esn: bool,
+    pub local_ts: Vec<TrafficSelector>,
+    pub remote_ts: Vec<TrafficSelector>,
+}
+
+impl std::fmt::Debug for ChildSa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildSa")
+            .field("connection", &self.connection)
+            .field("child", &self.child)
+            .field("spi_in", &format_args!("{:#x}", self.spi_in))
+            .field("spi_out", &format_args!("{:#x}", self.spi_out))
+            .field("key_bits", &self.key_bits)
+            .field("udp_encap", &self.udp_encap)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The IKE SA is authenticated (both ends).
+    IkeUp {
+        connection: String,
+        local_spi: u64,
+        remote_id: Identification,
+    },
+    ChildUp(ChildSa),
+    /// The exchange failed or timed out; the IKE SA is gone.
+    Failed {
+        connection: String,
+        reason: String,
+    },
+}
+
+/// A datagram to send. `marker`: prepend the 4-byte non-ESP marker (port 4500, RFC 3948 2.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Initiator: IKE_SA_INIT request sent.
+    InitSent,
+    /// Initiator: IKE_AUTH request sent.
+    AuthSent,
+    /// Responder: IKE_SA_INIT answered, waiting for IKE_AUTH.
+    InitDone,
+    Established,
+}
+
+struct Pending {
+    /// The request as sent, for retransmission.
+    data: Vec<u8>,
+    next: Instant,
+    tries: u32,
+}
+
+struct IkeSa {
+    conn: usize,
+    initiator: bool,
+    state: State,
+    spi_i: u64,
+    spi_r: u64,
+    local: SocketAddr,
+    remote: SocketAddr,
+    nat: bool,
+    ni: Vec<u8>,
+    nr: Vec<u8>,
+    dh: Option<DhPrivate>,
+    chosen: Option<Chosen>,
+    keys: Option<IkeSaKeys>,
+    /// Our IKE_SA_INIT message (request or response), signed in our AUTH (RFC 7296 2.15).
+    my_init: Vec<u8>,
+    /// The peer's IKE_SA_INIT message, signed in the peer's AUTH.
+    peer_init: Vec<u8>,
+    cookie: Option<Vec<u8>>,
+    next_msg_id: u32,
+    /// Responder: the last request's message id and our response to it.
+    last_response: Option<(u32, Vec<u8>)>,
+    pending: Option<Pending>,
+    /// Initiator: the SPI of the Child SA we proposed in IKE_AUTH.
+    child_spi: u32,
+}
+
+impl IkeSa {
+    fn local_spi(&self) -> u64 {
+        if self.initiator { self.spi_i } else { self.spi_r }
+    }
+}
+
+/// All IKE SAs of one daemon, keyed by our SPI.
+pub struct Endpoint {
+    connections: Vec<Connection>,
+    sas: HashMap<u64, IkeSa>,
+    /// Responder: (peer SPI, peer address) to our SPI, to recognise a retransmitted
+    /// IKE_SA_INIT request.
+    half_open: HashMap<(u64, SocketAddr), u64>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    provider: Box<dyn CryptoProvider + Send>,
+}
+
+fn id_body(id: &Identification) -> Vec<u8> {
+    // RestOfIDPayload (RFC 7296 2.15): ID Type, three reserved octets, the identification data.
+    let mut b = vec![id.id_type.0, 0, 0, 0];
+    b.extend_from_slice(&id.data);
+    b
+}
+
+fn notify(t: NotifyType, data: Vec<u8>) -> Payload {
+    Payload::Notify(Notify { protocol: ProtocolId::NONE, spi: Vec::new(), notify_type: t, data })
+}
+
+fn find_notify(p: &[Payload], t: NotifyType) -> Option<&Notify> {
+    p.iter().find_map(|x| match x {
+        Payload::Notify(n) if n.notify_type == t => Some(n),
+        _ => None,
+    })
+}
+
+fn suite_of(c: &Chosen) -> Result<CipherSuite, crypto::CryptoError> {
+    CipherSuite::from_ids(c.encr, c.key_bits, c.integ)
+}
+
+/// The part of `theirs` that lies inside `ours` (RFC 7296 2.9 narrowing), range by range.
+pub fn narrow(theirs: &[TrafficSelector], ours: &[TrafficSelector]) -> Vec<TrafficSelector> {
+    let mut out = Vec::new();
+    for t in theirs {
+        for o in ours {
+            let (Some((tp, tsp, tep, ts, te)), Some((op, osp, oep, os, oe))) = (t.range(), o.range()) else { continue };
+            if ts.is_ipv4() != os.is_ipv4() {
+                continue;
+            }
+            let proto = match (tp, op) {
+                (0, p) | (p, 0) => p,
+                (a, b) if a == b => a,
+                _ => continue,
+            };
+            let (sp, ep) = (tsp.max(osp), tep.min(oep));
+            let (s, e) = (ts.max(os), te.min(oe));
+            if sp > ep || s > e {
+                continue;
+            }
+            let sel = match (s, e) {
+                (IpAddr::V4(s), IpAddr::V4(e)) => TrafficSelector::ipv4(s, e),
+                (IpAddr::V6(s), IpAddr::V6(e)) => TrafficSelector::ipv6(s, e),
+                _ => continue,
+            };
+            let sel = match sel {
+                TrafficSelector::Ipv4(mut r) => {
+                    (r.ip_protocol, r.start_port, r.end_port) = (proto, sp, ep);
+                    TrafficSelector::Ipv4(r)
+                }
+                TrafficSelector::Ipv6(mut r) => {
+                    (r.ip_protocol, r.start_port, r.end_port) = (proto, sp, ep);
+                    TrafficSelector::Ipv6(r)
+                }
+                other => other,
+            };
+            if !out.contains(&sel) {
+                out.push(sel);
+            }
+        }
+    }
+    out
+}
+
+impl Endpoint {
+    pub fn new(connections: Vec<Connection>, provider: Box<dyn CryptoProvider + Send>) -> Self {
+        Endpoint {
+            connections,
+            sas: HashMap::new(),
+            half_open: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            provider,
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sas.values().filter_map(|s| s.pending.as_ref().map(|p| p.next)).min()
+    }
+
+    /// Starts the named connection as initiator.
+    pub fn initiate(
+        &mut self,
+        now: Instant,
+        connection: &str,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Result<u64, String> {
+        let conn = self.connections.iter().position(|c| c.name == connection).ok_or("no such connection")?;
+        let spi_i = u64::from_be_bytes(self.provider.spi());
+        let ni = self.provider.nonce(NONCE_LEN);
+        let group = self.connections[conn].ike.iter().flat_map(|a| a.dh.iter()).next().copied().ok_or("no DH group")?;
+        let dh =
+            self.provider.dh_private(DhGroup::from_id(group).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let mut sa = IkeSa {
+            conn,
+            initiator: true,
+            state: State::InitSent,
+            spi_i,
+            spi_r: 0,
+            local,
+            remote,
+            nat: false,
+            ni,
+            nr: Vec::new(),
+            dh: Some(dh),
+            chosen: None,
+            keys: None,
+            my_init: Vec::new(),
+            peer_init: Vec::new(),
+            cookie: None,
+            next_msg_id: 0,
+            last_response: None,
+            pending: None,
+            child_spi: 0,
+        };
+        self.send_init_request(now, &mut sa);
+        self.sas.insert(spi_i, sa);
+        Ok(spi_i)
+    }
+
+    fn nat_notifies(spi_i: u64, spi_r: u64, local: SocketAddr, remote: SocketAddr) -> [Payload; 2] {
+        let (i, r) = (spi_i.to_be_bytes(), spi_r.to_be_bytes());
+        [
+            notify(NotifyType::NAT_DETECTION_SOURCE_IP, nat_detection_hash(&i, &r, local.ip(), local.port()).to_vec()),
+            notify(
+                NotifyType::NAT_DETECTION_DESTINATION_IP,
+                nat_detection_hash(&i, &r, remote.ip(), remote.port()).to_vec(),
+            ),
+        ]
+    }
+
+    /// RFC 7296 2.23: a NAT is between us if the peer's hashes do not match what it saw.
+    fn nat_detected(payloads: &[Payload], spi_i: u64, spi_r: u64, local: SocketAddr, remote: SocketAddr) -> bool {
+        let (i, r) = (spi_i.to_be_bytes(), spi_r.to_be_bytes());
+        let src_ok = payloads.iter().any(|p| {
+            matches!(p, Payload::Notify(n) if n.notify_type == NotifyType::NAT_DETECTION_SOURCE_IP
+            && n.data == nat_detection_hash(&i, &r, remote.ip(), remote.port()))
+        });
+        let dst_ok = find_notify(payloads, NotifyType::NAT_DETECTION_DESTINATION_IP)
+            .is_some_and(|n| n.data == nat_detection_hash(&i, &r, local.ip(), local.port()));
+        let has = find_notify(payloads, NotifyType::NAT_DETECTION_SOURCE_IP).is_some();
+        has && !(src_ok && dst_ok)
+    }
+
+    fn send_init_request(&mut self, now: Instant, sa: &mut IkeSa) {
+        let conn = &self.connections[sa.conn];
+        let dh = sa.dh.as_ref().expect("initiator has a DH key");
+        let mut payloads = Vec::new();
+        if let Some(c) = &sa.cookie {
+            // RFC 7296 2.6: the COOKIE notification comes first.
+            payloads.push(notify(NotifyType::COOKIE, c.clone()));
+        }
+        let proposals = conn
+            .ike
+            .iter()
+            .enumerate()
+            .map(|(i, a)| a.to_wire(i as u8 + 1, ProtocolId::IKE, Spi::Empty, true))
+            .collect();
+        payloads.push(Payload::Sa(proposals));
+        payloads.push(Payload::Ke(KeyExchange { group: dh.group().id(), data: dh.public().to_vec() }));
+        payloads.push(Payload::Nonce(sa.ni.clone()));
+        payloads.extend(Self::nat_notifies(sa.spi_i, 0, sa.local, sa.remote));
+        let msg = Message {
+            header: Header {
+                spi_i: sa.spi_i,
+                spi_r: 0,
+                next_payload: 0,
+                exchange: ExchangeType::IKE_SA_INIT,
+                initiator: true,
+                response: false,
+                message_id: 0,
+                length: 0,
+            },
+            payloads,
+        };
+        let data = msg.emit();
+        sa.my_init = data.clone();
+        sa.next_msg_id = 1;
+        self.send_request(now, sa, data);
+    }
+
+    fn send_request(&mut self, now: Instant, sa: &mut IkeSa, data: Vec<u8>) {
+        self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: data.clone() });
+        sa.pending = Some(Pending { data, next: now + RETRANSMIT_BASE, tries: 1 });
+    }
+
+    fn fail(&mut self, spi: u64, reason: impl Into<String>) {
+        if let Some(sa) = self.sas.remove(&spi) {
+            self.half_open.retain(|_, v| *v != spi);
+            self.events
+                .push_back(Event::Failed { connection: self.connections[sa.conn].name.clone(), reason: reason.into() });
+        }
+    }
+
+    /// Retransmits requests whose answer is late (RFC 7296 2.1), and gives up after the last try.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(_, s)| s.pending.as_ref().is_some_and(|p| p.next <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        for spi in due {
+            let Some(sa) = self.sas.get_mut(&spi) else { continue };
+            let Some(p) = sa.pending.as_mut() else { continue };
+            if p.tries >= RETRANSMIT_TRIES {
+                self.fail(spi, "no answer from the peer (retransmissions exhausted)");
+                continue;
+            }
+            p.tries += 1;
+            p.next = now + RETRANSMIT_BASE * 2u32.pow(p.tries - 1);
+            self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: p.data.clone() });
+        }
+    }
+
+    /// A datagram from the network (without the non-ESP marker).
+    pub fn handle_datagram(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        // Anything malformed is dropped silently (RFC 7296 2.21: no answer to garbage).
+        let Ok(msg) = Message::parse(data) else { return };
+        let h = msg.header.clone();
+        if h.exchange == ExchangeType::IKE_SA_INIT && !h.response && h.initiator && h.spi_r == 0 {
+            self.init_request(now, local, remote, data, msg);
+            return;
+        }
+        // Our SPI: the responder's when we are the initiator, and the other way round.
+        let ours = if h.initiator { h.spi_r } else { h.spi_i };
+        let Some(mut sa) = self.sas.remove(&ours) else { return };
+        // Answer where the peer speaks from: after NAT detection both ends move to port 4500
+        // (RFC 7296 2.23), and a NAT may change the peer's address or port.
+        if h.response || sa.state != State::InitSent {
+            sa.local = local;
+            sa.remote = remote;
+        }
+        let result =
+            if h.response { self.response(now, &mut sa, data, msg) } else { self.request(now, &mut sa, data, msg) };
+        let spi = sa.local_spi();
+        self.sas.insert(spi, sa);
+        if let Err(reason) = result {
+            self.fail(spi, reason);
+        }
+    }
+
+    fn responder_header(sa: &IkeSa, exchange: ExchangeType, message_id: u32) -> Header {
+        Header {
+            spi_i: sa.spi_i,
+            spi_r: sa.spi_r,
+            next_payload: 0,
+            exchange,
+            initiator: false,
+            response: true,
+            message_id,
+            length: 0,
+        }
+    }
+
+    fn init_request(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8], msg: Message) {
+        let h = msg.header.clone();
+        // A retransmitted request: answer it again (RFC 7296 2.1).
+        if let Some(spi) = self.half_open.get(&(h.spi_i, remote)) {
+            if let Some(sa) = self.sas.get(spi)
+                && let Some((0, resp)) = &sa.last_response
+            {
+                self.transmits.push_back(Transmit { local, remote, data: resp.clone() });
+            }
+            return;
+        }
+        let _ = now;
+        let reply = |payloads: Vec<Payload>| -> Vec<u8> {
+            Message {
+                header: Header {
+                    spi_i: h.spi_i,
+                    spi_r: 0,
+                    next_payload: 0,
+                    exchange: ExchangeType::IKE_SA_INIT,
+                    initiator: false,
+                    response: true,
+                    message_id: 0,
+                    length: 0,
+                },
+                payloads,
+            }
+            .emit()
+        };
+        let Some(proposals) = msg.payloads.iter().find_map(|p| if let Payload::Sa(x) = p { Some(x) } else { None })
+        else {
+            return;
+        };
+        let Some(ke) = msg.payloads.iter().find_map(|p| if let Payload::Ke(k) = p { Some(k) } else { None }) else {
+            return;
+        };
+        let Some(ni) = msg.payloads.iter().find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None })
+        else {
+            return;
+        };
+        if !(16..=256).contains(&ni.len()) {
+            return;
+        }
+        // Which connection: the first whose proposals match (RFC 7296: IKE_SA_INIT is answered
+        // before identities are known, so connections sharing addresses share proposals).
+        let Some((conn, (accepted, chosen))) = self
+            .connections
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| proposal::select(&c.ike, proposals, Kind::Ike, true).map(|x| (i, x)))
+        else {
+            self.transmits.push_back(Transmit {
+                local,
+                remote,
+                data: reply(vec![notify(NotifyType::NO_PROPOSAL_CHOSEN, vec![])]),
+            });
+            return;
+        };
+        let group = chosen.dh.unwrap_or(0);
+        if ke.group != group {
+            // RFC 7296 1.2 / 3.10.1: tell the initiator which group we want.
+            self.transmits.push_back(Transmit {
+                local,
+                remote,
+                data: reply(vec![notify(NotifyType::INVALID_KE_PAYLOAD, group.to_be_bytes().to_vec())]),
+            });
+            return;
+        }
+        let Ok(g) = DhGroup::from_id(group) else { return };
+        let Ok(dh) = self.provider.dh_private(g) else { return };
+        let Ok(shared) = dh.shared(&ke.data) else {
+            self.transmits.push_back(Transmit {
+                local,
+                remote,
+                data: reply(vec![notify(NotifyType::INVALID_SYNTAX, vec![])]),
+            });
+            return;
+        };
+        let spi_r = u64::from_be_bytes(self.provider.spi());
+        let nr = self.provider.nonce(NONCE_LEN);
+        let (Ok(prf), Ok(suite)) = (PrfAlg::from_id(chosen.prf.unwrap_or(0)), suite_of(&chosen)) else { return };
+        let Ok(keys) =
+            crypto::derive_ike_sa_keys(prf, suite, &shared, &ni, &nr, &h.spi_i.to_be_bytes(), &spi_r.to_be_bytes())
+        else {
+            return;
+        };
+        let nat = Self::nat_detected(&msg.payloads, h.spi_i, 0, local, remote);
+        let mut payloads = vec![Payload::Sa(vec![chosen.to_wire(accepted.number, ProtocolId::IKE, Spi::Empty)])];
+        payloads.push(Payload::Ke(KeyExchange { group, data: dh.public().to_vec() }));
+        payloads.push(Payload::Nonce(nr.clone()));
+        payloads.extend(Self::nat_notifies(h.spi_i, spi_r, local, remote));
+        let resp = Message {
+            header: Header {
+                spi_i: h.spi_i,
+                spi_r,
+                next_payload: 0,
+                exchange: ExchangeType::IKE_SA_INIT,
+                initiator: false,
+                response: true,
+                message_id: 0,
+                length: 0,
+            },
+            payloads,
+        }
+        .emit();
+        let sa = IkeSa {
+            conn,
+            initiator: false,
+            state: State::InitDone,
+            spi_i: h.spi_i,
+            spi_r,
+            local,
+            remote,
+            nat,
+            ni,
+            nr,
+            dh: None,
+            chosen: Some(chosen),
+            keys: Some(keys),
+            my_init: resp.clone(),
+            peer_init: data.to_vec(),
+            cookie: None,
+            next_msg_id: 0,
+            last_response: Some((0, resp.clone())),
+            pending: None,
+            child_spi: 0,
+        };
+        self.transmits.push_back(Transmit { local, remote, data: resp });
+        self.half_open.insert((h.spi_i, remote), spi_r);
+        self.sas.insert(spi_r, sa);
+    }
+
+    /// Seals `inner` into an SK payload after `header` (RFC 7296 3.14, RFC 5282).
+    fn seal(&mut self, sa: &IkeSa, header: Header, inner: &[Payload]) -> Result<Vec<u8>, String> {
+        let keys = sa.keys.as_ref().ok_or("no keys")?;
+        let sk = if sa.initiator { keys.initiator_sk() } else { keys.responder_sk() }.map_err(|e| e.to_string())?;
+        let (first, plain) = wire::emit_payload_chain(inner);
+        let body_len = sk.encrypted_len(plain.len());
+        let mut out = wire::sk_message_prefix(&header, first, body_len, &[]).map_err(|e| e.to_string())?;
+        let body = sk.encrypt(&out, &plain, self.provider.rng());
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Opens the SK payload of a received message.
+    fn open(sa: &IkeSa, data: &[u8], msg: &Message) -> Result<Vec<Payload>, String> {
+        let keys = sa.keys.as_ref().ok_or("no keys")?;
+        // Messages from the peer: the other direction's key.
+        let sk: SkCipher =
+            if sa.initiator { keys.responder_sk() } else { keys.initiator_sk() }.map_err(|e| e.to_string())?;
+        let Some(Payload::Sk(Encrypted { first_inner, body })) = msg.payloads.last() else {
+            return Err("no SK payload".into());
+        };
+        let aad = &data[..data.len() - body.len()];
+        let plain = sk.decrypt(aad, body).map_err(|e| format!("SK payload: {e}"))?;
+        wire::parse_payload_chain(*first_inner, &plain).map_err(|e| e.to_string())
+    }
+
+    /// The PSK AUTH value (RFC 7296 2.15) of our own AUTH payload (`mine`) or of the one the
+    /// peer must send. The signer signs its own IKE_SA_INIT message, the other side's nonce and
+    /// prf(SK_p, its ID payload body), SK_pi for the initiator and SK_pr for the responder.
+    fn auth_data(sa: &IkeSa, conn: &Connection, mine: bool, id: &Identification) -> Result<Vec<u8>, String> {
+        let keys = sa.keys.as_ref().ok_or("no keys")?;
+        let signer_is_initiator = if mine { sa.initiator } else { !sa.initiator };
+        let real = if mine { &sa.my_init } else { &sa.peer_init };
+        let (nonce, sk_p) = if signer_is_initiator { (&sa.nr, &keys.sk_pi) } else { (&sa.ni, &keys.sk_pr) };
+        let signed = crypto::signed_octets(real, nonce, keys.prf, sk_p, &id_body(id));
+        Ok(crypto::psk_auth(keys.prf, conn.psk.expose(), &signed))
+    }
+
+    fn response(&mut self, now: Instant, sa: &mut IkeSa, data: &[u8], msg: Message) -> Result<(), String> {
+        let h = msg.header.clone();
+        if !sa.initiator || h.message_id + 1 != sa.next_msg_id {
+            // Not the answer to our outstanding request: ignore (RFC 7296 2.2).
+            return Ok(());
+        }
+        match sa.state {
+            State::InitSent => {
+                if let Some(n) = find_notify(&msg.payloads, NotifyType::COOKIE) {
+                    sa.cookie = Some(n.data.clone());
+                    self.send_init_request(now, sa);
+                    return Ok(());
+                }
+                if let Some(n) = find_notify(&msg.payloads, NotifyType::INVALID_KE_PAYLOAD) {
+                    // RFC 7296 1.2: retry with the group the responder asked for, if we offered it.
+                    let g = u16::from_be_bytes(
+                        n.data.get(..2).and_then(|b| b.try_into().ok()).ok_or("bad INVALID_KE_PAYLOAD")?,
+                    );
+                    let offered = self.connections[sa.conn].ike.iter().any(|a| a.dh.contains(&g));
+                    if !offered || sa.dh.as_ref().is_some_and(|d| d.group().id() == g) {
+                        return Err(format!("responder wants DH group {g}, which we did not offer"));
+                    }
+                    sa.dh = Some(
+                        self.provider
+                            .dh_private(DhGroup::from_id(g).map_err(|e| e.to_string())?)
+                            .map_err(|e| e.to_string())?,
+                    );
+                    self.send_init_request(now, sa);
+                    return Ok(());
+                }
+                if let Some(n) = msg.payloads.iter().find_map(|p| match p {
+                    Payload::Notify(n) if n.notify_type.is_error() => Some(n.notify_type),
+                    _ => None,
+                }) {
+                    return Err(format!("IKE_SA_INIT refused: {}", n.name().unwrap_or("error notify")));
+                }
+                let conn = &self.connections[sa.conn];
+                let accepted = msg
+                    .payloads
+                    .iter()
+                    .find_map(|p| if let Payload::Sa(x) = p { x.first() } else { None })
+                    .ok_or("no SA payload")?;
+                let chosen = proposal::check_accepted(&conn.ike, accepted, Kind::Ike, true)
+                    .ok_or("responder chose a proposal we did not offer")?;
+                let ke = msg
+                    .payloads
+                    .iter()
+                    .find_map(|p| if let Payload::Ke(k) = p { Some(k) } else { None })
+                    .ok_or("no KE payload")?;
+                let nr = msg
+                    .payloads
+                    .iter()
+                    .find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None })
+                    .ok_or("no nonce")?;
+                let dh = sa.dh.take().ok_or("no DH key")?;
+                if Some(ke.group) != chosen.dh || dh.group().id() != ke.group {
+                    return Err("KE group differs from the negotiated one".into());
+                }
+                let shared = dh.shared(&ke.data).map_err(|e| e.to_string())?;
+                sa.spi_r = h.spi_r;
+                let prf = PrfAlg::from_id(chosen.prf.unwrap_or(0)).map_err(|e| e.to_string())?;
+                let suite = suite_of(&chosen).map_err(|e| e.to_string())?;
+                sa.keys = Some(
+                    crypto::derive_ike_sa_keys(
+                        prf,
+                        suite,
+                        &shared,
+                        &sa.ni,
+                        &nr,
+                        &sa.spi_i.to_be_bytes(),
+                        &sa.spi_r.to_be_bytes(),
+                    )
+                    .map_err(|e| e.to_string())?,
+                );
+                sa.nat = Self::nat_detected(&msg.payloads, sa.spi_i, sa.spi_r, sa.local, sa.remote);
+                if sa.nat {
+                    // RFC 7296 2.23: behind a NAT, IKE_AUTH and everything after go to port 4500.
+                    sa.local.set_port(4500);
+                    sa.remote.set_port(4500);
+                }
+                sa.nr = nr;
+                sa.chosen = Some(chosen);
+                sa.peer_init = data.to_vec();
+                sa.pending = None;
+                self.send_auth_request(now, sa)
+            }
+            State::AuthSent => {
+                let inner = Self::open(sa, data, &msg)?;
+                sa.pending = None;
+                if let Some(n) = inner.iter().find_map(|p| match p {
+                    Payload::Notify(n) if n.notify_type.is_error() => Some(n.notify_type),
+                    _ => None,
+                }) {
+                    return Err(format!("IKE_AUTH refused: {}", n.name().unwrap_or("error notify")));
+                }
+                let conn = self.connections[sa.conn].clone();
+                let idr = inner
+                    .iter()
+                    .find_map(|p| if let Payload::IdR(i) = p { Some(i.clone()) } else { None })
+                    .ok_or("no IDr")?;
+                if conn.remote_id.as_ref().is_some_and(|want| *want != idr) {
+                    return Err("the responder's identity is not the one configured".into());
+                }
+                let auth = inner
+                    .iter()
+                    .find_map(|p| if let Payload::Auth(a) = p { Some(a) } else { None })
+                    .ok_or("no AUTH")?;
+                let want = Self::auth_data(sa, &conn, false, &idr)?;
+                if auth.method != AuthMethod::SHARED_KEY_MIC || !crypto::ct_eq(&auth.data, &want) {
+                    return Err("the responder's AUTH does not verify".into());
+                }
+                sa.state = State::Established;
+                self.events.push_back(Event::IkeUp {
+                    connection: conn.name.clone(),
+                    local_spi: sa.spi_i,
+                    remote_id: idr,
+                });
+                self.child_from_auth_response(sa, &conn, &inner)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn send_auth_request(&mut self, now: Instant, sa: &mut IkeSa) -> Result<(), String> {
+        let conn = self.connections[sa.conn].clone();
+        let mut spi = [0u8; 4];
+        while spi[0] == 0 {
+            // SPIs below 256 are reserved (RFC 4303 2.1); a leading non-zero byte avoids them.
+            self.provider.rng().fill(&mut spi);
+        }
+        sa.child_spi = u32::from_be_bytes(spi);
+        let auth = Self::auth_data(sa, &conn, true, &conn.local_id)?;
+        let proposals = conn
+            .esp
+            .iter()
+            .enumerate()
+            .map(|(i, a)| a.to_wire(i as u8 + 1, ProtocolId::ESP, Spi::Four(sa.child_spi), false))
+            .collect();
+        let mut inner = vec![Payload::IdI(conn.local_id.clone())];
+        if let Some(r) = &conn.remote_id {
+            inner.push(Payload::IdR(r.clone()));
+        }
+        inner.push(Payload::Auth(Authentication { method: AuthMethod::SHARED_KEY_MIC, data: auth }));
+        inner.push(Payload::Sa(proposals));
+        inner.push(Payload::TsI(conn.local_ts.clone()));
+        inner.push(Payload::TsR(conn.remote_ts.clone()));
+        let header = Header {
+            spi_i: sa.spi_i,
+            spi_r: sa.spi_r,
+            next_payload: 0,
+            exchange: ExchangeType::IKE_AUTH,
+            initiator: true,
+            response: false,
+            message_id: sa.next_msg_id,
+            length: 0,
+        };
+        let data = self.seal(sa, header, &inner)?;
+        sa.next_msg_id += 1;
+        sa.state = State::AuthSent;
+        // After NAT detection both ends move to port 4500 (RFC 7296 2.23); libipsec peers always do.
+        self.send_request(now, sa, data);
+        Ok(())
+    }
+
+    fn child_from_auth_response(&mut self, sa: &IkeSa, conn: &Connection, inner: &[Payload]) -> Result<(), String> {
+        let accepted = inner
+            .iter()
+            .find_map(|p| if let Payload::Sa(x) = p { x.first() } else { None })
+            .ok_or("no child SA proposal accepted")?;
+        let chosen = proposal::check_accepted(&conn.esp, accepted, Kind::Esp, false)
+            .ok_or("responder chose an ESP proposal we did not offer")?;
+        let Spi::Four(spi_out) = accepted.spi else { return Err("ESP SPI is not 4 bytes".into()) };
+        let tsi =
+            inner.iter().find_map(|p| if let Payload::TsI(t) = p { Some(t.clone()) } else { None }).ok_or("no TSi")?;
+        let tsr =
+            inner.iter().find_map(|p| if let Payload::TsR(t) = p { Some(t.clone()) } else { None }).ok_or("no TSr")?;
+        // The responder may only narrow what we proposed (RFC 7296 2.9).
+        if narrow(&tsi, &conn.local_ts) != tsi || narrow(&tsr, &conn.remote_ts) != tsr {
+            return Err("the responder widened the traffic selectors".into());
+        }
+        let child = self.child_keys(sa, conn, &chosen, sa.child_spi, spi_out, tsi, tsr)?;
+        self.events.push_back(Event::ChildUp(child));
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn child_keys(
+        &self,
+        sa: &IkeSa,
+        conn: &Connection,
+        chosen: &Chosen,
+        spi_in: u32,
+        spi_out: u32,
+        local_ts: Vec<TrafficSelector>,
+        remote_ts: Vec<TrafficSelector>,
+    ) -> Result<ChildSa, String> {
+        let keys = sa.keys.as_ref().ok_or("no keys")?;
+        let suite = suite_of(chosen).map_err(|e| e.to_string())?;
+        let km = crypto::derive_child_sa_keys(keys.prf, &keys.sk_d, None, &sa.ni, &sa.nr, suite)
+            .map_err(|e| e.to_string())?;
+        Ok(ChildSa {
+            connection: conn.name.clone(),
+            child: conn.child_name.clone(),
+            local: sa.local,
+            remote: sa.remote,
+            udp_encap: sa.nat || sa.local.port() == 4500,
+            spi_in,
+            spi_out,
+            key_bits: chosen.key_bits,
+            key_in: Secret::from_slice(&km.inbound(sa.initiator).encr),
+            key_out: Secret::from_slice(&km.outbound(sa.initiator).encr),
+            esn: chosen.esn.unwrap_or(false),
+            local_ts,
+            remote_ts,
+        })
+    }
+
+    fn request(&mut self, now: Instant, sa: &mut IkeSa, data: &[u8], msg: Message) -> Result<(), String> {
+        let _ = now;
+        let h = msg.header.clone();
+        if sa.initiator {
+            return Ok(()); // Requests from the responder (INFORMATIONAL, rekeys) are the next step.
+        }
+        // A retransmitted request gets the same response again (RFC 7296 2.1).
+        if let Some((id, resp)) = &sa.last_response
+            && *id == h.message_id
+        {
+            self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: resp.clone() });
+            return Ok(());
+        }
+        if h.message_id != sa.next_msg_id + 1 && !(sa.state == State::InitDone && h.message_id == 1) {
+            return Ok(());
+        }
+        if sa.state != State::InitDone || h.exchange != ExchangeType::IKE_AUTH {
+            return Ok(());
+        }
+        let inner = Self::open(sa, data, &msg)?;
+        let idi =
+            inner.iter().find_map(|p| if let Payload::IdI(i) = p { Some(i.clone()) } else { None }).ok_or("no IDi")?;
+        // The connection: the one chosen in IKE_SA_INIT, or one of the same proposals that
+        // knows this peer identity.
+        let candidates: Vec<usize> = std::iter::once(sa.conn)
+            .chain(0..self.connections.len())
+            .filter(|&i| self.connections[i].remote_id.as_ref().is_none_or(|r| *r == idi))
+            .collect();
+        let auth = inner
+            .iter()
+            .find_map(|p| if let Payload::Auth(a) = p { Some(a.clone()) } else { None })
+            .ok_or("no AUTH")?;
+        let verified = candidates.into_iter().find(|&i| {
+            let c = &self.connections[i];
+            auth.method == AuthMethod::SHARED_KEY_MIC
+                && Self::auth_data(sa, c, false, &idi).is_ok_and(|w| crypto::ct_eq(&auth.data, &w))
+        });
+        let header = Self::responder_header(sa, ExchangeType::IKE_AUTH, h.message_id);
+        let Some(ci) = verified else {
+            // RFC 7296 2.21.2: AUTHENTICATION_FAILED, then the IKE SA is gone.
+            let out = self.seal(sa, header, &[notify(NotifyType::AUTHENTICATION_FAILED, vec![])])?;
+            self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: out });
+            return Err("the initiator's AUTH does not verify".into());
+        };
+        sa.conn = ci;
+        let conn = self.connections[ci].clone();
+        let my_auth = Self::auth_data(sa, &conn, true, &conn.local_id)?;
+        let mut out_payloads = vec![
+            Payload::IdR(conn.local_id.clone()),
+            Payload::Auth(Authentication { method: AuthMethod::SHARED_KEY_MIC, data: my_auth }),
+        ];
+        // The first Child SA (RFC 7296 1.3): failing it leaves the IKE SA up.
+        let proposals =
+            inner.iter().find_map(|p| if let Payload::Sa(x) = p { Some(x.clone()) } else { None }).unwrap_or_default();
+        let tsi =
+            inner.iter().find_map(|p| if let Payload::TsI(t) = p { Some(t.clone()) } else { None }).unwrap_or_default();
+        let tsr =
+            inner.iter().find_map(|p| if let Payload::TsR(t) = p { Some(t.clone()) } else { None }).unwrap_or_default();
+        let (ntsi, ntsr) = (narrow(&tsi, &conn.remote_ts), narrow(&tsr, &conn.local_ts));
+        let mut child = None;
+        match proposal::select(&conn.esp, &proposals, Kind::Esp, false) {
+            None => out_payloads.push(notify(NotifyType::NO_PROPOSAL_CHOSEN, vec![])),
+            Some(_) if ntsi.is_empty() || ntsr.is_empty() => {
+                out_payloads.push(notify(NotifyType::TS_UNACCEPTABLE, vec![]))
+            }
+            Some((accepted, chosen)) => {
+                let Spi::Four(spi_out) = accepted.spi else { return Err("ESP SPI is not 4 bytes".into()) };
+                let mut spi = [0u8; 4];
+                while spi[0] == 0 {
+                    self.provider.rng().fill(&mut spi);
+                }
+                let spi_in = u32::from_be_bytes(spi);
+                out_payloads.push(Payload::Sa(vec![chosen.to_wire(
+                    accepted.number,
+                    ProtocolId::ESP,
+                    Spi::Four(spi_in),
+                )]));
+                out_payloads.push(Payload::TsI(ntsi.clone()));
+                out_payloads.push(Payload::TsR(ntsr.clone()));
+                child = Some(self.child_keys(sa, &conn, &chosen, spi_in, spi_out, ntsr, ntsi)?);
+            }
+        }
+        let out = self.seal(sa, header, &out_payloads)?;
+        sa.last_response = Some((h.message_id, out.clone()));
+        sa.next_msg_id = h.message_id;
+        sa.state = State::Established;
+        self.half_open.remove(&(sa.spi_i, sa.remote));
+        self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: out });
+        self.events.push_back(Event::IkeUp { connection: conn.name.clone(), local_spi: sa.spi_r, remote_id: idi });
+        if let Some(c) = child {
+            self.events.push_back(Event::ChildUp(c));
+        }
+        Ok(())
+    }
+}
