@@ -1,2 +1,5 @@
-//! The IKEv2 control plane lives here (see ARCHITECTURE.md). Until it exists, SAs are keyed
-//! by hand in the dataplane's config file.
+//! The IKE daemon around the sans-IO `ikev2` crate: its configuration, the UDP driver
+//! (ports 500 and 4500 with the non-ESP marker, RFC 3948) and the dataplane programming.
+
+pub mod config;
+pub mod daemon;

@@ -1,0 +1,223 @@
+//! The daemon's TOML configuration, in the spirit of swanctl.conf: connections with addresses,
+//! identities, a PSK, IKE and ESP proposals and the first Child SA's traffic selectors. A bad
+//! file is refused with the field named.
+
+use ikev2::crypto::Secret;
+use ikev2::ike::Connection;
+use ikev2::proposal::{Algorithms, Kind};
+use ikev2::wire::{IdType, Identification, TrafficSelector};
+use serde::Deserialize;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("{0}")]
+    Syntax(String),
+    #[error("{0}: {1}")]
+    Field(String, String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    daemon: RawDaemon,
+    #[serde(default, rename = "connection")]
+    connections: Vec<RawConnection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    dataplane_socket: Option<String>,
+    listen: String,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    natt_port: Option<u16>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnection {
+    name: String,
+    local_addr: String,
+    remote_addr: String,
+    local_id: String,
+    remote_id: Option<String>,
+    psk: String,
+    proposals: Vec<String>,
+    esp_proposals: Vec<String>,
+    #[serde(default = "child_default")]
+    child: String,
+    local_ts: Vec<String>,
+    remote_ts: Vec<String>,
+    #[serde(default)]
+    start_action: Option<String>,
+}
+
+fn child_default() -> String {
+    "net".into()
+}
+
+pub struct ConnConfig {
+    pub conn: Connection,
+    pub local: IpAddr,
+    pub remote: IpAddr,
+    pub start: bool,
+}
+
+pub struct Config {
+    pub dataplane_socket: Option<PathBuf>,
+    pub listen: IpAddr,
+    pub port: u16,
+    pub natt_port: u16,
+    pub connections: Vec<ConnConfig>,
+}
+
+/// An IKE identity written as strongSwan does: an IP address, `user@domain` (RFC822) or a
+/// host name (FQDN).
+pub fn identity(s: &str) -> Identification {
+    match s.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => Identification { id_type: IdType::IPV4_ADDR, data: a.octets().to_vec() },
+        Ok(IpAddr::V6(a)) => Identification { id_type: IdType::IPV6_ADDR, data: a.octets().to_vec() },
+        Err(_) if s.contains('@') => Identification::rfc822(s),
+        Err(_) => Identification::fqdn(s),
+    }
+}
+
+/// `10.1.0.0/24` (or one address) as a traffic selector: all protocols and ports.
+pub fn selector(s: &str) -> Result<TrafficSelector, String> {
+    let (a, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l.parse::<u8>().map_err(|_| "bad prefix length")?)),
+        None => (s, None),
+    };
+    match a.trim().parse::<IpAddr>().map_err(|_| "not an address or prefix")? {
+        IpAddr::V4(a) => {
+            let len = u32::from(len.unwrap_or(32));
+            if len > 32 {
+                return Err("prefix length over 32".into());
+            }
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            let start = u32::from(a) & mask;
+            Ok(TrafficSelector::ipv4(Ipv4Addr::from(start), Ipv4Addr::from(start | !mask)))
+        }
+        IpAddr::V6(a) => {
+            let len = u32::from(len.unwrap_or(128));
+            if len > 128 {
+                return Err("prefix length over 128".into());
+            }
+            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let start = u128::from(a) & mask;
+            Ok(TrafficSelector::ipv6(Ipv6Addr::from(start), Ipv6Addr::from(start | !mask)))
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.display().to_string(), e))?;
+        Config::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let bad = |f: String, r: &str| ConfigError::Field(f, r.to_string());
+        let listen = raw.daemon.listen.parse().map_err(|_| bad("daemon.listen".into(), "not an IP address"))?;
+        let mut connections = Vec::new();
+        for (i, c) in raw.connections.iter().enumerate() {
+            let f = |n: &str| format!("connection[{i}].{n}");
+            let local = c.local_addr.parse().map_err(|_| bad(f("local_addr"), "not an IP address"))?;
+            let remote = c.remote_addr.parse().map_err(|_| bad(f("remote_addr"), "not an IP address"))?;
+            if c.psk.len() < 16 {
+                return Err(bad(f("psk"), "a pre-shared key needs at least 16 characters"));
+            }
+            let parse_all = |list: &[String], kind: Kind, name: &str| -> Result<Vec<Algorithms>, ConfigError> {
+                if list.is_empty() {
+                    return Err(bad(f(name), "at least one proposal is needed"));
+                }
+                list.iter().map(|p| Algorithms::parse(kind, p).map_err(|e| bad(f(name), &e.to_string()))).collect()
+            };
+            let ike = parse_all(&c.proposals, Kind::Ike, "proposals")?;
+            let esp = parse_all(&c.esp_proposals, Kind::Esp, "esp_proposals")?;
+            let ts = |list: &[String], name: &str| -> Result<Vec<TrafficSelector>, ConfigError> {
+                list.iter().map(|s| selector(s).map_err(|e| bad(f(name), &e))).collect()
+            };
+            let start = match c.start_action.as_deref() {
+                None | Some("none") => false,
+                Some("start") => true,
+                Some(_) => return Err(bad(f("start_action"), "start_action is \"start\" or \"none\"")),
+            };
+            connections.push(ConnConfig {
+                conn: Connection {
+                    name: c.name.clone(),
+                    local_id: identity(&c.local_id),
+                    remote_id: c.remote_id.as_deref().map(identity),
+                    psk: Secret::from_slice(c.psk.as_bytes()),
+                    ike,
+                    esp,
+                    child_name: c.child.clone(),
+                    local_ts: ts(&c.local_ts, "local_ts")?,
+                    remote_ts: ts(&c.remote_ts, "remote_ts")?,
+                },
+                local,
+                remote,
+                start,
+            });
+        }
+        Ok(Config {
+            dataplane_socket: raw.daemon.dataplane_socket.map(PathBuf::from),
+            listen,
+            port: raw.daemon.port.unwrap_or(500),
+            natt_port: raw.daemon.natt_port.unwrap_or(4500),
+            connections,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[daemon]
+listen = "10.77.0.1"
+dataplane_socket = "/run/gw.sock"
+
+[[connection]]
+name = "gw"
+local_addr = "10.77.0.1"
+remote_addr = "10.77.0.2"
+local_id = "left@example.test"
+remote_id = "right.example.test"
+psk = "a-long-test-psk-0123456789"
+proposals = ["aes256gcm16-prfsha256-x25519"]
+esp_proposals = ["aes128gcm16"]
+local_ts = ["10.1.0.0/24"]
+remote_ts = ["10.2.0.0/24"]
+start_action = "start"
+"#;
+
+    #[test]
+    fn loads_and_refuses_with_the_field_named() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.connections[0].conn.local_id.id_type, IdType::RFC822_ADDR);
+        assert_eq!(c.connections[0].conn.remote_id.as_ref().unwrap().id_type, IdType::FQDN);
+        assert_eq!(
+            c.connections[0].conn.local_ts,
+            vec![TrafficSelector::ipv4([10, 1, 0, 0].into(), [10, 1, 0, 255].into())]
+        );
+        assert!(c.connections[0].start);
+        for (from, to, field) in [
+            ("aes256gcm16-prfsha256-x25519", "aes256gcm16-x25519", "connection[0].proposals"),
+            ("a-long-test-psk-0123456789", "short", "connection[0].psk"),
+            ("10.2.0.0/24", "10.2.0.0/99", "connection[0].remote_ts"),
+            ("start_action = \"start\"", "start_action = \"soon\"", "connection[0].start_action"),
+        ] {
+            let e = Config::parse(&GOOD.replace(from, to)).err().unwrap().to_string();
+            assert!(e.starts_with(field), "{e}");
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The UDP driver around the `ikev2` endpoint: sockets on ports 500 and 4500 (on 4500 every
+//! IKE message carries the 4-byte non-ESP marker, RFC 3948 2.2, and a lone 0xff byte is a NAT
+//! keepalive), the timer loop, and dataplane programming when a Child SA comes up.
+
+use crate::config::Config;
+use ctlproto::{Command, RawPolicy, RawSa, RawSelector, request};
+use ikev2::crypto::SystemProvider;
+use ikev2::ike::{ChildSa, Endpoint, Event};
+use ikev2::wire::TrafficSelector;
+use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const NON_ESP_MARKER: [u8; 4] = [0; 4];
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A traffic selector range as the prefix the dataplane takes; `None` if it is not one.
+fn prefix(ts: &TrafficSelector) -> Option<String> {
+    let (_, _, _, start, end) = ts.range()?;
+    let (s, e, bits) = match (start, end) {
+        (IpAddr::V4(s), IpAddr::V4(e)) => (u128::from(u32::from(s)), u128::from(u32::from(e)), 32),
+        (IpAddr::V6(s), IpAddr::V6(e)) => (u128::from(s), u128::from(e), 128),
+        _ => return None,
+    };
+    let host = s ^ e;
+    // A CIDR block: the differing low bits are all ones in `end` and zeros in `start`.
+    if host.count_ones() != 128 - host.leading_zeros() || s & host != 0 {
+        return None;
+    }
+    let len = bits - (128 - host.leading_zeros());
+    Some(format!("{start}/{len}"))
+}
+
+/// The dataplane's SA and policy for a Child SA (names carry the SPI, so a rekey's new SA
+/// sits beside the old one until that is removed: make-before-break).
+pub fn program(c: &ChildSa) -> Result<Vec<Command>, String> {
+    let local_ts: Vec<String> =
+        c.local_ts.iter().map(prefix).collect::<Option<_>>().ok_or("a local selector is not a prefix")?;
+    let remote_ts: Vec<String> =
+        c.remote_ts.iter().map(prefix).collect::<Option<_>>().ok_or("a remote selector is not a prefix")?;
+    let alg = if c.key_bits == 256 { "aes256gcm16" } else { "aes128gcm16" };
+    let sa = |dir: &str, spi: u32, key: &[u8]| {
+        let n = key.len() - 4;
+        RawSa {
+            name: format!("{}-{}-{dir}-{spi:08x}", c.connection, c.child),
+            spi,
+            direction: dir.into(),
+            algorithm: alg.into(),
+            key: hex(&key[..n]),
+            salt: hex(&key[n..]),
+            local: c.local.ip().to_string(),
+            remote: c.remote.ip().to_string(),
+            udp_encap: c.udp_encap,
+            udp_sport: c.udp_encap.then_some(c.local.port()),
+            udp_dport: c.udp_encap.then_some(c.remote.port()),
+            esn: c.esn,
+            replay_window: Some(1024),
+            selectors: (dir == "in").then(|| {
+                local_ts
+                    .iter()
+                    .flat_map(|l| {
+                        remote_ts.iter().map(move |r| RawSelector {
+                            src: l.clone(),
+                            dst: r.clone(),
+                            ..Default::default()
+                        })
+                    })
+                    .collect()
+            }),
+            ..RawSa::default()
+        }
+    };
+    let inbound = sa("in", c.spi_in, c.key_in.expose());
+    let outbound = sa("out", c.spi_out, c.key_out.expose());
+    let mut cmds = vec![Command::AddSa { sa: inbound.clone() }, Command::AddSa { sa: outbound.clone() }];
+    for (i, l) in local_ts.iter().enumerate() {
+        for (j, r) in remote_ts.iter().enumerate() {
+            cmds.push(Command::SetPolicy {
+                policy: RawPolicy {
+                    name: format!("{}-{}-{i}-{j}", c.connection, c.child),
+                    src: l.clone(),
+                    dst: r.clone(),
+                    action: "protect".into(),
+                    sa_out: Some(outbound.name.clone()),
+                    sa_in: Some(inbound.name.clone()),
+                    ..RawPolicy::default()
+                },
+            });
+        }
+    }
+    Ok(cmds)
+}
+
+pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
+    let bind = |port| {
+        let s = UdpSocket::bind(SocketAddr::new(cfg.listen, port))
+            .map_err(|e| format!("bind {}:{port}: {e}", cfg.listen))?;
+        s.set_nonblocking(true).map_err(|e| e.to_string())?;
+        Ok::<_, String>(s)
+    };
+    let ike = bind(cfg.port)?;
+    let natt = bind(cfg.natt_port)?;
+    let mut ep =
+        Endpoint::new(cfg.connections.iter().map(|c| c.conn.clone()).collect(), Box::new(SystemProvider::new()));
+    let now = Instant::now();
+    for c in cfg.connections.iter().filter(|c| c.start) {
+        let l = SocketAddr::new(c.local, cfg.port);
+        let r = SocketAddr::new(c.remote, cfg.port);
+        match ep.initiate(now, &c.conn.name, l, r) {
+            Ok(_) => eprintln!("ike-daemon: {}: initiating to {r}", c.conn.name),
+            Err(e) => eprintln!("ike-daemon: {}: {e}", c.conn.name),
+        }
+    }
+    let mut buf = vec![0u8; 65536];
+    while !stop.load(Ordering::Relaxed) {
+        let mut busy = false;
+        for (sock, marker) in [(&ike, false), (&natt, true)] {
+            loop {
+                match sock.recv_from(&mut buf) {
+                    Ok((n, from)) => {
+                        busy = true;
+                        let local = sock.local_addr().map_err(|e| e.to_string())?;
+                        let data = &buf[..n];
+                        let msg = if marker {
+                            // RFC 3948 2.2: IKE behind the marker; a keepalive or ESP is not for us.
+                            match data.strip_prefix(&NON_ESP_MARKER) {
+                                Some(m) => m,
+                                None => continue,
+                            }
+                        } else {
+                            data
+                        };
+                        ep.handle_datagram(Instant::now(), local, from, msg);
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        eprintln!("ike-daemon: receive: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        if ep.poll_timeout().is_some_and(|t| t <= Instant::now()) {
+            ep.handle_timeout(Instant::now());
+        }
+        while let Some(t) = ep.poll_transmit() {
+            let (sock, data) = if t.local.port() == cfg.natt_port {
+                (&natt, [&NON_ESP_MARKER[..], &t.data].concat())
+            } else {
+                (&ike, t.data)
+            };
+            if let Err(e) = sock.send_to(&data, t.remote) {
+                eprintln!("ike-daemon: send to {}: {e}", t.remote);
+            }
+        }
+        while let Some(e) = ep.poll_event() {
+            match e {
+                Event::IkeUp { connection, local_spi, .. } => {
+                    eprintln!("ike-daemon: {connection}: IKE SA {local_spi:016x} established")
+                }
+                Event::Failed { connection, reason } => eprintln!("ike-daemon: {connection}: failed: {reason}"),
+                Event::ChildUp(c) => {
+                    eprintln!(
+                        "ike-daemon: {}: child SA {} up, SPIs in {:08x} out {:08x}, AES-GCM-{}{}",
+                        c.connection,
+                        c.child,
+                        c.spi_in,
+                        c.spi_out,
+                        c.key_bits,
+                        if c.udp_encap { ", UDP-encapsulated" } else { "" }
+                    );
+                    if let Some(sock) = &cfg.dataplane_socket {
+                        match program(&c) {
+                            Ok(cmds) => {
+                                for cmd in cmds {
+                                    if let Err(e) = request(sock, cmd) {
+                                        eprintln!("ike-daemon: dataplane: {e}");
+                                    }
+                                }
+                            }
+                            Err(e) => eprintln!("ike-daemon: {}: cannot program the dataplane: {e}", c.connection),
+                        }
+                    }
+                }
+            }
+        }
+        if !busy {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_become_prefixes() {
+        let ts = crate::config::selector("10.1.0.0/24").unwrap();
+        assert_eq!(prefix(&ts).as_deref(), Some("10.1.0.0/24"));
+        let ts = crate::config::selector("fd01::/64").unwrap();
+        assert_eq!(prefix(&ts).as_deref(), Some("fd01::/64"));
+        let odd = TrafficSelector::ipv4([10, 0, 0, 1].into(), [10, 0, 0, 6].into());
+        assert_eq!(prefix(&odd), None);
+    }
+}
