@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Interop with strongSwan 5.9 (kernel-libipsec, userspace ESP over UDP 4500): gateway a is our
+# dataplane with our IKE daemon, gateway b is charon. Our daemon initiates; the tunnel comes up,
+# ping and a bounded iperf3 run pass between the protected subnets, and strongSwan lists the SA
+# with the algorithms we expect. Everything runs in namespaces made and removed here.
+#
+# usage: interop_strongswan.sh DATAPLANE_BINARY IKE_DAEMON_BINARY
+set -uo pipefail
+bin=$(realpath "$1")
+daemon=$(realpath "$2")
+here=$(cd "$(dirname "$0")/.." && pwd)
+p=ss$$
+work=$(mktemp -d)
+pass=0 fail=0
+ok() { echo "ok   - $*"; pass=$((pass + 1)); }
+bad() { echo "FAIL - $*"; fail=$((fail + 1)); }
+ns() { ip netns exec "$p-$1" "${@:2}"; }
+# shellcheck source=../scripts/gw-lib.sh
+. "$here/scripts/gw-lib.sh"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
+  gw_stop
+  "$here/scripts/netns-topology" down "$p"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$here/scripts/netns-topology" up "$p"
+# Gateway b is a plain Linux router running charon: its stack must see its own interfaces.
+ns gwb nft delete table netdev dataplane_only
+ns gwb ip addr add 10.77.0.2/24 dev b-unprot
+ns gwb ip addr add 10.2.0.1/24 dev b-prot
+ns gwb sysctl -qw net.ipv4.ip_forward=1
+
+psk="a-long-test-psk-0123456789"
+ss=$work/ss
+mkdir -p "$ss/swanctl"
+cat >"$ss/strongswan.conf" <<CONF
+charon {
+  load = random nonce openssl aes gcm sha1 sha2 hmac kdf pem pkcs1 pkcs8 x509 pubkey curve25519 gmp kernel-libipsec kernel-netlink socket-default vici updown
+  port = 500
+  port_nat_t = 4500
+  install_routes = yes
+  filelog {
+    charon {
+      path = $ss/charon.log
+      default = 1
+      ike = 2
+    }
+  }
+  plugins {
+    vici {
+      socket = unix://$ss/charon.vici
+    }
+  }
+}
+CONF
+cat >"$ss/swanctl/swanctl.conf" <<CONF
+connections {
+  gw {
+    version = 2
+    local_addrs = 10.77.0.2
+    remote_addrs = 10.77.0.1
+    proposals = aes256gcm16-prfsha256-x25519
+    local {
+      auth = psk
+      id = b@example.test
+    }
+    remote {
+      auth = psk
+      id = a@example.test
+    }
+    children {
+      net {
+        local_ts = 10.2.0.0/24
+        remote_ts = 10.1.0.0/24
+        mode = tunnel
+        esp_proposals = aes256gcm16
+      }
+    }
+  }
+}
+secrets {
+  ike-1 {
+    id-1 = a@example.test
+    id-2 = b@example.test
+    secret = "$psk"
+  }
+}
+CONF
+export STRONGSWAN_CONF=$ss/strongswan.conf SWANCTL_DIR=$ss/swanctl
+ns gwb sh -c 'mount -t tmpfs tmpfs /run && exec /usr/lib/ipsec/charon' >"$ss/charon.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do [ -S "$ss/charon.vici" ] && break; sleep 0.1; done
+if ns gwb swanctl --load-all --uri "unix://$ss/charon.vici" >"$ss/load.out" 2>&1; then ok "strongSwan loaded its configuration"; else bad "swanctl --load-all: $(cat "$ss/load.out")"; fi
+
+# Our gateway: the dataplane with ports only, programmed by our IKE daemon.
+gw_start a 0 ports-only
+for _ in $(seq 100); do [ -S "$work/a.sock" ] && break; sleep 0.1; done
+cat >"$work/ike.toml" <<CONF
+[daemon]
+listen = "10.77.0.1"
+dataplane_socket = "$work/a.sock"
+
+[[connection]]
+name = "gw"
+local_addr = "10.77.0.1"
+remote_addr = "10.77.0.2"
+local_id = "a@example.test"
+remote_id = "b@example.test"
+psk = "$psk"
+proposals = ["aes256gcm16-prfsha256-x25519"]
+esp_proposals = ["aes256gcm16"]
+local_ts = ["10.1.0.0/24"]
+remote_ts = ["10.2.0.0/24"]
+start_action = "start"
+CONF
+# The daemon binds the gateway's own address, which lives on the dataplane's TAP.
+for _ in $(seq 50); do ns gwa ip -4 addr show dev tap-unprot 2>/dev/null | grep -q 10.77.0.1 && break; sleep 0.1; done
+ns gwa "$daemon" --config "$work/ike.toml" >"$work/daemon.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do grep -q "child SA net up" "$work/daemon.log" && break; sleep 0.1; done
+if grep -q "child SA net up" "$work/daemon.log"; then ok "our daemon (initiator) brought the tunnel up: $(grep 'child SA' "$work/daemon.log")"; else bad "tunnel not up: $(cat "$work/daemon.log"; tail -20 "$ss/charon.log")"; fi
+
+ns gwb swanctl --list-sas --uri "unix://$ss/charon.vici" >"$ss/sas.txt" 2>&1
+if grep -q "ESTABLISHED" "$ss/sas.txt" && grep -q "AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519" "$ss/sas.txt" && grep -q "INSTALLED, TUNNEL" "$ss/sas.txt"; then
+  ok "strongSwan lists the IKE SA (AES_GCM_16-256, PRF_HMAC_SHA2_256, CURVE_25519) and the installed child SA"
+else
+  bad "swanctl --list-sas: $(cat "$ss/sas.txt")"
+fi
+
+if ns h1 ping -c 5 -i 0.2 -W 2 10.2.0.10 >"$work/ping" 2>&1 && grep -q " 0% packet loss" "$work/ping"; then
+  ok "ping h1 -> h2 through our gateway and strongSwan"
+else
+  bad "ping: $(grep loss "$work/ping")"
+fi
+ns h2 iperf3 -s -1 -D -p 5201 >/dev/null 2>&1
+sleep 0.5
+if ns h1 timeout 30 iperf3 -c 10.2.0.10 -p 5201 -t 3 -J >"$work/iperf.json" 2>"$work/iperf.err"; then
+  mbps=$(python3 -c "import json;d=json.load(open('$work/iperf.json'));print(round(d['end']['sum_received']['bits_per_second']/1e6))")
+  ok "iperf3 TCP 3 s through the tunnel: $mbps Mbit/s"
+else
+  bad "iperf3: $(tail -3 "$work/iperf.err")"
+fi
+"$bin" sas --socket "$work/a.sock" >"$work/sas-a.txt" 2>&1
+grep -q "gw-net-in" "$work/sas-a.txt" && grep -q "gw-net-out" "$work/sas-a.txt" \
+  && ok "the dataplane holds the negotiated SA pair" || bad "dataplane SAs: $(cat "$work/sas-a.txt")"
+echo "--- our dataplane's SAs"
+cat "$work/sas-a.txt"
+echo "strongswan interop: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
