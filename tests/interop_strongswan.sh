@@ -23,7 +23,7 @@ cleanup() {
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
   gw_stop
   "$here/scripts/netns-topology" down "$p"
-  rm -rf "$work"
+  [ -n "${KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -147,6 +147,23 @@ fi
 "$bin" sas --socket "$work/a.sock" >"$work/sas-a.txt" 2>&1
 grep -q "gw-net-in" "$work/sas-a.txt" && grep -q "gw-net-out" "$work/sas-a.txt" \
   && ok "the dataplane holds the negotiated SA pair" || bad "dataplane SAs: $(cat "$work/sas-a.txt")"
+# Now strongSwan initiates a second IKE SA and our daemon answers as responder.
+# (Deleting SAs on request is not implemented on our side yet: strongSwan forgets its own.)
+ns gwb swanctl --terminate --ike gw --force --timeout 2 --uri "unix://$ss/charon.vici" >/dev/null 2>&1
+before=$(grep -c "child SA net up" "$work/daemon.log")
+ns gwb swanctl --initiate --ike gw --child net --timeout 15 --uri "unix://$ss/charon.vici" >"$ss/initiate.out" 2>&1
+for _ in $(seq 50); do [ "$(grep -c "child SA net up" "$work/daemon.log")" -gt "$before" ] && break; sleep 0.1; done
+if grep -q "CHILD_SA net{.*} established" "$ss/initiate.out" && [ "$(grep -c "child SA net up" "$work/daemon.log")" -gt "$before" ]; then
+  ok "strongSwan as initiator, our daemon as responder: child SA established"
+else
+  bad "strongSwan-initiated: $(tail -5 "$ss/initiate.out")"
+fi
+if ns h1 ping -c 5 -i 0.2 -W 2 10.2.0.10 >"$work/ping2" 2>&1 && grep -q " 0% packet loss" "$work/ping2"; then
+  ok "ping through the SA pair negotiated with us as responder"
+else
+  bad "ping after responder negotiation: $(grep loss "$work/ping2")"
+fi
+"$bin" sas --socket "$work/a.sock" >"$work/sas-a.txt" 2>&1
 echo "--- our dataplane's SAs"
 cat "$work/sas-a.txt"
 echo "strongswan interop: $pass passed, $fail failed"
