@@ -91,7 +91,7 @@ secrets {
 }
 CONF
 export STRONGSWAN_CONF=$ss/strongswan.conf SWANCTL_DIR=$ss/swanctl
-ns gwb sh -c 'mount -t tmpfs tmpfs /run && exec /usr/lib/ipsec/charon' >"$ss/charon.out" 2>&1 &
+ip netns exec "$p-gwb" sh -c 'mount -t tmpfs tmpfs /run && exec /usr/lib/ipsec/charon' >"$ss/charon.out" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do [ -S "$ss/charon.vici" ] && break; sleep 0.1; done
 if ns gwb swanctl --load-all --uri "unix://$ss/charon.vici" >"$ss/load.out" 2>&1; then ok "strongSwan loaded its configuration"; else bad "swanctl --load-all: $(cat "$ss/load.out")"; fi
@@ -116,10 +116,14 @@ esp_proposals = ["aes256gcm16"]
 local_ts = ["10.1.0.0/24"]
 remote_ts = ["10.2.0.0/24"]
 start_action = "start"
+# Short liveness timers, so that the dead-peer check below fits in a test.
+dpd_delay = 2
+retransmit_base_ms = 300
+retransmit_tries = 3
 CONF
 # The daemon binds the gateway's own address, which lives on the dataplane's TAP.
 for _ in $(seq 50); do ns gwa ip -4 addr show dev tap-unprot 2>/dev/null | grep -q 10.77.0.1 && break; sleep 0.1; done
-ns gwa "$daemon" --config "$work/ike.toml" >"$work/daemon.log" 2>&1 &
+ip netns exec "$p-gwa" "$daemon" --config "$work/ike.toml" >"$work/daemon.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do grep -q "child SA net up" "$work/daemon.log" && break; sleep 0.1; done
 if grep -q "child SA net up" "$work/daemon.log"; then ok "our daemon (initiator) brought the tunnel up: $(grep 'child SA' "$work/daemon.log")"; else bad "tunnel not up: $(cat "$work/daemon.log"; tail -20 "$ss/charon.log")"; fi
@@ -147,9 +151,19 @@ fi
 "$bin" sas --socket "$work/a.sock" >"$work/sas-a.txt" 2>&1
 grep -q "gw-net-in" "$work/sas-a.txt" && grep -q "gw-net-out" "$work/sas-a.txt" \
   && ok "the dataplane holds the negotiated SA pair" || bad "dataplane SAs: $(cat "$work/sas-a.txt")"
-# Now strongSwan initiates a second IKE SA and our daemon answers as responder.
-# (Deleting SAs on request is not implemented on our side yet: strongSwan forgets its own.)
-ns gwb swanctl --terminate --ike gw --force --timeout 2 --uri "unix://$ss/charon.vici" >/dev/null 2>&1
+# strongSwan deletes the IKE SA: our daemon answers and removes the SAs from the dataplane.
+ns gwb swanctl --terminate --ike gw --timeout 10 --uri "unix://$ss/charon.vici" >"$ss/terminate.out" 2>&1
+for _ in $(seq 50); do grep -q "IKE SA .* deleted" "$work/daemon.log" && break; sleep 0.1; done
+sleep 0.3
+"$bin" sas --socket "$work/a.sock" >"$work/sas-after-delete.txt" 2>&1
+if grep -q "IKE SA .* deleted" "$work/daemon.log" && grep -q "terminate completed successfully" "$ss/terminate.out" \
+  && ! grep -q "gw-net-" "$work/sas-after-delete.txt"; then
+  ok "a delete from strongSwan is answered and removes our SAs from the dataplane"
+else
+  bad "delete from strongSwan: $(tail -3 "$ss/terminate.out"; cat "$work/sas-after-delete.txt")"
+fi
+
+# Now strongSwan initiates and our daemon answers as responder.
 before=$(grep -c "child SA net up" "$work/daemon.log")
 ns gwb swanctl --initiate --ike gw --child net --timeout 15 --uri "unix://$ss/charon.vici" >"$ss/initiate.out" 2>&1
 for _ in $(seq 50); do [ "$(grep -c "child SA net up" "$work/daemon.log")" -gt "$before" ] && break; sleep 0.1; done
@@ -164,7 +178,21 @@ else
   bad "ping after responder negotiation: $(grep loss "$work/ping2")"
 fi
 "$bin" sas --socket "$work/a.sock" >"$work/sas-a.txt" 2>&1
-echo "--- our dataplane's SAs"
+
+# strongSwan dies: liveness checks go unanswered and our daemon removes the SAs.
+# SIGKILL: on SIGTERM charon would first delete its SAs politely.
+kill -9 "${pids[0]}" 2>/dev/null; wait "${pids[0]}" 2>/dev/null
+for _ in $(seq 100); do grep -q "peer is dead" "$work/daemon.log" && break; sleep 0.1; done
+sleep 0.3
+"$bin" sas --socket "$work/a.sock" >"$work/sas-after-dpd.txt" 2>&1
+if grep -q "peer is dead" "$work/daemon.log" && ! grep -q "gw-net-" "$work/sas-after-dpd.txt"; then
+  ok "a dead peer is noticed (liveness checks) and its SAs removed from the dataplane"
+else
+  bad "dead peer: $(tail -3 "$work/daemon.log"; cat "$work/sas-after-dpd.txt")"
+fi
+echo "--- our daemon's log"
+cat "$work/daemon.log"
+echo "--- our dataplane's SAs while up"
 cat "$work/sas-a.txt"
 echo "strongswan interop: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

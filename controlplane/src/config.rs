@@ -56,6 +56,14 @@ struct RawConnection {
     remote_ts: Vec<String>,
     #[serde(default)]
     start_action: Option<String>,
+    /// Seconds without a message from the peer before a liveness check (RFC 7296 2.4).
+    #[serde(default)]
+    dpd_delay: Option<u64>,
+    /// First retransmission after this many milliseconds (doubling), this many sends in all.
+    #[serde(default)]
+    retransmit_base_ms: Option<u64>,
+    #[serde(default)]
+    retransmit_tries: Option<u32>,
 }
 
 fn child_default() -> String {
@@ -161,6 +169,11 @@ impl Config {
                     child_name: c.child.clone(),
                     local_ts: ts(&c.local_ts, "local_ts")?,
                     remote_ts: ts(&c.remote_ts, "remote_ts")?,
+                    dpd_delay: c.dpd_delay.map(std::time::Duration::from_secs),
+                    retransmit_base: c
+                        .retransmit_base_ms
+                        .map_or(Connection::RETRANSMIT_BASE, std::time::Duration::from_millis),
+                    retransmit_tries: c.retransmit_tries.unwrap_or(Connection::RETRANSMIT_TRIES).max(1),
                 },
                 local,
                 remote,

@@ -36,6 +36,11 @@ fn prefix(ts: &TrafficSelector) -> Option<String> {
     Some(format!("{start}/{len}"))
 }
 
+/// The dataplane's name of one half of a Child SA.
+pub fn sa_name(connection: &str, child: &str, dir: &str, spi: u32) -> String {
+    format!("{connection}-{child}-{dir}-{spi:08x}")
+}
+
 /// The dataplane's SA and policy for a Child SA (names carry the SPI, so a rekey's new SA
 /// sits beside the old one until that is removed: make-before-break).
 pub fn program(c: &ChildSa) -> Result<Vec<Command>, String> {
@@ -47,7 +52,7 @@ pub fn program(c: &ChildSa) -> Result<Vec<Command>, String> {
     let sa = |dir: &str, spi: u32, key: &[u8]| {
         let n = key.len() - 4;
         RawSa {
-            name: format!("{}-{}-{dir}-{spi:08x}", c.connection, c.child),
+            name: sa_name(&c.connection, &c.child, dir, spi),
             spi,
             direction: dir.into(),
             algorithm: alg.into(),
@@ -164,6 +169,22 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
                     eprintln!("ike-daemon: {connection}: IKE SA {local_spi:016x} established")
                 }
                 Event::Failed { connection, reason } => eprintln!("ike-daemon: {connection}: failed: {reason}"),
+                Event::IkeDown { connection, local_spi } => {
+                    eprintln!("ike-daemon: {connection}: IKE SA {local_spi:016x} deleted")
+                }
+                Event::ChildDown { connection, child, spi_in, spi_out } => {
+                    eprintln!(
+                        "ike-daemon: {connection}: child SA {child} down, SPIs in {spi_in:08x} out {spi_out:08x}"
+                    );
+                    if let Some(sock) = &cfg.dataplane_socket {
+                        for (dir, spi) in [("out", spi_out), ("in", spi_in)] {
+                            let name = sa_name(&connection, &child, dir, spi);
+                            if let Err(e) = request(sock, Command::DelSa { name }) {
+                                eprintln!("ike-daemon: dataplane: {e}");
+                            }
+                        }
+                    }
+                }
                 Event::ChildUp(c) => {
                     eprintln!(
                         "ike-daemon: {}: child SA {} up, SPIs in {:08x} out {:08x}, AES-GCM-{}{}",

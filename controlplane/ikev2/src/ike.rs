@@ -39,6 +39,17 @@ pub struct Connection {
     pub child_name: String,
     pub local_ts: Vec<TrafficSelector>,
     pub remote_ts: Vec<TrafficSelector>,
+    /// Liveness check after this long without a message from the peer (RFC 7296 2.4).
+    pub dpd_delay: Option<Duration>,
+    /// First retransmission after this long, doubling each time, this many sends in all.
+    pub retransmit_base: Duration,
+    pub retransmit_tries: u32,
+}
+
+impl Connection {
+    /// The defaults for liveness and retransmission.
+    pub const RETRANSMIT_BASE: Duration = RETRANSMIT_BASE;
+    pub const RETRANSMIT_TRIES: u32 = RETRANSMIT_TRIES;
 }
 
 /// A Child SA pair as negotiated: what the dataplane needs to install it.
@@ -84,7 +95,21 @@ pub enum Event {
         remote_id: Identification,
     },
     ChildUp(ChildSa),
-    /// The exchange failed or timed out; the IKE SA is gone.
+    /// A Child SA is gone (deleted by either end, or with its IKE SA): remove it from the
+    /// dataplane.
+    ChildDown {
+        connection: String,
+        child: String,
+        spi_in: u32,
+        spi_out: u32,
+    },
+    /// The IKE SA was deleted by either end.
+    IkeDown {
+        connection: String,
+        local_spi: u64,
+    },
+    /// The exchange failed or timed out; the IKE SA and its Child SAs are gone (a
+    /// [`Event::ChildDown`] comes first for each Child SA).
     Failed {
         connection: String,
         reason: String,
@@ -110,11 +135,22 @@ enum State {
     Established,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Request {
+    Init,
+    Auth,
+    /// An empty INFORMATIONAL: is the peer alive?
+    Liveness,
+    /// INFORMATIONAL with a Delete for the IKE SA.
+    DeleteIke,
+}
+
 struct Pending {
     /// The request as sent, for retransmission.
     data: Vec<u8>,
     next: Instant,
     tries: u32,
+    kind: Request,
 }
 
 struct IkeSa {
@@ -136,12 +172,19 @@ struct IkeSa {
     /// The peer's IKE_SA_INIT message, signed in the peer's AUTH.
     peer_init: Vec<u8>,
     cookie: Option<Vec<u8>>,
-    next_msg_id: u32,
-    /// Responder: the last request's message id and our response to it.
+    /// Message ID of our next request (RFC 7296 2.2).
+    my_next_id: u32,
+    /// Message ID the peer's next request must carry.
+    peer_next_id: u32,
+    /// The peer's last request's message id and our response to it, for retransmissions.
     last_response: Option<(u32, Vec<u8>)>,
     pending: Option<Pending>,
     /// Initiator: the SPI of the Child SA we proposed in IKE_AUTH.
     child_spi: u32,
+    /// Child SAs of this IKE SA: (name, our inbound SPI, our outbound SPI).
+    children: Vec<(String, u32, u32)>,
+    /// When we last heard from the peer, for liveness checks (RFC 7296 2.4).
+    last_seen: Instant,
 }
 
 impl IkeSa {
@@ -249,7 +292,8 @@ impl Endpoint {
 
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sas.values().filter_map(|s| s.pending.as_ref().map(|p| p.next)).min()
+        let retransmit = self.sas.values().filter_map(|s| s.pending.as_ref().map(|p| p.next)).min();
+        [retransmit, self.next_dpd()].into_iter().flatten().min()
     }
 
     /// Starts the named connection as initiator.
@@ -283,10 +327,13 @@ impl Endpoint {
             my_init: Vec::new(),
             peer_init: Vec::new(),
             cookie: None,
-            next_msg_id: 0,
+            my_next_id: 0,
+            peer_next_id: 0,
             last_response: None,
             pending: None,
             child_spi: 0,
+            children: Vec::new(),
+            last_seen: now,
         };
         self.send_init_request(now, &mut sa);
         self.sas.insert(spi_i, sa);
@@ -350,24 +397,85 @@ impl Endpoint {
         };
         let data = msg.emit();
         sa.my_init = data.clone();
-        sa.next_msg_id = 1;
-        self.send_request(now, sa, data);
+        sa.my_next_id = 1;
+        self.send_request(now, sa, data, Request::Init);
     }
 
-    fn send_request(&mut self, now: Instant, sa: &mut IkeSa, data: Vec<u8>) {
+    fn send_request(&mut self, now: Instant, sa: &mut IkeSa, data: Vec<u8>, kind: Request) {
         self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: data.clone() });
-        sa.pending = Some(Pending { data, next: now + RETRANSMIT_BASE, tries: 1 });
+        let base = self.connections[sa.conn].retransmit_base;
+        sa.pending = Some(Pending { data, next: now + base, tries: 1, kind });
+    }
+
+    /// Removes an IKE SA, reporting its Child SAs as down first.
+    fn remove(&mut self, spi: u64) -> Option<IkeSa> {
+        let sa = self.sas.remove(&spi)?;
+        self.half_open.retain(|_, v| *v != spi);
+        let connection = self.connections[sa.conn].name.clone();
+        for (child, spi_in, spi_out) in &sa.children {
+            self.events.push_back(Event::ChildDown {
+                connection: connection.clone(),
+                child: child.clone(),
+                spi_in: *spi_in,
+                spi_out: *spi_out,
+            });
+        }
+        Some(sa)
     }
 
     fn fail(&mut self, spi: u64, reason: impl Into<String>) {
-        if let Some(sa) = self.sas.remove(&spi) {
-            self.half_open.retain(|_, v| *v != spi);
+        if let Some(sa) = self.remove(spi) {
             self.events
                 .push_back(Event::Failed { connection: self.connections[sa.conn].name.clone(), reason: reason.into() });
         }
     }
 
-    /// Retransmits requests whose answer is late (RFC 7296 2.1), and gives up after the last try.
+    /// Sends an INFORMATIONAL request with `inner` (RFC 7296 1.4, 1.5, 2.4).
+    fn informational(&mut self, now: Instant, sa: &mut IkeSa, inner: &[Payload], kind: Request) -> Result<(), String> {
+        let header = Header {
+            spi_i: sa.spi_i,
+            spi_r: sa.spi_r,
+            next_payload: 0,
+            exchange: ExchangeType::INFORMATIONAL,
+            initiator: sa.initiator,
+            response: false,
+            message_id: sa.my_next_id,
+            length: 0,
+        };
+        let data = self.seal(sa, header, inner)?;
+        sa.my_next_id += 1;
+        self.send_request(now, sa, data, kind);
+        Ok(())
+    }
+
+    /// Deletes an IKE SA (and so its Child SAs) with the peer (RFC 7296 1.4.1). The SA goes
+    /// when the peer answers, or when it does not.
+    pub fn delete(&mut self, now: Instant, local_spi: u64) -> Result<(), String> {
+        let mut sa = self.sas.remove(&local_spi).ok_or("no such IKE SA")?;
+        let established = sa.state == State::Established;
+        let r = if established {
+            let del = Payload::Delete(wire::Delete { protocol: ProtocolId::IKE, spis: vec![] });
+            self.informational(now, &mut sa, &[del], Request::DeleteIke)
+        } else {
+            Ok(())
+        };
+        self.sas.insert(local_spi, sa);
+        if !established || r.is_err() {
+            self.fail(local_spi, "deleted");
+        }
+        Ok(())
+    }
+
+    /// Our IKE SAs: (connection, our SPI, established).
+    pub fn ike_sas(&self) -> Vec<(String, u64, bool)> {
+        self.sas
+            .values()
+            .map(|s| (self.connections[s.conn].name.clone(), s.local_spi(), s.state == State::Established))
+            .collect()
+    }
+
+    /// Retransmits requests whose answer is late (RFC 7296 2.1), gives up after the last try,
+    /// and checks on peers that have been silent for the liveness delay (2.4).
     pub fn handle_timeout(&mut self, now: Instant) {
         let due: Vec<u64> = self
             .sas
@@ -377,15 +485,50 @@ impl Endpoint {
             .collect();
         for spi in due {
             let Some(sa) = self.sas.get_mut(&spi) else { continue };
+            let conn = &self.connections[sa.conn];
             let Some(p) = sa.pending.as_mut() else { continue };
-            if p.tries >= RETRANSMIT_TRIES {
-                self.fail(spi, "no answer from the peer (retransmissions exhausted)");
+            if p.tries >= conn.retransmit_tries {
+                let what = if p.kind == Request::Liveness {
+                    "peer is dead (no answer to liveness checks)"
+                } else {
+                    "no answer from the peer (retransmissions exhausted)"
+                };
+                self.fail(spi, what);
                 continue;
             }
             p.tries += 1;
-            p.next = now + RETRANSMIT_BASE * 2u32.pow(p.tries - 1);
+            p.next = now + conn.retransmit_base * 2u32.pow(p.tries - 1);
             self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: p.data.clone() });
         }
+        let quiet: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(_, s)| {
+                s.state == State::Established
+                    && s.pending.is_none()
+                    && self.connections[s.conn]
+                        .dpd_delay
+                        .is_some_and(|d| now.saturating_duration_since(s.last_seen) >= d)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for spi in quiet {
+            let Some(mut sa) = self.sas.remove(&spi) else { continue };
+            let r = self.informational(now, &mut sa, &[], Request::Liveness);
+            self.sas.insert(spi, sa);
+            if let Err(e) = r {
+                self.fail(spi, e);
+            }
+        }
+    }
+
+    /// When the next liveness check or retransmission is due.
+    fn next_dpd(&self) -> Option<Instant> {
+        self.sas
+            .values()
+            .filter(|s| s.state == State::Established && s.pending.is_none())
+            .filter_map(|s| self.connections[s.conn].dpd_delay.map(|d| s.last_seen + d))
+            .min()
     }
 
     /// A datagram from the network (without the non-ESP marker).
@@ -410,18 +553,24 @@ impl Endpoint {
             if h.response { self.response(now, &mut sa, data, msg) } else { self.request(now, &mut sa, data, msg) };
         let spi = sa.local_spi();
         self.sas.insert(spi, sa);
-        if let Err(reason) = result {
-            self.fail(spi, reason);
+        match result {
+            Ok(()) => {}
+            // A Delete of the IKE SA: it goes without a failure.
+            Err(reason) if reason.is_empty() => {
+                self.remove(spi);
+            }
+            Err(reason) => self.fail(spi, reason),
         }
     }
 
-    fn responder_header(sa: &IkeSa, exchange: ExchangeType, message_id: u32) -> Header {
+    /// The header of our response to a request of the peer's.
+    fn response_header(sa: &IkeSa, exchange: ExchangeType, message_id: u32) -> Header {
         Header {
             spi_i: sa.spi_i,
             spi_r: sa.spi_r,
             next_payload: 0,
             exchange,
-            initiator: false,
+            initiator: sa.initiator,
             response: true,
             message_id,
             length: 0,
@@ -439,7 +588,6 @@ impl Endpoint {
             }
             return;
         }
-        let _ = now;
         let reply = |payloads: Vec<Payload>| -> Vec<u8> {
             Message {
                 header: Header {
@@ -549,10 +697,13 @@ impl Endpoint {
             my_init: resp.clone(),
             peer_init: data.to_vec(),
             cookie: None,
-            next_msg_id: 0,
+            my_next_id: 0,
+            peer_next_id: 1,
             last_response: Some((0, resp.clone())),
             pending: None,
             child_spi: 0,
+            children: Vec::new(),
+            last_seen: now,
         };
         self.transmits.push_back(Transmit { local, remote, data: resp });
         self.half_open.insert((h.spi_i, remote), spi_r);
@@ -599,8 +750,21 @@ impl Endpoint {
 
     fn response(&mut self, now: Instant, sa: &mut IkeSa, data: &[u8], msg: Message) -> Result<(), String> {
         let h = msg.header.clone();
-        if !sa.initiator || h.message_id + 1 != sa.next_msg_id {
+        if sa.pending.is_none() || h.message_id.wrapping_add(1) != sa.my_next_id {
             // Not the answer to our outstanding request: ignore (RFC 7296 2.2).
+            return Ok(());
+        }
+        sa.last_seen = now;
+        if sa.state == State::Established {
+            // The answer to an INFORMATIONAL of ours (it must decrypt to count).
+            let _inner = Self::open(sa, data, &msg)?;
+            let kind = sa.pending.take().map(|p| p.kind);
+            if kind == Some(Request::DeleteIke) {
+                let connection = self.connections[sa.conn].name.clone();
+                self.events.push_back(Event::IkeDown { connection, local_spi: sa.local_spi() });
+                // The caller removes the SA and reports its Child SAs down.
+                return Err(String::new());
+            }
             return Ok(());
         }
         match sa.state {
@@ -750,18 +914,17 @@ impl Endpoint {
             exchange: ExchangeType::IKE_AUTH,
             initiator: true,
             response: false,
-            message_id: sa.next_msg_id,
+            message_id: sa.my_next_id,
             length: 0,
         };
         let data = self.seal(sa, header, &inner)?;
-        sa.next_msg_id += 1;
+        sa.my_next_id += 1;
         sa.state = State::AuthSent;
-        // After NAT detection both ends move to port 4500 (RFC 7296 2.23); libipsec peers always do.
-        self.send_request(now, sa, data);
+        self.send_request(now, sa, data, Request::Auth);
         Ok(())
     }
 
-    fn child_from_auth_response(&mut self, sa: &IkeSa, conn: &Connection, inner: &[Payload]) -> Result<(), String> {
+    fn child_from_auth_response(&mut self, sa: &mut IkeSa, conn: &Connection, inner: &[Payload]) -> Result<(), String> {
         let accepted = inner
             .iter()
             .find_map(|p| if let Payload::Sa(x) = p { x.first() } else { None })
@@ -778,6 +941,7 @@ impl Endpoint {
             return Err("the responder widened the traffic selectors".into());
         }
         let child = self.child_keys(sa, conn, &chosen, sa.child_spi, spi_out, tsi, tsr)?;
+        sa.children.push((child.child.clone(), child.spi_in, child.spi_out));
         self.events.push_back(Event::ChildUp(child));
         Ok(())
     }
@@ -815,11 +979,7 @@ impl Endpoint {
     }
 
     fn request(&mut self, now: Instant, sa: &mut IkeSa, data: &[u8], msg: Message) -> Result<(), String> {
-        let _ = now;
         let h = msg.header.clone();
-        if sa.initiator {
-            return Ok(()); // Requests from the responder (INFORMATIONAL, rekeys) are the next step.
-        }
         // A retransmitted request gets the same response again (RFC 7296 2.1).
         if let Some((id, resp)) = &sa.last_response
             && *id == h.message_id
@@ -827,12 +987,83 @@ impl Endpoint {
             self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: resp.clone() });
             return Ok(());
         }
-        if h.message_id != sa.next_msg_id + 1 && !(sa.state == State::InitDone && h.message_id == 1) {
+        // RFC 7296 2.3: with a window of one, only the next request is processed.
+        if h.message_id != sa.peer_next_id {
             return Ok(());
         }
-        if sa.state != State::InitDone || h.exchange != ExchangeType::IKE_AUTH {
-            return Ok(());
+        match (h.exchange, sa.state) {
+            (ExchangeType::IKE_AUTH, State::InitDone) if !sa.initiator => self.auth_request(now, sa, data, msg),
+            (ExchangeType::INFORMATIONAL, State::Established) => self.informational_request(now, sa, data, msg),
+            (ExchangeType::CREATE_CHILD_SA, State::Established) => {
+                // Rekeying and additional Child SAs are not implemented yet: say so rather than
+                // stay silent (RFC 7296 1.3: NO_ADDITIONAL_SAS).
+                let _ = Self::open(sa, data, &msg)?;
+                let header = Self::response_header(sa, ExchangeType::CREATE_CHILD_SA, h.message_id);
+                let out = self.seal(sa, header, &[notify(NotifyType::NO_ADDITIONAL_SAS, vec![])])?;
+                self.respond(sa, h.message_id, out);
+                Ok(())
+            }
+            _ => Ok(()),
         }
+    }
+
+    fn respond(&mut self, sa: &mut IkeSa, message_id: u32, out: Vec<u8>) {
+        sa.last_response = Some((message_id, out.clone()));
+        sa.peer_next_id = message_id.wrapping_add(1);
+        self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: out });
+    }
+
+    /// INFORMATIONAL requests (RFC 7296 1.4, 1.5): deletes and liveness checks. Deleting an
+    /// ESP SA is answered with a Delete for our half of each pair (1.4.1); deleting the IKE SA
+    /// takes its Child SAs along.
+    fn informational_request(&mut self, now: Instant, sa: &mut IkeSa, data: &[u8], msg: Message) -> Result<(), String> {
+        let inner = Self::open(sa, data, &msg)?;
+        sa.last_seen = now;
+        let header = Self::response_header(sa, ExchangeType::INFORMATIONAL, msg.header.message_id);
+        let connection = self.connections[sa.conn].name.clone();
+        let mut delete_ike = false;
+        let mut ours = Vec::new();
+        for p in &inner {
+            let Payload::Delete(d) = p else { continue };
+            if d.protocol == ProtocolId::IKE {
+                delete_ike = true;
+            } else if d.protocol == ProtocolId::ESP {
+                for spi in &d.spis {
+                    // The peer names its inbound SPIs: our outbound ones.
+                    if let Some(i) = sa.children.iter().position(|c| c.2 == *spi) {
+                        let (child, spi_in, spi_out) = sa.children.remove(i);
+                        ours.push(spi_in);
+                        self.events.push_back(Event::ChildDown {
+                            connection: connection.clone(),
+                            child,
+                            spi_in,
+                            spi_out,
+                        });
+                    }
+                }
+            }
+        }
+        let reply = if ours.is_empty() || delete_ike {
+            vec![]
+        } else {
+            vec![Payload::Delete(wire::Delete { protocol: ProtocolId::ESP, spis: ours })]
+        };
+        let out = self.seal(sa, header, &reply)?;
+        self.respond(sa, msg.header.message_id, out);
+        if delete_ike {
+            for (child, spi_in, spi_out) in sa.children.drain(..) {
+                self.events.push_back(Event::ChildDown { connection: connection.clone(), child, spi_in, spi_out });
+            }
+            self.events.push_back(Event::IkeDown { connection, local_spi: sa.local_spi() });
+            // The caller removes the SA (this error carries no failure event: see handle_datagram).
+            return Err(String::new());
+        }
+        Ok(())
+    }
+
+    fn auth_request(&mut self, now: Instant, sa: &mut IkeSa, data: &[u8], msg: Message) -> Result<(), String> {
+        let h = msg.header.clone();
+        sa.last_seen = now;
         let inner = Self::open(sa, data, &msg)?;
         let idi =
             inner.iter().find_map(|p| if let Payload::IdI(i) = p { Some(i.clone()) } else { None }).ok_or("no IDi")?;
@@ -851,7 +1082,7 @@ impl Endpoint {
             auth.method == AuthMethod::SHARED_KEY_MIC
                 && Self::auth_data(sa, c, false, &idi).is_ok_and(|w| crypto::ct_eq(&auth.data, &w))
         });
-        let header = Self::responder_header(sa, ExchangeType::IKE_AUTH, h.message_id);
+        let header = Self::response_header(sa, ExchangeType::IKE_AUTH, h.message_id);
         let Some(ci) = verified else {
             // RFC 7296 2.21.2: AUTHENTICATION_FAILED, then the IKE SA is gone.
             let out = self.seal(sa, header, &[notify(NotifyType::AUTHENTICATION_FAILED, vec![])])?;
@@ -897,13 +1128,12 @@ impl Endpoint {
             }
         }
         let out = self.seal(sa, header, &out_payloads)?;
-        sa.last_response = Some((h.message_id, out.clone()));
-        sa.next_msg_id = h.message_id;
         sa.state = State::Established;
-        self.half_open.remove(&(sa.spi_i, sa.remote));
-        self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: out });
+        self.half_open.retain(|_, v| *v != sa.spi_r);
+        self.respond(sa, h.message_id, out);
         self.events.push_back(Event::IkeUp { connection: conn.name.clone(), local_spi: sa.spi_r, remote_id: idi });
         if let Some(c) = child {
+            sa.children.push((c.child.clone(), c.spi_in, c.spi_out));
             self.events.push_back(Event::ChildUp(c));
         }
         Ok(())

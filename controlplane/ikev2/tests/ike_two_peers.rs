@@ -1,7 +1,8 @@
 //! Two `ikev2` endpoints against each other on a simulated network and clock: IKE_SA_INIT and
 //! IKE_AUTH with a PSK bring up the first Child SA on both; the Child SA's SPIs and keys pair
 //! up; retransmission covers a lost message; a DH group the responder does not want is
-//! renegotiated (INVALID_KE_PAYLOAD); a wrong PSK fails on both sides.
+//! renegotiated (INVALID_KE_PAYLOAD); a wrong PSK fails on both sides; a Delete takes the
+//! SAs down on both sides; liveness checks keep a live peer and notice a dead one.
 
 use ikev2::crypto::{Secret, TestProvider};
 use ikev2::ike::{Connection, Endpoint, Event, Transmit};
@@ -24,6 +25,9 @@ fn conn(me: &str, peer: &str, psk: &str, ike: &[&str], local_net: u8, remote_net
         child_name: "net".into(),
         local_ts: vec![TrafficSelector::ipv4([10, local_net, 0, 0].into(), [10, local_net, 0, 255].into())],
         remote_ts: vec![TrafficSelector::ipv4([10, remote_net, 0, 0].into(), [10, remote_net, 0, 255].into())],
+        dpd_delay: None,
+        retransmit_base: Connection::RETRANSMIT_BASE,
+        retransmit_tries: Connection::RETRANSMIT_TRIES,
     }
 }
 
@@ -55,7 +59,10 @@ impl Net {
     /// Moves datagrams until nothing is in flight; `drop(n)` decides whether the n-th
     /// datagram is lost. Then advances the clock to the next timer, up to `secs` seconds.
     fn run(&mut self, secs: u64, lose: &dyn Fn(usize) -> bool) {
-        let end = self.now + Duration::from_secs(secs);
+        self.run_until(self.now + Duration::from_secs(secs), lose);
+    }
+
+    fn run_until(&mut self, end: Instant, lose: &dyn Fn(usize) -> bool) {
         loop {
             let mut moved = false;
             while let Some(Transmit { local, remote, data }) = self.a.poll_transmit() {
@@ -99,10 +106,14 @@ fn child(events: &[Event]) -> &ikev2::ike::ChildSa {
 }
 
 fn up(ike_a: &[&str], ike_b: &[&str], lose: &dyn Fn(usize) -> bool) -> Net {
-    let mut net = Net::new(
-        conn("a", "b", "a-long-test-psk-0123456789", ike_a, 1, 2),
-        conn("b", "a", "a-long-test-psk-0123456789", ike_b, 2, 1),
-    );
+    up_dpd(ike_a, ike_b, lose, None)
+}
+
+fn up_dpd(ike_a: &[&str], ike_b: &[&str], lose: &dyn Fn(usize) -> bool, dpd: Option<Duration>) -> Net {
+    let mut a = conn("a", "b", "a-long-test-psk-0123456789", ike_a, 1, 2);
+    let mut b = conn("b", "a", "a-long-test-psk-0123456789", ike_b, 2, 1);
+    (a.dpd_delay, b.dpd_delay) = (dpd, dpd);
+    let mut net = Net::new(a, b);
     net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
     net.run(60, lose);
     net
@@ -180,4 +191,46 @@ fn unanswered_initiator_gives_up() {
         net.a_events.iter().any(|e| matches!(e, Event::Failed { reason, .. } if reason.contains("retransmissions")))
     );
     assert_eq!(net.delivered, 5, "five tries in all");
+}
+
+fn downs(events: &[Event]) -> (usize, usize) {
+    (
+        events.iter().filter(|e| matches!(e, Event::ChildDown { .. })).count(),
+        events.iter().filter(|e| matches!(e, Event::IkeDown { .. })).count(),
+    )
+}
+
+#[test]
+fn delete_takes_both_sides_down() {
+    let mut net = up(&["aes256gcm16-prfsha256-x25519"], &["aes256gcm16-prfsha256-x25519"], &|_| false);
+    check_pair(&net);
+    let (_, spi, established) = net.a.ike_sas()[0].clone();
+    assert!(established);
+    net.a.delete(net.now, spi).unwrap();
+    net.run(10, &|_| false);
+    assert_eq!(downs(&net.a_events), (1, 1), "{:?}", net.a_events);
+    assert_eq!(downs(&net.b_events), (1, 1), "{:?}", net.b_events);
+    assert!(net.a.ike_sas().is_empty() && net.b.ike_sas().is_empty());
+    assert!(!net.a_events.iter().chain(&net.b_events).any(|e| matches!(e, Event::Failed { .. })));
+}
+
+#[test]
+fn liveness_keeps_a_live_peer_and_buries_a_dead_one() {
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    let mut net = up_dpd(&x, &x, &|_| false, Some(Duration::from_secs(30)));
+    let before = net.delivered;
+    // Two minutes of silence: each side checks on the other every 30 s, and gets answers.
+    let end = net.now + Duration::from_secs(120);
+    net.run_until(end, &|_| false);
+    assert!(net.delivered >= before + 4, "liveness checks were sent and answered");
+    assert!(!net.a_events.iter().any(|e| matches!(e, Event::Failed { .. })));
+    // Now b is gone: a's next check goes unanswered, and a removes the SAs.
+    let end = net.now + Duration::from_secs(120);
+    net.run_until(end, &|_| true);
+    assert!(
+        net.a_events.iter().any(|e| matches!(e, Event::Failed { reason, .. } if reason.contains("dead"))),
+        "{:?}",
+        net.a_events
+    );
+    assert_eq!(downs(&net.a_events).0, 1, "the child SA is reported down");
 }
