@@ -116,7 +116,8 @@ esp_proposals = ["aes256gcm16"]
 local_ts = ["10.1.0.0/24"]
 remote_ts = ["10.2.0.0/24"]
 start_action = "start"
-# Short liveness timers, so that the dead-peer check below fits in a test.
+# Short timers, so that rekeys and the dead-peer check below fit in a test.
+rekey_time = 4
 dpd_delay = 2
 retransmit_base_ms = 300
 retransmit_tries = 3
@@ -151,6 +152,23 @@ fi
 "$bin" sas --socket "$work/a.sock" >"$work/sas-a.txt" 2>&1
 grep -q "gw-net-in" "$work/sas-a.txt" && grep -q "gw-net-out" "$work/sas-a.txt" \
   && ok "the dataplane holds the negotiated SA pair" || bad "dataplane SAs: $(cat "$work/sas-a.txt")"
+# Rekey under traffic: our daemon rekeys the Child SA every 4 s (CREATE_CHILD_SA, REKEY_SA,
+# make-before-break); a continuous ping across several rekeys loses nothing.
+ups_before=$(grep -c "child SA net up" "$work/daemon.log")
+if ns h1 ping -c 100 -i 0.2 -W 2 10.2.0.10 >"$work/ping-rekey" 2>&1 && grep -q " 0% packet loss" "$work/ping-rekey"; then
+  rekeys=$(( $(grep -c "child SA net up" "$work/daemon.log") - ups_before ))
+  if [ "$rekeys" -ge 3 ]; then
+    ok "ping 5/s for 20 s across $rekeys child SA rekeys: no packet lost"
+  else
+    bad "only $rekeys rekeys during the ping"
+  fi
+else
+  bad "ping across rekeys: $(grep loss "$work/ping-rekey")"
+fi
+ns gwb swanctl --list-sas --uri "unix://$ss/charon.vici" >"$ss/sas-rekeyed.txt" 2>&1
+[ "$(grep -c "INSTALLED, TUNNEL" "$ss/sas-rekeyed.txt")" -ge 1 ] && ok "strongSwan keeps the rekeyed child SA installed" \
+  || bad "strongSwan after rekeys: $(cat "$ss/sas-rekeyed.txt")"
+
 # strongSwan deletes the IKE SA: our daemon answers and removes the SAs from the dataplane.
 ns gwb swanctl --terminate --ike gw --timeout 10 --uri "unix://$ss/charon.vici" >"$ss/terminate.out" 2>&1
 for _ in $(seq 50); do grep -q "IKE SA .* deleted" "$work/daemon.log" && break; sleep 0.1; done

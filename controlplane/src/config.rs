@@ -59,6 +59,9 @@ struct RawConnection {
     /// Seconds without a message from the peer before a liveness check (RFC 7296 2.4).
     #[serde(default)]
     dpd_delay: Option<u64>,
+    /// Seconds after which each Child SA is rekeyed, make-before-break (RFC 7296 2.8).
+    #[serde(default)]
+    rekey_time: Option<u64>,
     /// First retransmission after this many milliseconds (doubling), this many sends in all.
     #[serde(default)]
     retransmit_base_ms: Option<u64>,
@@ -170,6 +173,7 @@ impl Config {
                     local_ts: ts(&c.local_ts, "local_ts")?,
                     remote_ts: ts(&c.remote_ts, "remote_ts")?,
                     dpd_delay: c.dpd_delay.map(std::time::Duration::from_secs),
+                    child_rekey: c.rekey_time.map(std::time::Duration::from_secs),
                     retransmit_base: c
                         .retransmit_base_ms
                         .map_or(Connection::RETRANSMIT_BASE, std::time::Duration::from_millis),

@@ -41,6 +41,9 @@ pub struct Connection {
     pub remote_ts: Vec<TrafficSelector>,
     /// Liveness check after this long without a message from the peer (RFC 7296 2.4).
     pub dpd_delay: Option<Duration>,
+    /// Rekey each Child SA this long after it was created (RFC 7296 2.8), make-before-break:
+    /// the new pair first, then the old one is deleted.
+    pub child_rekey: Option<Duration>,
     /// First retransmission after this long, doubling each time, this many sends in all.
     pub retransmit_base: Duration,
     pub retransmit_tries: u32,
@@ -143,6 +146,30 @@ enum Request {
     Liveness,
     /// INFORMATIONAL with a Delete for the IKE SA.
     DeleteIke,
+    /// CREATE_CHILD_SA rekeying a Child SA (state in `IkeSa::rekey`).
+    RekeyChild,
+    /// INFORMATIONAL deleting the Child SA a rekey replaced (our inbound SPI).
+    DeleteChild(u32),
+}
+
+/// A Child SA as its IKE SA keeps it.
+struct Child {
+    name: String,
+    spi_in: u32,
+    spi_out: u32,
+    local_ts: Vec<TrafficSelector>,
+    remote_ts: Vec<TrafficSelector>,
+    created: Instant,
+    /// A rekey of it has started (by either end): it is on its way out.
+    rekeyed: bool,
+}
+
+/// Our CREATE_CHILD_SA request in flight.
+struct RekeyState {
+    old_spi_in: u32,
+    new_spi_in: u32,
+    ni: Vec<u8>,
+    dh: Option<DhPrivate>,
 }
 
 struct Pending {
@@ -181,10 +208,24 @@ struct IkeSa {
     pending: Option<Pending>,
     /// Initiator: the SPI of the Child SA we proposed in IKE_AUTH.
     child_spi: u32,
-    /// Child SAs of this IKE SA: (name, our inbound SPI, our outbound SPI).
-    children: Vec<(String, u32, u32)>,
+    children: Vec<Child>,
+    rekey: Option<RekeyState>,
     /// When we last heard from the peer, for liveness checks (RFC 7296 2.4).
     last_seen: Instant,
+}
+
+impl Child {
+    fn of(c: &ChildSa, now: Instant) -> Self {
+        Child {
+            name: c.child.clone(),
+            spi_in: c.spi_in,
+            spi_out: c.spi_out,
+            local_ts: c.local_ts.clone(),
+            remote_ts: c.remote_ts.clone(),
+            created: now,
+            rekeyed: false,
+        }
+    }
 }
 
 impl IkeSa {
@@ -333,6 +374,7 @@ impl Endpoint {
             pending: None,
             child_spi: 0,
             children: Vec::new(),
+            rekey: None,
             last_seen: now,
         };
         self.send_init_request(now, &mut sa);
@@ -412,12 +454,12 @@ impl Endpoint {
         let sa = self.sas.remove(&spi)?;
         self.half_open.retain(|_, v| *v != spi);
         let connection = self.connections[sa.conn].name.clone();
-        for (child, spi_in, spi_out) in &sa.children {
+        for c in &sa.children {
             self.events.push_back(Event::ChildDown {
                 connection: connection.clone(),
-                child: child.clone(),
-                spi_in: *spi_in,
-                spi_out: *spi_out,
+                child: c.name.clone(),
+                spi_in: c.spi_in,
+                spi_out: c.spi_out,
             });
         }
         Some(sa)
@@ -520,15 +562,38 @@ impl Endpoint {
                 self.fail(spi, e);
             }
         }
+        let rekey: Vec<(u64, usize)> = self
+            .sas
+            .iter()
+            .filter(|(_, s)| s.state == State::Established && s.pending.is_none())
+            .filter_map(|(k, s)| {
+                let every = self.connections[s.conn].child_rekey?;
+                let idx =
+                    s.children.iter().position(|c| !c.rekeyed && now.saturating_duration_since(c.created) >= every)?;
+                Some((*k, idx))
+            })
+            .collect();
+        for (spi, idx) in rekey {
+            let Some(mut sa) = self.sas.remove(&spi) else { continue };
+            let r = self.rekey_child(now, &mut sa, idx);
+            self.sas.insert(spi, sa);
+            if let Err(e) = r {
+                self.fail(spi, e);
+            }
+        }
     }
 
-    /// When the next liveness check or retransmission is due.
+    /// When the next liveness check or Child SA rekey is due.
     fn next_dpd(&self) -> Option<Instant> {
-        self.sas
-            .values()
-            .filter(|s| s.state == State::Established && s.pending.is_none())
-            .filter_map(|s| self.connections[s.conn].dpd_delay.map(|d| s.last_seen + d))
-            .min()
+        let idle = || self.sas.values().filter(|s| s.state == State::Established && s.pending.is_none());
+        let dpd = idle().filter_map(|s| self.connections[s.conn].dpd_delay.map(|d| s.last_seen + d)).min();
+        let rekey = idle()
+            .filter_map(|s| {
+                let every = self.connections[s.conn].child_rekey?;
+                s.children.iter().filter(|c| !c.rekeyed).map(|c| c.created + every).min()
+            })
+            .min();
+        [dpd, rekey].into_iter().flatten().min()
     }
 
     /// A datagram from the network (without the non-ESP marker).
@@ -703,6 +768,7 @@ impl Endpoint {
             pending: None,
             child_spi: 0,
             children: Vec::new(),
+            rekey: None,
             last_seen: now,
         };
         self.transmits.push_back(Transmit { local, remote, data: resp });
@@ -756,14 +822,29 @@ impl Endpoint {
         }
         sa.last_seen = now;
         if sa.state == State::Established {
-            // The answer to an INFORMATIONAL of ours (it must decrypt to count).
-            let _inner = Self::open(sa, data, &msg)?;
-            let kind = sa.pending.take().map(|p| p.kind);
-            if kind == Some(Request::DeleteIke) {
-                let connection = self.connections[sa.conn].name.clone();
-                self.events.push_back(Event::IkeDown { connection, local_spi: sa.local_spi() });
-                // The caller removes the SA and reports its Child SAs down.
-                return Err(String::new());
+            // The answer to an INFORMATIONAL or CREATE_CHILD_SA of ours (it must decrypt to count).
+            let inner = Self::open(sa, data, &msg)?;
+            match sa.pending.take().map(|p| p.kind) {
+                Some(Request::DeleteIke) => {
+                    let connection = self.connections[sa.conn].name.clone();
+                    self.events.push_back(Event::IkeDown { connection, local_spi: sa.local_spi() });
+                    // The caller removes the SA and reports its Child SAs down.
+                    return Err(String::new());
+                }
+                Some(Request::RekeyChild) => return self.rekey_response(now, sa, &inner),
+                Some(Request::DeleteChild(spi_in)) => {
+                    if let Some(i) = sa.children.iter().position(|c| c.spi_in == spi_in) {
+                        let c = sa.children.remove(i);
+                        let connection = self.connections[sa.conn].name.clone();
+                        self.events.push_back(Event::ChildDown {
+                            connection,
+                            child: c.name,
+                            spi_in: c.spi_in,
+                            spi_out: c.spi_out,
+                        });
+                    }
+                }
+                _ => {}
             }
             return Ok(());
         }
@@ -940,12 +1021,17 @@ impl Endpoint {
         if narrow(&tsi, &conn.local_ts) != tsi || narrow(&tsr, &conn.remote_ts) != tsr {
             return Err("the responder widened the traffic selectors".into());
         }
-        let child = self.child_keys(sa, conn, &chosen, sa.child_spi, spi_out, tsi, tsr)?;
-        sa.children.push((child.child.clone(), child.spi_in, child.spi_out));
+        let nonces = (sa.ni.clone(), sa.nr.clone());
+        let child =
+            self.child_keys(sa, conn, &chosen, sa.child_spi, spi_out, tsi, tsr, (&nonces.0, &nonces.1), None, true)?;
+        sa.children.push(Child::of(&child, Instant::now()));
         self.events.push_back(Event::ChildUp(child));
         Ok(())
     }
 
+    /// The keys of a Child SA (RFC 7296 2.17): from SK_d, the exchange's nonces and, with PFS,
+    /// the new DH secret. `exchange_initiator`: we sent the request that created it (for
+    /// IKE_AUTH the IKE SA's initiator, for CREATE_CHILD_SA whoever sent that request).
     #[allow(clippy::too_many_arguments)]
     fn child_keys(
         &self,
@@ -956,10 +1042,13 @@ impl Endpoint {
         spi_out: u32,
         local_ts: Vec<TrafficSelector>,
         remote_ts: Vec<TrafficSelector>,
+        nonces: (&[u8], &[u8]),
+        shared: Option<&[u8]>,
+        exchange_initiator: bool,
     ) -> Result<ChildSa, String> {
         let keys = sa.keys.as_ref().ok_or("no keys")?;
         let suite = suite_of(chosen).map_err(|e| e.to_string())?;
-        let km = crypto::derive_child_sa_keys(keys.prf, &keys.sk_d, None, &sa.ni, &sa.nr, suite)
+        let km = crypto::derive_child_sa_keys(keys.prf, &keys.sk_d, shared, nonces.0, nonces.1, suite)
             .map_err(|e| e.to_string())?;
         Ok(ChildSa {
             connection: conn.name.clone(),
@@ -970,12 +1059,226 @@ impl Endpoint {
             spi_in,
             spi_out,
             key_bits: chosen.key_bits,
-            key_in: Secret::from_slice(&km.inbound(sa.initiator).encr),
-            key_out: Secret::from_slice(&km.outbound(sa.initiator).encr),
+            key_in: Secret::from_slice(&km.inbound(exchange_initiator).encr),
+            key_out: Secret::from_slice(&km.outbound(exchange_initiator).encr),
             esn: chosen.esn.unwrap_or(false),
             local_ts,
             remote_ts,
         })
+    }
+
+    fn new_spi(&mut self) -> u32 {
+        let mut spi = [0u8; 4];
+        while spi[0] == 0 {
+            // SPIs below 256 are reserved (RFC 4303 2.1); a leading non-zero byte avoids them.
+            self.provider.rng().fill(&mut spi);
+        }
+        u32::from_be_bytes(spi)
+    }
+
+    /// Starts rekeying Child SA `idx` (RFC 7296 1.3.3, 2.8): CREATE_CHILD_SA with REKEY_SA,
+    /// a fresh nonce and, if our proposals ask for PFS, a new DH exchange.
+    fn rekey_child(&mut self, now: Instant, sa: &mut IkeSa, idx: usize) -> Result<(), String> {
+        let conn = self.connections[sa.conn].clone();
+        let new_spi_in = self.new_spi();
+        let ni = self.provider.nonce(NONCE_LEN);
+        let group = conn.esp.iter().flat_map(|a| a.dh.iter()).next().copied();
+        let dh = match group {
+            Some(g) => Some(
+                self.provider.dh_private(DhGroup::from_id(g).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
+        let child = &mut sa.children[idx];
+        child.rekeyed = true;
+        let old = child.spi_in;
+        let mut inner = vec![Payload::Notify(Notify {
+            protocol: ProtocolId::ESP,
+            spi: old.to_be_bytes().to_vec(),
+            notify_type: NotifyType::REKEY_SA,
+            data: vec![],
+        })];
+        let proposals = conn
+            .esp
+            .iter()
+            .enumerate()
+            .map(|(i, a)| a.to_wire(i as u8 + 1, ProtocolId::ESP, Spi::Four(new_spi_in), true))
+            .collect();
+        inner.push(Payload::Sa(proposals));
+        inner.push(Payload::Nonce(ni.clone()));
+        if let Some(d) = &dh {
+            inner.push(Payload::Ke(KeyExchange { group: d.group().id(), data: d.public().to_vec() }));
+        }
+        inner.push(Payload::TsI(child.local_ts.clone()));
+        inner.push(Payload::TsR(child.remote_ts.clone()));
+        let header = Header {
+            spi_i: sa.spi_i,
+            spi_r: sa.spi_r,
+            next_payload: 0,
+            exchange: ExchangeType::CREATE_CHILD_SA,
+            initiator: sa.initiator,
+            response: false,
+            message_id: sa.my_next_id,
+            length: 0,
+        };
+        let data = self.seal(sa, header, &inner)?;
+        sa.my_next_id += 1;
+        sa.rekey = Some(RekeyState { old_spi_in: old, new_spi_in, ni, dh });
+        self.send_request(now, sa, data, Request::RekeyChild);
+        Ok(())
+    }
+
+    /// The answer to our CREATE_CHILD_SA: the new pair comes up, then the old one is deleted.
+    fn rekey_response(&mut self, now: Instant, sa: &mut IkeSa, inner: &[Payload]) -> Result<(), String> {
+        let Some(rk) = sa.rekey.take() else { return Ok(()) };
+        let conn = self.connections[sa.conn].clone();
+        let refused = inner.iter().find_map(|p| match p {
+            Payload::Notify(n) if n.notify_type.is_error() => Some(n.notify_type),
+            _ => None,
+        });
+        let accepted = inner.iter().find_map(|p| if let Payload::Sa(x) = p { x.first() } else { None });
+        let (Some(accepted), None) = (accepted, refused) else {
+            // Refused (or a collision the peer resolved its way): keep the old SA, try later.
+            if let Some(c) = sa.children.iter_mut().find(|c| c.spi_in == rk.old_spi_in) {
+                (c.rekeyed, c.created) = (false, now);
+            }
+            return Ok(());
+        };
+        let with_dh = rk.dh.is_some();
+        let chosen = proposal::check_accepted(&conn.esp, accepted, Kind::Esp, with_dh)
+            .ok_or("the peer chose an ESP proposal we did not offer")?;
+        let Spi::Four(spi_out) = accepted.spi else { return Err("ESP SPI is not 4 bytes".into()) };
+        let nr = inner
+            .iter()
+            .find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None })
+            .ok_or("no nonce")?;
+        let shared = match &rk.dh {
+            Some(d) => {
+                let ke =
+                    inner.iter().find_map(|p| if let Payload::Ke(k) = p { Some(k) } else { None }).ok_or("no KE")?;
+                Some(d.shared(&ke.data).map_err(|e| e.to_string())?)
+            }
+            None => None,
+        };
+        let tsi =
+            inner.iter().find_map(|p| if let Payload::TsI(t) = p { Some(t.clone()) } else { None }).ok_or("no TSi")?;
+        let tsr =
+            inner.iter().find_map(|p| if let Payload::TsR(t) = p { Some(t.clone()) } else { None }).ok_or("no TSr")?;
+        let child = self.child_keys(
+            sa,
+            &conn,
+            &chosen,
+            rk.new_spi_in,
+            spi_out,
+            tsi,
+            tsr,
+            (&rk.ni, &nr),
+            shared.as_ref().map(|s| s.expose()),
+            true,
+        )?;
+        sa.children.push(Child::of(&child, now));
+        self.events.push_back(Event::ChildUp(child));
+        // Make-before-break: only now the old pair goes (RFC 7296 2.8).
+        let del = Payload::Delete(wire::Delete { protocol: ProtocolId::ESP, spis: vec![rk.old_spi_in] });
+        self.informational(now, sa, &[del], Request::DeleteChild(rk.old_spi_in))
+    }
+
+    /// A CREATE_CHILD_SA request of the peer's: a Child SA rekey (RFC 7296 1.3.3).
+    fn create_child_request(&mut self, now: Instant, sa: &mut IkeSa, data: &[u8], msg: Message) -> Result<(), String> {
+        let inner = Self::open(sa, data, &msg)?;
+        sa.last_seen = now;
+        let id = msg.header.message_id;
+        let header = Self::response_header(sa, ExchangeType::CREATE_CHILD_SA, id);
+        let conn = self.connections[sa.conn].clone();
+        let refuse = |t: NotifyType, data: Vec<u8>| vec![notify(t, data)];
+        let rekeyed = inner.iter().find_map(|p| match p {
+            Payload::Notify(n) if n.notify_type == NotifyType::REKEY_SA && n.protocol == ProtocolId::ESP => {
+                n.spi.as_slice().try_into().ok().map(u32::from_be_bytes)
+            }
+            _ => None,
+        });
+        let reply: Vec<Payload>;
+        let mut new_child = None;
+        match rekeyed.and_then(|spi| sa.children.iter().position(|c| c.spi_out == spi)) {
+            // Additional Child SAs are not offered yet.
+            None if rekeyed.is_none() => reply = refuse(NotifyType::NO_ADDITIONAL_SAS, vec![]),
+            None => reply = refuse(NotifyType::CHILD_SA_NOT_FOUND, vec![]),
+            Some(idx) => {
+                let proposals = inner
+                    .iter()
+                    .find_map(|p| if let Payload::Sa(x) = p { Some(x.clone()) } else { None })
+                    .unwrap_or_default();
+                let ni = inner
+                    .iter()
+                    .find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None })
+                    .unwrap_or_default();
+                let ke = inner.iter().find_map(|p| if let Payload::Ke(k) = p { Some(k.clone()) } else { None });
+                let tsi = inner
+                    .iter()
+                    .find_map(|p| if let Payload::TsI(t) = p { Some(t.clone()) } else { None })
+                    .unwrap_or_default();
+                let tsr = inner
+                    .iter()
+                    .find_map(|p| if let Payload::TsR(t) = p { Some(t.clone()) } else { None })
+                    .unwrap_or_default();
+                let (ntsi, ntsr) = (narrow(&tsi, &conn.remote_ts), narrow(&tsr, &conn.local_ts));
+                match proposal::select(&conn.esp, &proposals, Kind::Esp, ke.is_some()) {
+                    _ if !(16..=256).contains(&ni.len()) => reply = refuse(NotifyType::INVALID_SYNTAX, vec![]),
+                    None => reply = refuse(NotifyType::NO_PROPOSAL_CHOSEN, vec![]),
+                    Some(_) if ntsi.is_empty() || ntsr.is_empty() => {
+                        reply = refuse(NotifyType::TS_UNACCEPTABLE, vec![])
+                    }
+                    Some((_, chosen)) if chosen.dh.is_some() && ke.as_ref().map(|k| k.group) != chosen.dh => {
+                        reply = refuse(NotifyType::INVALID_KE_PAYLOAD, chosen.dh.unwrap_or(0).to_be_bytes().to_vec())
+                    }
+                    Some((accepted, chosen)) => {
+                        let Spi::Four(spi_out) = accepted.spi else { return Err("ESP SPI is not 4 bytes".into()) };
+                        let spi_in = self.new_spi();
+                        let nr = self.provider.nonce(NONCE_LEN);
+                        let mut payloads = vec![Payload::Sa(vec![chosen.to_wire(
+                            accepted.number,
+                            ProtocolId::ESP,
+                            Spi::Four(spi_in),
+                        )])];
+                        payloads.push(Payload::Nonce(nr.clone()));
+                        let mut shared = None;
+                        if let (Some(g), Some(ke)) = (chosen.dh, &ke) {
+                            let d = self
+                                .provider
+                                .dh_private(DhGroup::from_id(g).map_err(|e| e.to_string())?)
+                                .map_err(|e| e.to_string())?;
+                            shared = Some(d.shared(&ke.data).map_err(|e| e.to_string())?);
+                            payloads.push(Payload::Ke(KeyExchange { group: g, data: d.public().to_vec() }));
+                        }
+                        payloads.push(Payload::TsI(ntsi.clone()));
+                        payloads.push(Payload::TsR(ntsr.clone()));
+                        let c = self.child_keys(
+                            sa,
+                            &conn,
+                            &chosen,
+                            spi_in,
+                            spi_out,
+                            ntsr,
+                            ntsi,
+                            (&ni, &nr),
+                            shared.as_ref().map(|s| s.expose()),
+                            false,
+                        )?;
+                        // The peer replaces this one and will delete it: we do not rekey it too.
+                        sa.children[idx].rekeyed = true;
+                        new_child = Some(c);
+                        reply = payloads;
+                    }
+                }
+            }
+        }
+        let out = self.seal(sa, header, &reply)?;
+        self.respond(sa, id, out);
+        if let Some(c) = new_child {
+            sa.children.push(Child::of(&c, now));
+            self.events.push_back(Event::ChildUp(c));
+        }
+        Ok(())
     }
 
     fn request(&mut self, now: Instant, sa: &mut IkeSa, data: &[u8], msg: Message) -> Result<(), String> {
@@ -994,15 +1297,7 @@ impl Endpoint {
         match (h.exchange, sa.state) {
             (ExchangeType::IKE_AUTH, State::InitDone) if !sa.initiator => self.auth_request(now, sa, data, msg),
             (ExchangeType::INFORMATIONAL, State::Established) => self.informational_request(now, sa, data, msg),
-            (ExchangeType::CREATE_CHILD_SA, State::Established) => {
-                // Rekeying and additional Child SAs are not implemented yet: say so rather than
-                // stay silent (RFC 7296 1.3: NO_ADDITIONAL_SAS).
-                let _ = Self::open(sa, data, &msg)?;
-                let header = Self::response_header(sa, ExchangeType::CREATE_CHILD_SA, h.message_id);
-                let out = self.seal(sa, header, &[notify(NotifyType::NO_ADDITIONAL_SAS, vec![])])?;
-                self.respond(sa, h.message_id, out);
-                Ok(())
-            }
+            (ExchangeType::CREATE_CHILD_SA, State::Established) => self.create_child_request(now, sa, data, msg),
             _ => Ok(()),
         }
     }
@@ -1030,14 +1325,14 @@ impl Endpoint {
             } else if d.protocol == ProtocolId::ESP {
                 for spi in &d.spis {
                     // The peer names its inbound SPIs: our outbound ones.
-                    if let Some(i) = sa.children.iter().position(|c| c.2 == *spi) {
-                        let (child, spi_in, spi_out) = sa.children.remove(i);
-                        ours.push(spi_in);
+                    if let Some(i) = sa.children.iter().position(|c| c.spi_out == *spi) {
+                        let c = sa.children.remove(i);
+                        ours.push(c.spi_in);
                         self.events.push_back(Event::ChildDown {
                             connection: connection.clone(),
-                            child,
-                            spi_in,
-                            spi_out,
+                            child: c.name,
+                            spi_in: c.spi_in,
+                            spi_out: c.spi_out,
                         });
                     }
                 }
@@ -1051,8 +1346,13 @@ impl Endpoint {
         let out = self.seal(sa, header, &reply)?;
         self.respond(sa, msg.header.message_id, out);
         if delete_ike {
-            for (child, spi_in, spi_out) in sa.children.drain(..) {
-                self.events.push_back(Event::ChildDown { connection: connection.clone(), child, spi_in, spi_out });
+            for c in sa.children.drain(..) {
+                self.events.push_back(Event::ChildDown {
+                    connection: connection.clone(),
+                    child: c.name,
+                    spi_in: c.spi_in,
+                    spi_out: c.spi_out,
+                });
             }
             self.events.push_back(Event::IkeDown { connection, local_spi: sa.local_spi() });
             // The caller removes the SA (this error carries no failure event: see handle_datagram).
@@ -1124,7 +1424,19 @@ impl Endpoint {
                 )]));
                 out_payloads.push(Payload::TsI(ntsi.clone()));
                 out_payloads.push(Payload::TsR(ntsr.clone()));
-                child = Some(self.child_keys(sa, &conn, &chosen, spi_in, spi_out, ntsr, ntsi)?);
+                let nonces = (sa.ni.clone(), sa.nr.clone());
+                child = Some(self.child_keys(
+                    sa,
+                    &conn,
+                    &chosen,
+                    spi_in,
+                    spi_out,
+                    ntsr,
+                    ntsi,
+                    (&nonces.0, &nonces.1),
+                    None,
+                    false,
+                )?);
             }
         }
         let out = self.seal(sa, header, &out_payloads)?;
@@ -1133,7 +1445,7 @@ impl Endpoint {
         self.respond(sa, h.message_id, out);
         self.events.push_back(Event::IkeUp { connection: conn.name.clone(), local_spi: sa.spi_r, remote_id: idi });
         if let Some(c) = child {
-            sa.children.push((c.child.clone(), c.spi_in, c.spi_out));
+            sa.children.push(Child::of(&c, now));
             self.events.push_back(Event::ChildUp(c));
         }
         Ok(())

@@ -26,6 +26,7 @@ fn conn(me: &str, peer: &str, psk: &str, ike: &[&str], local_net: u8, remote_net
         local_ts: vec![TrafficSelector::ipv4([10, local_net, 0, 0].into(), [10, local_net, 0, 255].into())],
         remote_ts: vec![TrafficSelector::ipv4([10, remote_net, 0, 0].into(), [10, remote_net, 0, 255].into())],
         dpd_delay: None,
+        child_rekey: None,
         retransmit_base: Connection::RETRANSMIT_BASE,
         retransmit_tries: Connection::RETRANSMIT_TRIES,
     }
@@ -233,4 +234,47 @@ fn liveness_keeps_a_live_peer_and_buries_a_dead_one() {
         net.a_events
     );
     assert_eq!(downs(&net.a_events).0, 1, "the child SA is reported down");
+}
+
+fn child_ups(events: &[Event]) -> Vec<&ikev2::ike::ChildSa> {
+    events.iter().filter_map(|e| if let Event::ChildUp(c) = e { Some(c) } else { None }).collect()
+}
+
+#[test]
+fn child_sas_are_rekeyed_make_before_break_with_and_without_pfs() {
+    for esp in ["aes256gcm16", "aes256gcm16-x25519"] {
+        let mut a = conn("a", "b", "a-long-test-psk-0123456789", &["aes256gcm16-prfsha256-x25519"], 1, 2);
+        let mut b = conn("b", "a", "a-long-test-psk-0123456789", &["aes256gcm16-prfsha256-x25519"], 2, 1);
+        a.esp = vec![Algorithms::parse(Kind::Esp, esp).unwrap()];
+        b.esp = a.esp.clone();
+        a.child_rekey = Some(Duration::from_secs(10));
+        let mut net = Net::new(a, b);
+        net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+        let end = net.now + Duration::from_secs(35);
+        net.run_until(end, &|_| false);
+        let (ua, ub) = (child_ups(&net.a_events), child_ups(&net.b_events));
+        assert_eq!((ua.len(), ub.len()), (4, 4), "{esp}: the first pair and three rekeys");
+        assert_eq!(downs(&net.a_events).0, 3, "{esp}: each old pair deleted after its successor is up");
+        assert_eq!(downs(&net.b_events).0, 3);
+        for (x, y) in ua.iter().zip(&ub) {
+            assert_eq!((x.spi_out, x.spi_in), (y.spi_in, y.spi_out));
+            assert_eq!(x.key_out.expose(), y.key_in.expose(), "{esp}");
+            assert_eq!(x.key_in.expose(), y.key_out.expose(), "{esp}");
+        }
+        let spis: std::collections::HashSet<u32> = ua.iter().map(|c| c.spi_in).collect();
+        assert_eq!(spis.len(), 4, "every rekey has new SPIs");
+        let keys: std::collections::HashSet<Vec<u8>> = ua.iter().map(|c| c.key_out.expose().to_vec()).collect();
+        assert_eq!(keys.len(), 4, "and new keys");
+        // Make-before-break: each ChildDown comes after the ChildUp of its successor.
+        let order: Vec<char> = net
+            .a_events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ChildUp(_) => Some('u'),
+                Event::ChildDown { .. } => Some('d'),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(order.iter().collect::<String>(), "uudududu".chars().take(order.len()).collect::<String>());
+    }
 }
