@@ -408,7 +408,8 @@ impl Endpoint {
 
     fn send_init_request(&mut self, now: Instant, sa: &mut IkeSa) {
         let conn = &self.connections[sa.conn];
-        let dh = sa.dh.as_ref().expect("initiator has a DH key");
+        // The initiator holds its DH key until the IKE_SA_INIT response is processed.
+        let Some(dh) = sa.dh.as_ref() else { return };
         let mut payloads = Vec::new();
         if let Some(c) = &sa.cookie {
             // RFC 7296 2.6: the COOKIE notification comes first.
