@@ -244,6 +244,9 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     provider: Box<dyn CryptoProvider + Send>,
+    /// Half-open IKE SAs beyond which an IKE_SA_INIT request must carry a cookie (RFC 7296 2.6).
+    cookie_threshold: usize,
+    cookie_secret: crypto::CookieSecret,
 }
 
 fn id_body(id: &Identification) -> Vec<u8> {
@@ -312,7 +315,8 @@ pub fn narrow(theirs: &[TrafficSelector], ours: &[TrafficSelector]) -> Vec<Traff
 }
 
 impl Endpoint {
-    pub fn new(connections: Vec<Connection>, provider: Box<dyn CryptoProvider + Send>) -> Self {
+    pub fn new(connections: Vec<Connection>, mut provider: Box<dyn CryptoProvider + Send>) -> Self {
+        let cookie_secret = crypto::CookieSecret::generate(1, provider.rng());
         Endpoint {
             connections,
             sas: HashMap::new(),
@@ -320,7 +324,17 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             provider,
+            cookie_threshold: Self::COOKIE_THRESHOLD,
+            cookie_secret,
         }
+    }
+
+    /// Half-open IKE SAs before cookies are demanded, by default.
+    pub const COOKIE_THRESHOLD: usize = 64;
+
+    /// Demand cookies once this many IKE SAs are half open (0: always).
+    pub fn set_cookie_threshold(&mut self, n: usize) {
+        self.cookie_threshold = n;
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -681,6 +695,21 @@ impl Endpoint {
         else {
             return;
         };
+        // RFC 7296 2.6: under load, state is kept only for initiators that prove their address
+        // by returning our cookie (a hash of their nonce, address and SPI with our secret).
+        if self.half_open.len() >= self.cookie_threshold {
+            let valid = matches!(msg.payloads.first(), Some(Payload::Notify(n)) if n.notify_type == NotifyType::COOKIE
+                && self.cookie_secret.verify(&n.data, &ni, remote.ip(), &h.spi_i.to_be_bytes()));
+            if !valid {
+                let cookie = self.cookie_secret.make(&ni, remote.ip(), &h.spi_i.to_be_bytes());
+                self.transmits.push_back(Transmit {
+                    local,
+                    remote,
+                    data: reply(vec![notify(NotifyType::COOKIE, cookie)]),
+                });
+                return;
+            }
+        }
         if !(16..=256).contains(&ni.len()) {
             return;
         }

@@ -278,3 +278,19 @@ fn child_sas_are_rekeyed_make_before_break_with_and_without_pfs() {
         assert_eq!(order.iter().collect::<String>(), "uudududu".chars().take(order.len()).collect::<String>());
     }
 }
+
+#[test]
+fn responder_under_load_demands_a_cookie() {
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    let mut net = Net::new(
+        conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2),
+        conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1),
+    );
+    // Every request counts as "under load": no state without a returned cookie (RFC 7296 2.6).
+    net.b.set_cookie_threshold(0);
+    net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+    net.run(60, &|_| false);
+    check_pair(&net);
+    assert_eq!(net.delivered, 6, "COOKIE round trip, then the two exchanges");
+    assert_eq!(net.b.ike_sas().len(), 1, "state only for the initiator that returned the cookie");
+}
