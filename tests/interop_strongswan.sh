@@ -118,6 +118,7 @@ remote_ts = ["10.2.0.0/24"]
 start_action = "start"
 # Short timers, so that rekeys and the dead-peer check below fit in a test.
 rekey_time = 4
+ike_rekey_time = 7
 dpd_delay = 2
 retransmit_base_ms = 300
 retransmit_tries = 3
@@ -153,14 +154,17 @@ fi
 grep -q "gw-net-in" "$work/sas-a.txt" && grep -q "gw-net-out" "$work/sas-a.txt" \
   && ok "the dataplane holds the negotiated SA pair" || bad "dataplane SAs: $(cat "$work/sas-a.txt")"
 # Rekey under traffic: our daemon rekeys the Child SA every 4 s (CREATE_CHILD_SA, REKEY_SA,
-# make-before-break); a continuous ping across several rekeys loses nothing.
+# make-before-break) and the IKE SA every 7 s; a continuous ping across several rekeys of both
+# loses nothing.
 ups_before=$(grep -c "child SA net up" "$work/daemon.log")
+ike_before=$(grep -c "IKE SA .* rekeyed" "$work/daemon.log")
 if ns h1 ping -c 100 -i 0.2 -W 2 10.2.0.10 >"$work/ping-rekey" 2>&1 && grep -q " 0% packet loss" "$work/ping-rekey"; then
   rekeys=$(( $(grep -c "child SA net up" "$work/daemon.log") - ups_before ))
-  if [ "$rekeys" -ge 3 ]; then
-    ok "ping 5/s for 20 s across $rekeys child SA rekeys: no packet lost"
+  ike_rekeys=$(( $(grep -c "IKE SA .* rekeyed" "$work/daemon.log") - ike_before ))
+  if [ "$rekeys" -ge 3 ] && [ "$ike_rekeys" -ge 2 ]; then
+    ok "ping 5/s for 20 s across $rekeys child SA and $ike_rekeys IKE SA rekeys: no packet lost"
   else
-    bad "only $rekeys rekeys during the ping"
+    bad "only $rekeys child and $ike_rekeys IKE rekeys during the ping"
   fi
 else
   bad "ping across rekeys: $(grep loss "$work/ping-rekey")"

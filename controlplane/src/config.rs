@@ -62,6 +62,9 @@ struct RawConnection {
     /// Seconds after which each Child SA is rekeyed, make-before-break (RFC 7296 2.8).
     #[serde(default)]
     rekey_time: Option<u64>,
+    /// Seconds after which the IKE SA is rekeyed (its Child SAs move to the new one).
+    #[serde(default)]
+    ike_rekey_time: Option<u64>,
     /// First retransmission after this many milliseconds (doubling), this many sends in all.
     #[serde(default)]
     retransmit_base_ms: Option<u64>,
@@ -174,6 +177,7 @@ impl Config {
                     remote_ts: ts(&c.remote_ts, "remote_ts")?,
                     dpd_delay: c.dpd_delay.map(std::time::Duration::from_secs),
                     child_rekey: c.rekey_time.map(std::time::Duration::from_secs),
+                    ike_rekey: c.ike_rekey_time.map(std::time::Duration::from_secs),
                     retransmit_base: c
                         .retransmit_base_ms
                         .map_or(Connection::RETRANSMIT_BASE, std::time::Duration::from_millis),

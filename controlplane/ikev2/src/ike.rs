@@ -44,6 +44,9 @@ pub struct Connection {
     /// Rekey each Child SA this long after it was created (RFC 7296 2.8), make-before-break:
     /// the new pair first, then the old one is deleted.
     pub child_rekey: Option<Duration>,
+    /// Rekey the IKE SA this long after it was established (RFC 7296 1.3.2, 2.18); its Child
+    /// SAs move to the new IKE SA.
+    pub ike_rekey: Option<Duration>,
     /// First retransmission after this long, doubling each time, this many sends in all.
     pub retransmit_base: Duration,
     pub retransmit_tries: u32,
@@ -106,6 +109,12 @@ pub enum Event {
         spi_in: u32,
         spi_out: u32,
     },
+    /// The IKE SA was replaced by a new one (its Child SAs moved along).
+    IkeRekeyed {
+        connection: String,
+        old_spi: u64,
+        new_spi: u64,
+    },
     /// The IKE SA was deleted by either end.
     IkeDown {
         connection: String,
@@ -150,6 +159,15 @@ enum Request {
     RekeyChild,
     /// INFORMATIONAL deleting the Child SA a rekey replaced (our inbound SPI).
     DeleteChild(u32),
+    /// CREATE_CHILD_SA rekeying the IKE SA (state in `IkeSa::ike_rekey`).
+    RekeyIke,
+}
+
+/// Our IKE SA rekey in flight.
+struct IkeRekeyState {
+    new_spi: u64,
+    ni: Vec<u8>,
+    dh: DhPrivate,
 }
 
 /// A Child SA as its IKE SA keeps it.
@@ -210,6 +228,16 @@ struct IkeSa {
     child_spi: u32,
     children: Vec<Child>,
     rekey: Option<RekeyState>,
+    ike_rekey: Option<IkeRekeyState>,
+    /// When the IKE SA was established; `ike_rekeyed` once a rekey of it has started.
+    established: Instant,
+    ike_rekeyed: bool,
+    /// After a rekey: our SPI of the IKE SA that replaced this one. Exchanges still in flight
+    /// on this one put the Child SAs they create or delete there.
+    successor: Option<u64>,
+    /// Child SAs (our inbound SPI) to delete with the peer when no request is outstanding:
+    /// deletes an IKE SA rekey overtook.
+    deferred_deletes: Vec<u32>,
     /// When we last heard from the peer, for liveness checks (RFC 7296 2.4).
     last_seen: Instant,
 }
@@ -389,6 +417,11 @@ impl Endpoint {
             child_spi: 0,
             children: Vec::new(),
             rekey: None,
+            ike_rekey: None,
+            established: now,
+            ike_rekeyed: false,
+            successor: None,
+            deferred_deletes: Vec::new(),
             last_seen: now,
         };
         self.send_init_request(now, &mut sa);
@@ -467,6 +500,12 @@ impl Endpoint {
     /// Removes an IKE SA, reporting its Child SAs as down first.
     fn remove(&mut self, spi: u64) -> Option<IkeSa> {
         let sa = self.sas.remove(&spi)?;
+        // A Child SA delete still in flight on a rekeyed IKE SA is done again on its successor.
+        if let (Some(Pending { kind: Request::DeleteChild(x), .. }), Some(next)) = (&sa.pending, sa.successor)
+            && let Some(n) = self.sas.get_mut(&next)
+        {
+            n.deferred_deletes.push(*x);
+        }
         self.half_open.retain(|_, v| *v != spi);
         let connection = self.connections[sa.conn].name.clone();
         for c in &sa.children {
@@ -577,6 +616,43 @@ impl Endpoint {
                 self.fail(spi, e);
             }
         }
+        let deferred: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(_, s)| s.state == State::Established && s.pending.is_none() && !s.deferred_deletes.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        for spi in deferred {
+            let Some(mut sa) = self.sas.remove(&spi) else { continue };
+            let x = sa.deferred_deletes.remove(0);
+            let del = Payload::Delete(wire::Delete { protocol: ProtocolId::ESP, spis: vec![x] });
+            let r = self.informational(now, &mut sa, &[del], Request::DeleteChild(x));
+            self.sas.insert(spi, sa);
+            if let Err(e) = r {
+                self.fail(spi, e);
+            }
+        }
+        let ike_due: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(_, s)| {
+                s.state == State::Established
+                    && s.pending.is_none()
+                    && !s.ike_rekeyed
+                    && self.connections[s.conn]
+                        .ike_rekey
+                        .is_some_and(|d| now.saturating_duration_since(s.established) >= d)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for spi in ike_due {
+            let Some(mut sa) = self.sas.remove(&spi) else { continue };
+            let r = self.rekey_ike(now, &mut sa);
+            self.sas.insert(spi, sa);
+            if let Err(e) = r {
+                self.fail(spi, e);
+            }
+        }
         let rekey: Vec<(u64, usize)> = self
             .sas
             .iter()
@@ -608,7 +684,13 @@ impl Endpoint {
                 s.children.iter().filter(|c| !c.rekeyed).map(|c| c.created + every).min()
             })
             .min();
-        [dpd, rekey].into_iter().flatten().min()
+        let ike = idle()
+            .filter(|s| !s.ike_rekeyed)
+            .filter_map(|s| self.connections[s.conn].ike_rekey.map(|d| s.established + d))
+            .min();
+        // Deferred deletes are due at once.
+        let deferred = idle().filter(|s| !s.deferred_deletes.is_empty()).map(|s| s.last_seen).min();
+        [dpd, rekey, ike, deferred].into_iter().flatten().min()
     }
 
     /// A datagram from the network (without the non-ESP marker).
@@ -799,6 +881,11 @@ impl Endpoint {
             child_spi: 0,
             children: Vec::new(),
             rekey: None,
+            ike_rekey: None,
+            established: now,
+            ike_rekeyed: false,
+            successor: None,
+            deferred_deletes: Vec::new(),
             last_seen: now,
         };
         self.transmits.push_back(Transmit { local, remote, data: resp });
@@ -862,9 +949,11 @@ impl Endpoint {
                     return Err(String::new());
                 }
                 Some(Request::RekeyChild) => return self.rekey_response(now, sa, &inner),
+                Some(Request::RekeyIke) => return self.ike_rekey_response(now, sa, &inner),
                 Some(Request::DeleteChild(spi_in)) => {
-                    if let Some(i) = sa.children.iter().position(|c| c.spi_in == spi_in) {
-                        let c = sa.children.remove(i);
+                    let children = Self::children_of(&mut self.sas, sa);
+                    if let Some(i) = children.iter().position(|c| c.spi_in == spi_in) {
+                        let c = children.remove(i);
                         let connection = self.connections[sa.conn].name.clone();
                         self.events.push_back(Event::ChildDown {
                             connection,
@@ -1169,7 +1258,7 @@ impl Endpoint {
         let accepted = inner.iter().find_map(|p| if let Payload::Sa(x) = p { x.first() } else { None });
         let (Some(accepted), None) = (accepted, refused) else {
             // Refused (or a collision the peer resolved its way): keep the old SA, try later.
-            if let Some(c) = sa.children.iter_mut().find(|c| c.spi_in == rk.old_spi_in) {
+            if let Some(c) = Self::children_of(&mut self.sas, sa).iter_mut().find(|c| c.spi_in == rk.old_spi_in) {
                 (c.rekeyed, c.created) = (false, now);
             }
             return Ok(());
@@ -1206,11 +1295,162 @@ impl Endpoint {
             shared.as_ref().map(|s| s.expose()),
             true,
         )?;
-        sa.children.push(Child::of(&child, now));
+        Self::children_of(&mut self.sas, sa).push(Child::of(&child, now));
         self.events.push_back(Event::ChildUp(child));
         // Make-before-break: only now the old pair goes (RFC 7296 2.8).
+        if let Some(n) = sa.successor.and_then(|k| self.sas.get_mut(&k)) {
+            // This IKE SA is on its way out: delete through the one that replaced it.
+            n.deferred_deletes.push(rk.old_spi_in);
+            return Ok(());
+        }
         let del = Payload::Delete(wire::Delete { protocol: ProtocolId::ESP, spis: vec![rk.old_spi_in] });
         self.informational(now, sa, &[del], Request::DeleteChild(rk.old_spi_in))
+    }
+
+    /// Where `sa`'s Child SAs live: in `sa`, or in its successor once it has been rekeyed
+    /// (RFC 7296 2.25: exchanges may cross an IKE SA rekey).
+    fn children_of<'a>(sas: &'a mut HashMap<u64, IkeSa>, sa: &'a mut IkeSa) -> &'a mut Vec<Child> {
+        match sa.successor {
+            Some(k) if sas.contains_key(&k) => &mut sas.get_mut(&k).expect("checked").children,
+            _ => &mut sa.children,
+        }
+    }
+
+    /// Starts rekeying the IKE SA (RFC 7296 1.3.2): CREATE_CHILD_SA with an IKE proposal
+    /// carrying our new SPI, a nonce and a new DH value.
+    fn rekey_ike(&mut self, now: Instant, sa: &mut IkeSa) -> Result<(), String> {
+        let conn = self.connections[sa.conn].clone();
+        let group = sa.chosen.and_then(|c| c.dh).ok_or("no DH group")?;
+        let dh =
+            self.provider.dh_private(DhGroup::from_id(group).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let new_spi = u64::from_be_bytes(self.provider.spi());
+        let ni = self.provider.nonce(NONCE_LEN);
+        // Our preferred proposal first, with the group in use first among the groups.
+        let proposals = conn
+            .ike
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let mut a = a.clone();
+                a.dh.sort_by_key(|&g| g != group);
+                a.to_wire(i as u8 + 1, ProtocolId::IKE, Spi::Eight(new_spi), true)
+            })
+            .collect();
+        let inner = vec![
+            Payload::Sa(proposals),
+            Payload::Nonce(ni.clone()),
+            Payload::Ke(KeyExchange { group, data: dh.public().to_vec() }),
+        ];
+        let header = Header {
+            spi_i: sa.spi_i,
+            spi_r: sa.spi_r,
+            next_payload: 0,
+            exchange: ExchangeType::CREATE_CHILD_SA,
+            initiator: sa.initiator,
+            response: false,
+            message_id: sa.my_next_id,
+            length: 0,
+        };
+        let data = self.seal(sa, header, &inner)?;
+        sa.my_next_id += 1;
+        sa.ike_rekeyed = true;
+        sa.ike_rekey = Some(IkeRekeyState { new_spi, ni, dh });
+        self.send_request(now, sa, data, Request::RekeyIke);
+        Ok(())
+    }
+
+    /// The IKE SA that replaces `old` (RFC 7296 2.18): keys from the old SK_d, the new DH
+    /// secret and nonces; the rekey's initiator is the new SA's initiator; the Child SAs move.
+    #[allow(clippy::too_many_arguments)]
+    fn successor(
+        &mut self,
+        now: Instant,
+        old: &mut IkeSa,
+        chosen: Chosen,
+        shared: &[u8],
+        (ni, nr): (Vec<u8>, Vec<u8>),
+        (spi_i, spi_r): (u64, u64),
+        we_initiated: bool,
+    ) -> Result<u64, String> {
+        let old_keys = old.keys.as_ref().ok_or("no keys")?;
+        let prf = PrfAlg::from_id(chosen.prf.unwrap_or(0)).map_err(|e| e.to_string())?;
+        let suite = suite_of(&chosen).map_err(|e| e.to_string())?;
+        let keys = crypto::derive_rekeyed_ike_sa_keys(
+            old_keys.prf,
+            &old_keys.sk_d,
+            prf,
+            suite,
+            shared,
+            &ni,
+            &nr,
+            &spi_i.to_be_bytes(),
+            &spi_r.to_be_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
+        let new = IkeSa {
+            conn: old.conn,
+            initiator: we_initiated,
+            state: State::Established,
+            spi_i,
+            spi_r,
+            local: old.local,
+            remote: old.remote,
+            nat: old.nat,
+            ni,
+            nr,
+            dh: None,
+            chosen: Some(chosen),
+            keys: Some(keys),
+            my_init: Vec::new(),
+            peer_init: Vec::new(),
+            cookie: None,
+            my_next_id: 0,
+            peer_next_id: 0,
+            last_response: None,
+            pending: None,
+            child_spi: 0,
+            children: std::mem::take(&mut old.children),
+            rekey: None,
+            ike_rekey: None,
+            established: now,
+            ike_rekeyed: false,
+            successor: None,
+            deferred_deletes: std::mem::take(&mut old.deferred_deletes),
+            last_seen: now,
+        };
+        let spi = new.local_spi();
+        let connection = self.connections[new.conn].name.clone();
+        self.sas.insert(spi, new);
+        old.successor = Some(spi);
+        self.events.push_back(Event::IkeRekeyed { connection, old_spi: old.local_spi(), new_spi: spi });
+        Ok(spi)
+    }
+
+    /// The answer to our IKE SA rekey: the new IKE SA takes over, the old one is deleted.
+    fn ike_rekey_response(&mut self, now: Instant, sa: &mut IkeSa, inner: &[Payload]) -> Result<(), String> {
+        let Some(rk) = sa.ike_rekey.take() else { return Ok(()) };
+        let conn = self.connections[sa.conn].clone();
+        let accepted = inner.iter().find_map(|p| if let Payload::Sa(x) = p { x.first() } else { None });
+        let Some(accepted) = accepted else {
+            // Refused (for instance a collision the peer won): keep this IKE SA, try later.
+            (sa.ike_rekeyed, sa.established) = (false, now);
+            return Ok(());
+        };
+        let chosen = proposal::check_accepted(&conn.ike, accepted, Kind::Ike, true)
+            .ok_or("the peer chose an IKE proposal we did not offer")?;
+        let Spi::Eight(peer_spi) = accepted.spi else { return Err("rekeyed IKE SA SPI is not 8 bytes".into()) };
+        let nr = inner
+            .iter()
+            .find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None })
+            .ok_or("no nonce")?;
+        let ke = inner.iter().find_map(|p| if let Payload::Ke(k) = p { Some(k) } else { None }).ok_or("no KE")?;
+        if Some(ke.group) != chosen.dh || ke.group != rk.dh.group().id() {
+            return Err("KE group differs from the negotiated one".into());
+        }
+        let shared = rk.dh.shared(&ke.data).map_err(|e| e.to_string())?;
+        self.successor(now, sa, chosen, &shared, (rk.ni, nr), (rk.new_spi, peer_spi), true)?;
+        let del = Payload::Delete(wire::Delete { protocol: ProtocolId::IKE, spis: vec![] });
+        self.informational(now, sa, &[del], Request::DeleteIke)
     }
 
     /// A CREATE_CHILD_SA request of the peer's: a Child SA rekey (RFC 7296 1.3.3).
@@ -1221,6 +1461,48 @@ impl Endpoint {
         let header = Self::response_header(sa, ExchangeType::CREATE_CHILD_SA, id);
         let conn = self.connections[sa.conn].clone();
         let refuse = |t: NotifyType, data: Vec<u8>| vec![notify(t, data)];
+        let ike_proposals = inner.iter().find_map(|p| match p {
+            Payload::Sa(x) if x.first().is_some_and(|p| p.protocol == ProtocolId::IKE) => Some(x.clone()),
+            _ => None,
+        });
+        if let Some(proposals) = ike_proposals {
+            // An IKE SA rekey (RFC 7296 1.3.2).
+            let ni = inner
+                .iter()
+                .find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None })
+                .unwrap_or_default();
+            let ke = inner.iter().find_map(|p| if let Payload::Ke(k) = p { Some(k.clone()) } else { None });
+            let reply = match (proposal::select(&conn.ike, &proposals, Kind::Ike, true), ke) {
+                _ if !(16..=256).contains(&ni.len()) => refuse(NotifyType::INVALID_SYNTAX, vec![]),
+                (None, _) => refuse(NotifyType::NO_PROPOSAL_CHOSEN, vec![]),
+                (Some((_, c)), k) if k.as_ref().map(|k| k.group) != c.dh => {
+                    refuse(NotifyType::INVALID_KE_PAYLOAD, c.dh.unwrap_or(0).to_be_bytes().to_vec())
+                }
+                (Some((accepted, chosen)), Some(ke)) => {
+                    let Spi::Eight(peer_spi) = accepted.spi else {
+                        return Err("rekeyed IKE SA SPI is not 8 bytes".into());
+                    };
+                    let g = DhGroup::from_id(ke.group).map_err(|e| e.to_string())?;
+                    let d = self.provider.dh_private(g).map_err(|e| e.to_string())?;
+                    let shared = d.shared(&ke.data).map_err(|e| e.to_string())?;
+                    let our_spi = u64::from_be_bytes(self.provider.spi());
+                    let nr = self.provider.nonce(NONCE_LEN);
+                    let reply = vec![
+                        Payload::Sa(vec![chosen.to_wire(accepted.number, ProtocolId::IKE, Spi::Eight(our_spi))]),
+                        Payload::Nonce(nr.clone()),
+                        Payload::Ke(KeyExchange { group: ke.group, data: d.public().to_vec() }),
+                    ];
+                    // The peer deletes this IKE SA next; we do not rekey it ourselves.
+                    sa.ike_rekeyed = true;
+                    self.successor(now, sa, chosen, &shared, (ni, nr), (peer_spi, our_spi), false)?;
+                    reply
+                }
+                (Some(_), None) => refuse(NotifyType::INVALID_SYNTAX, vec![]),
+            };
+            let out = self.seal(sa, header, &reply)?;
+            self.respond(sa, id, out);
+            return Ok(());
+        }
         let rekeyed = inner.iter().find_map(|p| match p {
             Payload::Notify(n) if n.notify_type == NotifyType::REKEY_SA && n.protocol == ProtocolId::ESP => {
                 n.spi.as_slice().try_into().ok().map(u32::from_be_bytes)
@@ -1229,7 +1511,8 @@ impl Endpoint {
         });
         let reply: Vec<Payload>;
         let mut new_child = None;
-        match rekeyed.and_then(|spi| sa.children.iter().position(|c| c.spi_out == spi)) {
+        let found = rekeyed.and_then(|spi| Self::children_of(&mut self.sas, sa).iter().position(|c| c.spi_out == spi));
+        match found {
             // Additional Child SAs are not offered yet.
             None if rekeyed.is_none() => reply = refuse(NotifyType::NO_ADDITIONAL_SAS, vec![]),
             None => reply = refuse(NotifyType::CHILD_SA_NOT_FOUND, vec![]),
@@ -1295,7 +1578,7 @@ impl Endpoint {
                             false,
                         )?;
                         // The peer replaces this one and will delete it: we do not rekey it too.
-                        sa.children[idx].rekeyed = true;
+                        Self::children_of(&mut self.sas, sa)[idx].rekeyed = true;
                         new_child = Some(c);
                         reply = payloads;
                     }
@@ -1305,7 +1588,7 @@ impl Endpoint {
         let out = self.seal(sa, header, &reply)?;
         self.respond(sa, id, out);
         if let Some(c) = new_child {
-            sa.children.push(Child::of(&c, now));
+            Self::children_of(&mut self.sas, sa).push(Child::of(&c, now));
             self.events.push_back(Event::ChildUp(c));
         }
         Ok(())
@@ -1355,8 +1638,9 @@ impl Endpoint {
             } else if d.protocol == ProtocolId::ESP {
                 for spi in &d.spis {
                     // The peer names its inbound SPIs: our outbound ones.
-                    if let Some(i) = sa.children.iter().position(|c| c.spi_out == *spi) {
-                        let c = sa.children.remove(i);
+                    let children = Self::children_of(&mut self.sas, sa);
+                    if let Some(i) = children.iter().position(|c| c.spi_out == *spi) {
+                        let c = children.remove(i);
                         ours.push(c.spi_in);
                         self.events.push_back(Event::ChildDown {
                             connection: connection.clone(),
@@ -1471,6 +1755,7 @@ impl Endpoint {
         }
         let out = self.seal(sa, header, &out_payloads)?;
         sa.state = State::Established;
+        sa.established = now;
         self.half_open.retain(|_, v| *v != sa.spi_r);
         self.respond(sa, h.message_id, out);
         self.events.push_back(Event::IkeUp { connection: conn.name.clone(), local_spi: sa.spi_r, remote_id: idi });

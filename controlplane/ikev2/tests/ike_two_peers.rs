@@ -27,6 +27,7 @@ fn conn(me: &str, peer: &str, psk: &str, ike: &[&str], local_net: u8, remote_net
         remote_ts: vec![TrafficSelector::ipv4([10, remote_net, 0, 0].into(), [10, remote_net, 0, 255].into())],
         dpd_delay: None,
         child_rekey: None,
+        ike_rekey: None,
         retransmit_base: Connection::RETRANSMIT_BASE,
         retransmit_tries: Connection::RETRANSMIT_TRIES,
     }
@@ -293,4 +294,34 @@ fn responder_under_load_demands_a_cookie() {
     check_pair(&net);
     assert_eq!(net.delivered, 6, "COOKIE round trip, then the two exchanges");
     assert_eq!(net.b.ike_sas().len(), 1, "state only for the initiator that returned the cookie");
+}
+
+#[test]
+fn ike_sa_rekeys_carry_the_child_sas_along() {
+    let x = ["aes256gcm16-prfsha256-x25519", "aes128gcm16-prfsha384-ecp256"];
+    let mut a = conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2);
+    let mut b = conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1);
+    // A rekeys its IKE SA every 15 s and B rekeys the Child SA every 10 s: both kinds cross.
+    a.ike_rekey = Some(Duration::from_secs(15));
+    b.child_rekey = Some(Duration::from_secs(10));
+    let mut net = Net::new(a, b);
+    net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+    let end = net.now + Duration::from_secs(62);
+    net.run_until(end, &|_| false);
+    let rekeyed = |ev: &[Event]| ev.iter().filter(|e| matches!(e, Event::IkeRekeyed { .. })).count();
+    assert!(rekeyed(&net.a_events) >= 3, "{:?}", net.a_events);
+    assert_eq!(rekeyed(&net.a_events), rekeyed(&net.b_events));
+    assert_eq!(net.a.ike_sas().len(), 1, "old IKE SAs deleted: {:?}", net.a.ike_sas());
+    assert_eq!(net.b.ike_sas().len(), 1);
+    assert!(!net.a_events.iter().chain(&net.b_events).any(|e| matches!(e, Event::Failed { .. })));
+    let (ua, ub) = (child_ups(&net.a_events), child_ups(&net.b_events));
+    assert!(ua.len() >= 6, "child rekeys went on across IKE rekeys: {}", ua.len());
+    assert_eq!(ua.len(), ub.len());
+    for (x, y) in ua.iter().zip(&ub) {
+        assert_eq!(x.key_out.expose(), y.key_in.expose());
+        assert_eq!(x.key_in.expose(), y.key_out.expose());
+    }
+    // Exactly one Child SA pair is left up: every old one was deleted, none lost with an IKE SA.
+    assert_eq!(ua.len() - downs(&net.a_events).0, 1);
+    assert_eq!(ub.len() - downs(&net.b_events).0, 1);
 }
