@@ -173,6 +173,24 @@ ns gwb swanctl --list-sas --uri "unix://$ss/charon.vici" >"$ss/sas-rekeyed.txt" 
 [ "$(grep -c "INSTALLED, TUNNEL" "$ss/sas-rekeyed.txt")" -ge 1 ] && ok "strongSwan keeps the rekeyed child SA installed" \
   || bad "strongSwan after rekeys: $(cat "$ss/sas-rekeyed.txt")"
 
+# The control plane restarts (SIGKILL, so it says goodbye to no one) while a ping runs: the
+# dataplane keeps forwarding with the SAs it has, the new daemon negotiates afresh and
+# replaces them, make-before-break.
+ns h1 ping -c 60 -i 0.2 -W 2 10.2.0.10 >"$work/ping-restart" 2>&1 &
+ping_pid=$!
+sleep 2
+kill -9 "${pids[1]}" 2>/dev/null; wait "${pids[1]}" 2>/dev/null
+sleep 2
+echo "--- restart" >>"$work/daemon.log"
+ip netns exec "$p-gwa" "$daemon" --config "$work/ike.toml" >>"$work/daemon.log" 2>&1 &
+pids+=($!)
+wait "$ping_pid"
+if grep -q " 0% packet loss" "$work/ping-restart" && grep -q "removing .* installed before the restart" "$work/daemon.log"; then
+  ok "control plane restarted under a 5/s ping: no packet lost, old SAs replaced"
+else
+  bad "restart: $(grep loss "$work/ping-restart"; sed -n '/--- restart/,$p' "$work/daemon.log")"
+fi
+
 # strongSwan deletes the IKE SA: our daemon answers and removes the SAs from the dataplane.
 ns gwb swanctl --terminate --ike gw --timeout 10 --uri "unix://$ss/charon.vici" >"$ss/terminate.out" 2>&1
 for _ in $(seq 50); do grep -q "IKE SA .* deleted" "$work/daemon.log" && break; sleep 0.1; done

@@ -108,6 +108,28 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
         s.set_nonblocking(true).map_err(|e| e.to_string())?;
         Ok::<_, String>(s)
     };
+    // After a restart the dataplane still forwards with the SAs the previous daemon installed
+    // (ARCHITECTURE.md: either process can restart without taking the other down). They are
+    // kept until this daemon has installed a successor for the same connection and child,
+    // then removed: make-before-break across the restart.
+    let mut stale: Vec<String> = Vec::new();
+    if let Some(sock) = &cfg.dataplane_socket {
+        match request(sock, Command::ListSas) {
+            Ok(r) => {
+                let ours = |n: &str| {
+                    cfg.connections.iter().any(|c| n.starts_with(&format!("{}-{}-", c.conn.name, c.conn.child_name)))
+                };
+                stale = r.sas.unwrap_or_default().into_iter().map(|s| s.name).filter(|n| ours(n)).collect();
+                if !stale.is_empty() {
+                    eprintln!(
+                        "ike-daemon: {} SAs from before the restart keep forwarding until renegotiated",
+                        stale.len()
+                    );
+                }
+            }
+            Err(e) => eprintln!("ike-daemon: dataplane not reachable yet: {e}"),
+        }
+    }
     let ike = bind(cfg.port)?;
     let natt = bind(cfg.natt_port)?;
     let mut ep =
@@ -208,6 +230,14 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
                                 }
                             }
                             Err(e) => eprintln!("ike-daemon: {}: cannot program the dataplane: {e}", c.connection),
+                        }
+                        // The new pair carries the traffic now: drop what a previous run left.
+                        let prefix = format!("{}-{}-", c.connection, c.child);
+                        for name in stale.extract_if(.., |n| n.starts_with(&prefix)) {
+                            eprintln!("ike-daemon: removing {name}, installed before the restart");
+                            if let Err(e) = request(sock, Command::DelSa { name }) {
+                                eprintln!("ike-daemon: dataplane: {e}");
+                            }
                         }
                     }
                 }

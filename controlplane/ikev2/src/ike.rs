@@ -1104,6 +1104,9 @@ impl Endpoint {
             inner.push(Payload::IdR(r.clone()));
         }
         inner.push(Payload::Auth(Authentication { method: AuthMethod::SHARED_KEY_MIC, data: auth }));
+        // RFC 7296 2.4: this is the only IKE SA between our identities, so a peer still holding
+        // one from before (say we restarted) drops it.
+        inner.push(notify(NotifyType::INITIAL_CONTACT, vec![]));
         inner.push(Payload::Sa(proposals));
         inner.push(Payload::TsI(conn.local_ts.clone()));
         inner.push(Payload::TsR(conn.remote_ts.clone()));
