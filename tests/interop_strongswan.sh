@@ -118,6 +118,7 @@ cat >"$work/ike.toml" <<CONF
 [daemon]
 listen = "10.77.0.1"
 dataplane_socket = "$work/a.sock"
+control_socket = "$work/ike.sock"
 
 [[connection]]
 name = "gw"
@@ -169,6 +170,18 @@ fi
 "$bin" sas --socket "$work/a.sock" >"$work/sas-a.txt" 2>&1
 grep -q "gw-net-in" "$work/sas-a.txt" && grep -q "gw-net-out" "$work/sas-a.txt" \
   && ok "the dataplane holds the negotiated SA pair" || bad "dataplane SAs: $(cat "$work/sas-a.txt")"
+# The operator's view: ikectl lists the IKE SA and its Child SA with the dataplane's counters.
+ikectl=$(dirname "$daemon")/ikectl
+"$ikectl" --socket "$work/ike.sock" list >"$work/ikectl.txt" 2>&1
+"$ikectl" --socket "$work/ike.sock" list --json >"$work/ikectl.json" 2>&1
+if grep -q "ESTABLISHED" "$work/ikectl.txt" && grep -q "$ike_prop" "$work/ikectl.txt" \
+  && python3 -c "import json,sys;d=json.load(open('$work/ikectl.json'));sys.exit(0 if d[0]['children'][0]['packets_in']>0 and d[0]['children'][0]['packets_out']>0 else 1)"; then
+  ok "ikectl lists the IKE SA ($ike_prop) and its Child SA with traffic counters"
+else
+  bad "ikectl list: $(cat "$work/ikectl.txt")"
+fi
+cat "$work/ikectl.txt"
+
 if [ -n "${QUICK:-}" ]; then
   echo "strongswan interop ($ike_prop, $esp_prop): $pass passed, $fail failed"
   [ "$fail" -eq 0 ]

@@ -32,6 +32,7 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawDaemon {
     dataplane_socket: Option<String>,
+    control_socket: Option<String>,
     listen: String,
     #[serde(default)]
     port: Option<u16>,
@@ -85,6 +86,8 @@ pub struct ConnConfig {
 
 pub struct Config {
     pub dataplane_socket: Option<PathBuf>,
+    /// The daemon's own socket for `ikectl`.
+    pub control_socket: Option<PathBuf>,
     pub listen: IpAddr,
     pub port: u16,
     pub natt_port: u16,
@@ -190,6 +193,7 @@ impl Config {
         }
         Ok(Config {
             dataplane_socket: raw.daemon.dataplane_socket.map(PathBuf::from),
+            control_socket: raw.daemon.control_socket.map(PathBuf::from),
             listen,
             port: raw.daemon.port.unwrap_or(500),
             natt_port: raw.daemon.natt_port.unwrap_or(4500),

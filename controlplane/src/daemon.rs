@@ -3,9 +3,10 @@
 //! keepalive), the timer loop, and dataplane programming when a Child SA comes up.
 
 use crate::config::Config;
+use crate::ctl::{ChildView, CtlServer, IkeCommand, IkeResponse, IkeSaView, VERSION};
 use ctlproto::{Command, RawPolicy, RawSa, RawSelector, request};
 use ikev2::crypto::SystemProvider;
-use ikev2::ike::{ChildSa, Endpoint, Event};
+use ikev2::ike::{ChildSa, Endpoint, Event, IkeSaInfo};
 use ikev2::wire::TrafficSelector;
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -101,6 +102,82 @@ pub fn program(c: &ChildSa) -> Result<Vec<Command>, String> {
     Ok(cmds)
 }
 
+fn ts_text(ts: &[TrafficSelector]) -> Vec<String> {
+    ts.iter().map(|t| prefix(t).unwrap_or_else(|| format!("{t:?}"))).collect()
+}
+
+/// The view `ikectl list` shows, with each Child SA's traffic from the dataplane.
+fn views(cfg: &Config, sas: Vec<IkeSaInfo>) -> Vec<IkeSaView> {
+    let counters: Vec<ctlproto::SaInfo> = cfg
+        .dataplane_socket
+        .as_ref()
+        .and_then(|s| request(s, Command::ListSas).ok())
+        .and_then(|r| r.sas)
+        .unwrap_or_default();
+    let count = |name: String| counters.iter().find(|s| s.name == name).map_or((0, 0), |s| (s.packets, s.bytes));
+    sas.into_iter()
+        .map(|i| IkeSaView {
+            children: i
+                .children
+                .iter()
+                .map(|c| {
+                    let (packets_in, bytes_in) = count(sa_name(&i.connection, &c.name, "in", c.spi_in));
+                    let (packets_out, bytes_out) = count(sa_name(&i.connection, &c.name, "out", c.spi_out));
+                    ChildView {
+                        name: c.name.clone(),
+                        spi_in: format!("{:08x}", c.spi_in),
+                        spi_out: format!("{:08x}", c.spi_out),
+                        algorithms: c.algorithms.clone(),
+                        age_secs: c.age.as_secs(),
+                        local_ts: ts_text(&c.local_ts),
+                        remote_ts: ts_text(&c.remote_ts),
+                        packets_in,
+                        bytes_in,
+                        packets_out,
+                        bytes_out,
+                    }
+                })
+                .collect(),
+            connection: i.connection,
+            local_spi: format!("{:016x}", i.local_spi),
+            remote_spi: format!("{:016x}", i.remote_spi),
+            initiator: i.initiator,
+            established: i.established,
+            local: i.local.to_string(),
+            remote: i.remote.to_string(),
+            nat: i.nat,
+            algorithms: i.algorithms,
+            age_secs: i.age.as_secs(),
+        })
+        .collect()
+}
+
+/// An `ikectl` command.
+fn operator(cfg: &Config, ep: &mut Endpoint, cmd: IkeCommand) -> IkeResponse {
+    let now = Instant::now();
+    let ok = |message: String| IkeResponse { version: VERSION, message: Some(message), ..Default::default() };
+    let err = |e: String| IkeResponse { version: VERSION, error: Some(e), ..Default::default() };
+    match cmd {
+        IkeCommand::List => {
+            IkeResponse { version: VERSION, ike_sas: Some(views(cfg, ep.list(now))), ..Default::default() }
+        }
+        IkeCommand::Initiate { connection } => {
+            let Some(c) = cfg.connections.iter().find(|c| c.conn.name == connection) else {
+                return err(format!("no connection named {connection:?}"));
+            };
+            let (l, r) = (SocketAddr::new(c.local, cfg.port), SocketAddr::new(c.remote, cfg.port));
+            match ep.initiate(now, &connection, l, r) {
+                Ok(spi) => ok(format!("{connection}: initiating IKE SA {spi:016x} to {r}")),
+                Err(e) => err(e),
+            }
+        }
+        IkeCommand::Terminate { connection } => {
+            let n = ep.terminate(now, &connection);
+            ok(format!("{connection}: deleting {n} IKE SA(s)"))
+        }
+    }
+}
+
 pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
     let bind = |port| {
         let s = UdpSocket::bind(SocketAddr::new(cfg.listen, port))
@@ -143,8 +220,15 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
             Err(e) => eprintln!("ike-daemon: {}: {e}", c.conn.name),
         }
     }
+    let ctl = match &cfg.control_socket {
+        Some(p) => Some(CtlServer::bind(p).map_err(|e| format!("control socket {}: {e}", p.display()))?),
+        None => None,
+    };
     let mut buf = vec![0u8; 65536];
     while !stop.load(Ordering::Relaxed) {
+        if let Some(ctl) = &ctl {
+            ctl.poll(&mut |cmd| operator(&cfg, &mut ep, cmd));
+        }
         let mut busy = false;
         for (sock, marker) in [(&ike, false), (&natt, true)] {
             loop {

@@ -180,6 +180,70 @@ struct Child {
     created: Instant,
     /// A rekey of it has started (by either end): it is on its way out.
     rekeyed: bool,
+    key_bits: u16,
+    esn: bool,
+}
+
+/// An IKE SA as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IkeSaInfo {
+    pub connection: String,
+    pub local_spi: u64,
+    pub remote_spi: u64,
+    pub initiator: bool,
+    pub established: bool,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub nat: bool,
+    /// The negotiated suite in strongSwan's notation, e.g. `aes256gcm16-prfsha256-x25519`.
+    pub algorithms: String,
+    pub age: Duration,
+    pub children: Vec<ChildInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildInfo {
+    pub name: String,
+    pub spi_in: u32,
+    pub spi_out: u32,
+    pub algorithms: String,
+    pub age: Duration,
+    pub local_ts: Vec<TrafficSelector>,
+    pub remote_ts: Vec<TrafficSelector>,
+}
+
+/// strongSwan's names for what was negotiated.
+fn describe(c: &Chosen) -> String {
+    use crate::wire::{dh as g, encr as e, integ as i, prf as f};
+    let mut parts = vec![match c.encr {
+        e::AES_GCM_16 => format!("aes{}gcm16", c.key_bits),
+        e::AES_CBC => format!("aes{}", c.key_bits),
+        x => format!("encr{x}"),
+    }];
+    match c.integ {
+        Some(i::HMAC_SHA2_256_128) => parts.push("sha256".into()),
+        Some(x) => parts.push(format!("integ{x}")),
+        None => {}
+    }
+    match c.prf {
+        Some(f::HMAC_SHA2_256) => parts.push("prfsha256".into()),
+        Some(f::HMAC_SHA2_384) => parts.push("prfsha384".into()),
+        Some(f::HMAC_SHA2_512) => parts.push("prfsha512".into()),
+        Some(x) => parts.push(format!("prf{x}")),
+        None => {}
+    }
+    match c.dh {
+        Some(g::CURVE25519) => parts.push("x25519".into()),
+        Some(g::ECP_256) => parts.push("ecp256".into()),
+        Some(g::ECP_384) => parts.push("ecp384".into()),
+        Some(g::MODP_2048) => parts.push("modp2048".into()),
+        Some(x) => parts.push(format!("dh{x}")),
+        None => {}
+    }
+    if c.esn == Some(true) {
+        parts.push("esn".into());
+    }
+    parts.join("-")
 }
 
 /// Our CREATE_CHILD_SA request in flight.
@@ -252,6 +316,8 @@ impl Child {
             remote_ts: c.remote_ts.clone(),
             created: now,
             rekeyed: false,
+            key_bits: c.key_bits,
+            esn: c.esn,
         }
     }
 }
@@ -568,6 +634,51 @@ impl Endpoint {
             .values()
             .map(|s| (self.connections[s.conn].name.clone(), s.local_spi(), s.state == State::Established))
             .collect()
+    }
+
+    /// Every IKE SA with its Child SAs, for operators. `now` gives the ages.
+    pub fn list(&self, now: Instant) -> Vec<IkeSaInfo> {
+        let mut out: Vec<IkeSaInfo> = self
+            .sas
+            .values()
+            .map(|s| IkeSaInfo {
+                connection: self.connections[s.conn].name.clone(),
+                local_spi: s.local_spi(),
+                remote_spi: if s.initiator { s.spi_r } else { s.spi_i },
+                initiator: s.initiator,
+                established: s.state == State::Established,
+                local: s.local,
+                remote: s.remote,
+                nat: s.nat,
+                algorithms: s.chosen.as_ref().map(describe).unwrap_or_default(),
+                age: now.saturating_duration_since(s.established),
+                children: s
+                    .children
+                    .iter()
+                    .map(|c| ChildInfo {
+                        name: c.name.clone(),
+                        spi_in: c.spi_in,
+                        spi_out: c.spi_out,
+                        algorithms: format!("aes{}gcm16{}", c.key_bits, if c.esn { "-esn" } else { "" }),
+                        age: now.saturating_duration_since(c.created),
+                        local_ts: c.local_ts.clone(),
+                        remote_ts: c.remote_ts.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.connection, a.local_spi).cmp(&(&b.connection, b.local_spi)));
+        out
+    }
+
+    /// Deletes every IKE SA of a connection with its peer.
+    pub fn terminate(&mut self, now: Instant, connection: &str) -> usize {
+        let spis: Vec<u64> =
+            self.sas.iter().filter(|(_, s)| self.connections[s.conn].name == connection).map(|(k, _)| *k).collect();
+        for &spi in &spis {
+            let _ = self.delete(now, spi);
+        }
+        spis.len()
     }
 
     /// Retransmits requests whose answer is late (RFC 7296 2.1), gives up after the last try,
