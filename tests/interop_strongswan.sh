@@ -6,9 +6,12 @@
 #
 # usage: interop_strongswan.sh DATAPLANE_BINARY IKE_DAEMON_BINARY
 # env: IKE_PROPOSAL, ESP_PROPOSAL (strongSwan syntax, default aes256gcm16-prfsha256-x25519 and
-#      aes256gcm16), QUICK=1 to stop after the tunnel, ping and iperf3 checks.
+#      aes256gcm16), QUICK=1 to stop after the tunnel, ping and iperf3 checks, TRAP=1 to bring
+#      the tunnel up on demand (start_action trap) and rekey by bytes.
 set -uo pipefail
 ike_prop=${IKE_PROPOSAL:-aes256gcm16-prfsha256-x25519}
+start_action=start
+[ -n "${TRAP:-}" ] && start_action=trap
 esp_prop=${ESP_PROPOSAL:-aes256gcm16}
 # How swanctl --list-sas names them.
 case $ike_prop in
@@ -131,7 +134,8 @@ proposals = ["$ike_prop"]
 esp_proposals = ["$esp_prop"]
 local_ts = ["10.1.0.0/24"]
 remote_ts = ["10.2.0.0/24"]
-start_action = "start"
+start_action = "$start_action"
+${TRAP:+rekey_bytes = 20000000}
 # Short timers, so that rekeys and the dead-peer check below fit in a test.
 rekey_time = 4
 ike_rekey_time = 7
@@ -143,6 +147,14 @@ CONF
 for _ in $(seq 50); do ns gwa ip -4 addr show dev tap-unprot 2>/dev/null | grep -q 10.77.0.1 && break; sleep 0.1; done
 ip netns exec "$p-gwa" "$daemon" --config "$work/ike.toml" >"$work/daemon.log" 2>&1 &
 pids+=($!)
+if [ -n "${TRAP:-}" ]; then
+  # No tunnel until traffic needs one: this packet is dropped (NoSa) and reported (acquire).
+  sleep 1
+  ns h1 ping -c 1 -W 1 10.2.0.10 >/dev/null 2>&1
+  for _ in $(seq 50); do grep -q "needs the tunnel: initiating" "$work/daemon.log" && break; sleep 0.1; done
+  grep -q "needs the tunnel: initiating" "$work/daemon.log" && ok "trap: traffic for the tunnel made our daemon initiate" \
+    || bad "trap: no acquire: $(cat "$work/daemon.log")"
+fi
 for _ in $(seq 100); do grep -q "child SA net up" "$work/daemon.log" && break; sleep 0.1; done
 if grep -q "child SA net up" "$work/daemon.log"; then ok "our daemon (initiator) brought the tunnel up: $(grep 'child SA' "$work/daemon.log")"; else bad "tunnel not up: $(cat "$work/daemon.log"; tail -20 "$ss/charon.log")"; fi
 
@@ -170,8 +182,16 @@ fi
 "$bin" sas --socket "$work/a.sock" >"$work/sas-a.txt" 2>&1
 grep -q "gw-net-in" "$work/sas-a.txt" && grep -q "gw-net-out" "$work/sas-a.txt" \
   && ok "the dataplane holds the negotiated SA pair" || bad "dataplane SAs: $(cat "$work/sas-a.txt")"
+if [ -n "${TRAP:-}" ]; then
+  soft=$(grep -c "soft lifetime reached, rekeying" "$work/daemon.log")
+  [ "$soft" -ge 2 ] && ok "rekeyed by bytes: $soft soft lifetimes reported by the dataplane during iperf3" \
+    || bad "rekey by bytes: $soft soft lifetimes: $(tail -5 "$work/daemon.log")"
+fi
+
 # The operator's view: ikectl lists the IKE SA and its Child SA with the dataplane's counters.
 ikectl=$(dirname "$daemon")/ikectl
+# Fresh traffic on whichever Child SA is current (rekeys reset the per-SA counters).
+ns h1 ping -c 3 -i 0.1 -W 1 10.2.0.10 >/dev/null 2>&1
 "$ikectl" --socket "$work/ike.sock" list >"$work/ikectl.txt" 2>&1
 "$ikectl" --socket "$work/ike.sock" list --json >"$work/ikectl.json" 2>&1
 if grep -q "ESTABLISHED" "$work/ikectl.txt" && grep -q "$ike_prop" "$work/ikectl.txt" \
@@ -183,7 +203,7 @@ fi
 cat "$work/ikectl.txt"
 
 if [ -n "${QUICK:-}" ]; then
-  echo "strongswan interop ($ike_prop, $esp_prop): $pass passed, $fail failed"
+  echo "strongswan interop ($ike_prop, $esp_prop${TRAP:+, trap}): $pass passed, $fail failed"
   [ "$fail" -eq 0 ]
   exit
 fi

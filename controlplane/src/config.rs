@@ -66,6 +66,9 @@ struct RawConnection {
     /// Seconds after which the IKE SA is rekeyed (its Child SAs move to the new one).
     #[serde(default)]
     ike_rekey_time: Option<u64>,
+    /// Bytes after which a Child SA is rekeyed (counted by the dataplane; it dies at 110%).
+    #[serde(default)]
+    rekey_bytes: Option<u64>,
     /// First retransmission after this many milliseconds (doubling), this many sends in all.
     #[serde(default)]
     retransmit_base_ms: Option<u64>,
@@ -77,11 +80,24 @@ fn child_default() -> String {
     "net".into()
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAction {
+    /// Wait for the peer.
+    None,
+    /// Initiate when the daemon starts.
+    Start,
+    /// Install the policies now; initiate when traffic needs the tunnel (an acquire).
+    Trap,
+}
+
 pub struct ConnConfig {
     pub conn: Connection,
     pub local: IpAddr,
-    pub remote: IpAddr,
-    pub start: bool,
+    /// `None` (`%any`): a responder-only connection for peers on any address, told apart by
+    /// their IKE identity.
+    pub remote: Option<IpAddr>,
+    pub start: StartAction,
+    pub rekey_bytes: Option<u64>,
 }
 
 pub struct Config {
@@ -147,7 +163,10 @@ impl Config {
         for (i, c) in raw.connections.iter().enumerate() {
             let f = |n: &str| format!("connection[{i}].{n}");
             let local = c.local_addr.parse().map_err(|_| bad(f("local_addr"), "not an IP address"))?;
-            let remote = c.remote_addr.parse().map_err(|_| bad(f("remote_addr"), "not an IP address"))?;
+            let remote = match c.remote_addr.as_str() {
+                "%any" => None,
+                a => Some(a.parse().map_err(|_| bad(f("remote_addr"), "not an IP address or %any"))?),
+            };
             if c.psk.len() < 16 {
                 return Err(bad(f("psk"), "a pre-shared key needs at least 16 characters"));
             }
@@ -163,10 +182,14 @@ impl Config {
                 list.iter().map(|s| selector(s).map_err(|e| bad(f(name), &e))).collect()
             };
             let start = match c.start_action.as_deref() {
-                None | Some("none") => false,
-                Some("start") => true,
-                Some(_) => return Err(bad(f("start_action"), "start_action is \"start\" or \"none\"")),
+                None | Some("none") => StartAction::None,
+                Some("start") => StartAction::Start,
+                Some("trap") => StartAction::Trap,
+                Some(_) => return Err(bad(f("start_action"), "start_action is \"start\", \"trap\" or \"none\"")),
             };
+            if start != StartAction::None && remote.is_none() {
+                return Err(bad(f("start_action"), "a connection to %any can only wait for its peers"));
+            }
             connections.push(ConnConfig {
                 conn: Connection {
                     name: c.name.clone(),
@@ -189,6 +212,7 @@ impl Config {
                 local,
                 remote,
                 start,
+                rekey_bytes: c.rekey_bytes,
             });
         }
         Ok(Config {
@@ -234,12 +258,20 @@ start_action = "start"
             c.connections[0].conn.local_ts,
             vec![TrafficSelector::ipv4([10, 1, 0, 0].into(), [10, 1, 0, 255].into())]
         );
-        assert!(c.connections[0].start);
+        assert_eq!(c.connections[0].start, StartAction::Start);
+        let any = Config::parse(
+            &GOOD
+                .replace("remote_addr = \"10.77.0.2\"", "remote_addr = \"%any\"")
+                .replace("start_action = \"start\"", ""),
+        )
+        .unwrap();
+        assert_eq!(any.connections[0].remote, None);
         for (from, to, field) in [
             ("aes256gcm16-prfsha256-x25519", "aes256gcm16-x25519", "connection[0].proposals"),
             ("a-long-test-psk-0123456789", "short", "connection[0].psk"),
             ("10.2.0.0/24", "10.2.0.0/99", "connection[0].remote_ts"),
             ("start_action = \"start\"", "start_action = \"soon\"", "connection[0].start_action"),
+            ("remote_addr = \"10.77.0.2\"", "remote_addr = \"%any\"", "connection[0].start_action"),
         ] {
             let e = Config::parse(&GOOD.replace(from, to)).err().unwrap().to_string();
             assert!(e.starts_with(field), "{e}");

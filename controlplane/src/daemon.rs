@@ -2,7 +2,7 @@
 //! IKE message carries the 4-byte non-ESP marker, RFC 3948 2.2, and a lone 0xff byte is a NAT
 //! keepalive), the timer loop, and dataplane programming when a Child SA comes up.
 
-use crate::config::Config;
+use crate::config::{Config, StartAction};
 use crate::ctl::{ChildView, CtlServer, IkeCommand, IkeResponse, IkeSaView, VERSION};
 use ctlproto::{Command, RawPolicy, RawSa, RawSelector, request};
 use ikev2::crypto::SystemProvider;
@@ -44,7 +44,7 @@ pub fn sa_name(connection: &str, child: &str, dir: &str, spi: u32) -> String {
 
 /// The dataplane's SA and policy for a Child SA (names carry the SPI, so a rekey's new SA
 /// sits beside the old one until that is removed: make-before-break).
-pub fn program(c: &ChildSa) -> Result<Vec<Command>, String> {
+pub fn program(c: &ChildSa, rekey_bytes: Option<u64>) -> Result<Vec<Command>, String> {
     let local_ts: Vec<String> =
         c.local_ts.iter().map(prefix).collect::<Option<_>>().ok_or("a local selector is not a prefix")?;
     let remote_ts: Vec<String> =
@@ -66,6 +66,11 @@ pub fn program(c: &ChildSa) -> Result<Vec<Command>, String> {
             udp_dport: c.udp_encap.then_some(c.remote.port()),
             esn: c.esn,
             replay_window: Some(1024),
+            // The dataplane counts bytes and reports the soft limit, when we rekey; at the hard
+            // limit it removes the SA (RFC 4301 4.4.2.1). Twice the soft limit leaves room for
+            // the report (checked every 100 ms), our poll and the rekey exchange at line rate.
+            soft_bytes: rekey_bytes,
+            hard_bytes: rekey_bytes.map(|b| b.saturating_mul(2)),
             selectors: (dir == "in").then(|| {
                 local_ts
                     .iter()
@@ -152,6 +157,66 @@ fn views(cfg: &Config, sas: Vec<IkeSaInfo>) -> Vec<IkeSaView> {
         .collect()
 }
 
+/// Policies that send traffic for a trap connection to "no SA yet": the dataplane drops it
+/// (counted NoSa) and reports an acquire, and we initiate.
+fn trap_policies(c: &crate::config::ConnConfig) -> Vec<Command> {
+    let (l, r) = (ts_text(&c.conn.local_ts), ts_text(&c.conn.remote_ts));
+    let mut out = Vec::new();
+    for (i, src) in l.iter().enumerate() {
+        for (j, dst) in r.iter().enumerate() {
+            out.push(Command::SetPolicy {
+                policy: RawPolicy {
+                    name: format!("{}-{}-{i}-{j}", c.conn.name, c.conn.child_name),
+                    src: src.clone(),
+                    dst: dst.clone(),
+                    action: "protect".into(),
+                    sa_out: Some(format!("{}-{}-trap", c.conn.name, c.conn.child_name)),
+                    ..RawPolicy::default()
+                },
+            });
+        }
+    }
+    out
+}
+
+/// Events from the dataplane: acquires start trap connections, soft lifetimes rekey.
+fn dataplane_events(cfg: &Config, ep: &mut Endpoint) {
+    let Some(sock) = &cfg.dataplane_socket else { return };
+    let Ok(r) = request(sock, Command::PollEvents) else { return };
+    for e in r.events.unwrap_or_default() {
+        match e {
+            ctlproto::SadEvent::Acquire { policy, src, dst, .. } => {
+                let Some(c) = cfg
+                    .connections
+                    .iter()
+                    .find(|c| policy.starts_with(&format!("{}-{}-", c.conn.name, c.conn.child_name)))
+                else {
+                    continue;
+                };
+                if c.start != StartAction::Trap || ep.has_ike_sa(&c.conn.name) {
+                    continue;
+                }
+                let Some(remote) = c.remote else { continue };
+                eprintln!("ike-daemon: {}: traffic {src} -> {dst} needs the tunnel: initiating", c.conn.name);
+                let _ = ep.initiate(
+                    Instant::now(),
+                    &c.conn.name,
+                    SocketAddr::new(c.local, cfg.port),
+                    SocketAddr::new(remote, cfg.port),
+                );
+            }
+            ctlproto::SadEvent::SoftExpire { name, spi, .. } => {
+                if ep.rekey_soon(spi) {
+                    eprintln!("ike-daemon: {name}: soft lifetime reached, rekeying");
+                }
+            }
+            ctlproto::SadEvent::HardExpire { name, .. } => {
+                eprintln!("ike-daemon: {name}: hard lifetime reached, removed")
+            }
+        }
+    }
+}
+
 /// An `ikectl` command.
 fn operator(cfg: &Config, ep: &mut Endpoint, cmd: IkeCommand) -> IkeResponse {
     let now = Instant::now();
@@ -165,7 +230,8 @@ fn operator(cfg: &Config, ep: &mut Endpoint, cmd: IkeCommand) -> IkeResponse {
             let Some(c) = cfg.connections.iter().find(|c| c.conn.name == connection) else {
                 return err(format!("no connection named {connection:?}"));
             };
-            let (l, r) = (SocketAddr::new(c.local, cfg.port), SocketAddr::new(c.remote, cfg.port));
+            let Some(remote) = c.remote else { return err(format!("{connection} waits for peers on any address")) };
+            let (l, r) = (SocketAddr::new(c.local, cfg.port), SocketAddr::new(remote, cfg.port));
             match ep.initiate(now, &connection, l, r) {
                 Ok(spi) => ok(format!("{connection}: initiating IKE SA {spi:016x} to {r}")),
                 Err(e) => err(e),
@@ -212,9 +278,20 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
     let mut ep =
         Endpoint::new(cfg.connections.iter().map(|c| c.conn.clone()).collect(), Box::new(SystemProvider::new()));
     let now = Instant::now();
-    for c in cfg.connections.iter().filter(|c| c.start) {
+    for c in cfg.connections.iter().filter(|c| c.start == StartAction::Trap) {
+        // Trap policies: traffic for them is dropped (NoSa) and reported, so we initiate.
+        if let Some(sock) = &cfg.dataplane_socket {
+            for cmd in trap_policies(c) {
+                if let Err(e) = request(sock, cmd) {
+                    eprintln!("ike-daemon: {}: trap policy: {e}", c.conn.name);
+                }
+            }
+        }
+    }
+    for c in cfg.connections.iter().filter(|c| c.start == StartAction::Start) {
+        let Some(remote) = c.remote else { continue };
         let l = SocketAddr::new(c.local, cfg.port);
-        let r = SocketAddr::new(c.remote, cfg.port);
+        let r = SocketAddr::new(remote, cfg.port);
         match ep.initiate(now, &c.conn.name, l, r) {
             Ok(_) => eprintln!("ike-daemon: {}: initiating to {r}", c.conn.name),
             Err(e) => eprintln!("ike-daemon: {}: {e}", c.conn.name),
@@ -225,6 +302,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
         None => None,
     };
     let mut buf = vec![0u8; 65536];
+    let mut last_events = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if let Some(ctl) = &ctl {
             ctl.poll(&mut |cmd| operator(&cfg, &mut ep, cmd));
@@ -305,7 +383,9 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
                         if c.udp_encap { ", UDP-encapsulated" } else { "" }
                     );
                     if let Some(sock) = &cfg.dataplane_socket {
-                        match program(&c) {
+                        let rekey_bytes =
+                            cfg.connections.iter().find(|x| x.conn.name == c.connection).and_then(|x| x.rekey_bytes);
+                        match program(&c, rekey_bytes) {
                             Ok(cmds) => {
                                 for cmd in cmds {
                                     if let Err(e) = request(sock, cmd) {
@@ -326,6 +406,10 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
                     }
                 }
             }
+        }
+        if last_events.elapsed() >= Duration::from_millis(50) {
+            last_events = Instant::now();
+            dataplane_events(&cfg, &mut ep);
         }
         if !busy {
             std::thread::sleep(Duration::from_millis(2));

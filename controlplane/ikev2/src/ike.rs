@@ -182,6 +182,8 @@ struct Child {
     rekeyed: bool,
     key_bits: u16,
     esn: bool,
+    /// Rekey as soon as the IKE SA is free (a soft lifetime was reached in the dataplane).
+    due: bool,
 }
 
 /// An IKE SA as operators see it.
@@ -318,6 +320,7 @@ impl Child {
             rekeyed: false,
             key_bits: c.key_bits,
             esn: c.esn,
+            due: false,
         }
     }
 }
@@ -671,6 +674,23 @@ impl Endpoint {
         out
     }
 
+    /// Asks for the Child SA with this SPI (ours or the peer's) to be rekeyed as soon as its IKE
+    /// SA is free: the dataplane reported its soft lifetime. False if no such Child SA.
+    pub fn rekey_soon(&mut self, spi: u32) -> bool {
+        for sa in self.sas.values_mut() {
+            if let Some(c) = sa.children.iter_mut().find(|c| c.spi_in == spi || c.spi_out == spi) {
+                c.due = true;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Whether a connection has an IKE SA (established or being set up).
+    pub fn has_ike_sa(&self, connection: &str) -> bool {
+        self.sas.values().any(|s| self.connections[s.conn].name == connection)
+    }
+
     /// Deletes every IKE SA of a connection with its peer.
     pub fn terminate(&mut self, now: Instant, connection: &str) -> usize {
         let spis: Vec<u64> =
@@ -769,9 +789,10 @@ impl Endpoint {
             .iter()
             .filter(|(_, s)| s.state == State::Established && s.pending.is_none())
             .filter_map(|(k, s)| {
-                let every = self.connections[s.conn].child_rekey?;
-                let idx =
-                    s.children.iter().position(|c| !c.rekeyed && now.saturating_duration_since(c.created) >= every)?;
+                let every = self.connections[s.conn].child_rekey;
+                let idx = s.children.iter().position(|c| {
+                    !c.rekeyed && (c.due || every.is_some_and(|e| now.saturating_duration_since(c.created) >= e))
+                })?;
                 Some((*k, idx))
             })
             .collect();
@@ -791,8 +812,12 @@ impl Endpoint {
         let dpd = idle().filter_map(|s| self.connections[s.conn].dpd_delay.map(|d| s.last_seen + d)).min();
         let rekey = idle()
             .filter_map(|s| {
-                let every = self.connections[s.conn].child_rekey?;
-                s.children.iter().filter(|c| !c.rekeyed).map(|c| c.created + every).min()
+                let every = self.connections[s.conn].child_rekey;
+                s.children
+                    .iter()
+                    .filter(|c| !c.rekeyed)
+                    .filter_map(|c| if c.due { Some(s.last_seen) } else { every.map(|e| c.created + e) })
+                    .min()
             })
             .min();
         let ike = idle()
