@@ -386,13 +386,15 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
                         let rekey_bytes =
                             cfg.connections.iter().find(|x| x.conn.name == c.connection).and_then(|x| x.rekey_bytes);
                         match program(&c, rekey_bytes) {
-                            Ok(cmds) => {
-                                for cmd in cmds {
-                                    if let Err(e) = request(sock, cmd) {
+                            // One batch: the peer may already send on the new SA.
+                            Ok(cmds) => match ctlproto::request_many(sock, cmds) {
+                                Ok(answers) => {
+                                    for e in answers.into_iter().filter_map(|r| r.error) {
                                         eprintln!("ike-daemon: dataplane: {e}");
                                     }
                                 }
-                            }
+                                Err(e) => eprintln!("ike-daemon: dataplane: {e}"),
+                            },
                             Err(e) => eprintln!("ike-daemon: {}: cannot program the dataplane: {e}", c.connection),
                         }
                         // The new pair carries the traffic now: drop what a previous run left.
@@ -412,7 +414,8 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
             dataplane_events(&cfg, &mut ep);
         }
         if !busy {
-            std::thread::sleep(Duration::from_millis(2));
+            // Short, so that a peer's answer (say to a rekey) is acted on at once.
+            std::thread::sleep(Duration::from_micros(500));
         }
     }
     Ok(())

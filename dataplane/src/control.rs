@@ -44,29 +44,37 @@ impl Drop for ControlServer {
     }
 }
 
+/// At most this many requests on one connection: a batch (an SA pair and its policy) is
+/// applied in one go, and no client holds the control thread for long.
+const MAX_BATCH: usize = 64;
+
 fn serve(stream: UnixStream, handle: &mut dyn FnMut(Command) -> Response) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(1)))?;
     stream.set_write_timeout(Some(Duration::from_secs(1)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    // One request per connection keeps a slow client from holding the control thread.
-    (&mut reader).take(64 * 1024).read_line(&mut line)?;
-    let resp = match serde_json::from_str::<Request>(&line) {
-        Ok(r) if r.version != PROTOCOL_VERSION => Response {
-            version: PROTOCOL_VERSION,
-            error: Some(format!(
-                "protocol version {} not supported (this dataplane speaks {PROTOCOL_VERSION})",
-                r.version
-            )),
-            ..Response::default()
-        },
-        Ok(r) => handle(r.command),
-        Err(e) => Response { version: PROTOCOL_VERSION, error: Some(request_error(&e)), ..Response::default() },
-    };
     let mut w = stream;
-    serde_json::to_writer(&mut w, &resp)?;
-    w.write_all(b"\n")
+    for _ in 0..MAX_BATCH {
+        let mut line = String::new();
+        if (&mut reader).take(64 * 1024).read_line(&mut line)? == 0 {
+            break;
+        }
+        let resp = match serde_json::from_str::<Request>(&line) {
+            Ok(r) if r.version != PROTOCOL_VERSION => Response {
+                version: PROTOCOL_VERSION,
+                error: Some(format!(
+                    "protocol version {} not supported (this dataplane speaks {PROTOCOL_VERSION})",
+                    r.version
+                )),
+                ..Response::default()
+            },
+            Ok(r) => handle(r.command),
+            Err(e) => Response { version: PROTOCOL_VERSION, error: Some(request_error(&e)), ..Response::default() },
+        };
+        serde_json::to_writer(&mut w, &resp)?;
+        w.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 /// Why a request was refused, without echoing the values it carried: a malformed key must not

@@ -171,7 +171,8 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
                 if ext_stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
                     stop.store(true, Ordering::Relaxed);
                 }
-                std::thread::sleep(Duration::from_millis(2));
+                // Short: SA updates from the control plane should reach the workers quickly.
+                std::thread::sleep(Duration::from_micros(500));
             }
             ctl.snapshot()
         })

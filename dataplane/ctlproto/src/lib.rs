@@ -240,6 +240,29 @@ pub struct Response {
 }
 
 /// Client side: sends one request and reads the answer.
+/// Sends several requests on one connection, in order, and returns the answers (each may
+/// carry an error). The dataplane applies them in one round of its control thread.
+pub fn request_many(path: &Path, commands: Vec<Command>) -> Result<Vec<Response>, String> {
+    let mut s = UnixStream::connect(path).map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    let n = commands.len();
+    let mut text = String::new();
+    for command in commands {
+        text += &serde_json::to_string(&Request { version: PROTOCOL_VERSION, command }).map_err(|e| e.to_string())?;
+        text.push('\n');
+    }
+    s.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
+    s.shutdown(std::net::Shutdown::Write).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(n);
+    let mut reader = BufReader::new(s);
+    for _ in 0..n {
+        let mut answer = String::new();
+        reader.read_line(&mut answer).map_err(|e| e.to_string())?;
+        out.push(serde_json::from_str(&answer).map_err(|e| format!("bad answer: {e}"))?);
+    }
+    Ok(out)
+}
+
 pub fn request(path: &Path, command: Command) -> Result<Response, String> {
     let mut s = UnixStream::connect(path).map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
     s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
