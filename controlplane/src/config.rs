@@ -33,7 +33,8 @@ struct RawFile {
 struct RawDaemon {
     dataplane_socket: Option<String>,
     control_socket: Option<String>,
-    listen: String,
+    /// One address, or a list (IPv4 and IPv6).
+    listen: toml::Value,
     #[serde(default)]
     port: Option<u16>,
     #[serde(default)]
@@ -104,7 +105,8 @@ pub struct Config {
     pub dataplane_socket: Option<PathBuf>,
     /// The daemon's own socket for `ikectl`.
     pub control_socket: Option<PathBuf>,
-    pub listen: IpAddr,
+    /// The gateway's addresses the daemon speaks IKE on (ports 500 and 4500 each).
+    pub listen: Vec<IpAddr>,
     pub port: u16,
     pub natt_port: u16,
     pub connections: Vec<ConnConfig>,
@@ -158,15 +160,32 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
         let bad = |f: String, r: &str| ConfigError::Field(f, r.to_string());
-        let listen = raw.daemon.listen.parse().map_err(|_| bad("daemon.listen".into(), "not an IP address"))?;
+        let listen_strs: Vec<String> = match &raw.daemon.listen {
+            toml::Value::String(a) => vec![a.clone()],
+            toml::Value::Array(v) => v.iter().map(|x| x.as_str().unwrap_or("").to_string()).collect(),
+            _ => return Err(bad("daemon.listen".into(), "an address or a list of addresses")),
+        };
+        let mut listen: Vec<IpAddr> = Vec::new();
+        for a in &listen_strs {
+            listen.push(a.parse().map_err(|_| bad("daemon.listen".into(), "not an IP address"))?);
+        }
+        if listen.is_empty() {
+            return Err(bad("daemon.listen".into(), "at least one address"));
+        }
         let mut connections = Vec::new();
         for (i, c) in raw.connections.iter().enumerate() {
             let f = |n: &str| format!("connection[{i}].{n}");
-            let local = c.local_addr.parse().map_err(|_| bad(f("local_addr"), "not an IP address"))?;
+            let local: IpAddr = c.local_addr.parse().map_err(|_| bad(f("local_addr"), "not an IP address"))?;
+            if !listen.contains(&local) {
+                return Err(bad(f("local_addr"), "not one of daemon.listen"));
+            }
             let remote = match c.remote_addr.as_str() {
                 "%any" => None,
                 a => Some(a.parse().map_err(|_| bad(f("remote_addr"), "not an IP address or %any"))?),
             };
+            if remote.is_some_and(|r: IpAddr| r.is_ipv4() != local.is_ipv4()) {
+                return Err(bad(f("remote_addr"), "local and remote addresses are of different families"));
+            }
             if c.psk.len() < 16 {
                 return Err(bad(f("psk"), "a pre-shared key needs at least 16 characters"));
             }

@@ -245,9 +245,8 @@ fn operator(cfg: &Config, ep: &mut Endpoint, cmd: IkeCommand) -> IkeResponse {
 }
 
 pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
-    let bind = |port| {
-        let s = UdpSocket::bind(SocketAddr::new(cfg.listen, port))
-            .map_err(|e| format!("bind {}:{port}: {e}", cfg.listen))?;
+    let bind = |addr: IpAddr, port| {
+        let s = UdpSocket::bind(SocketAddr::new(addr, port)).map_err(|e| format!("bind {addr}:{port}: {e}"))?;
         s.set_nonblocking(true).map_err(|e| e.to_string())?;
         Ok::<_, String>(s)
     };
@@ -273,8 +272,12 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
             Err(e) => eprintln!("ike-daemon: dataplane not reachable yet: {e}"),
         }
     }
-    let ike = bind(cfg.port)?;
-    let natt = bind(cfg.natt_port)?;
+    // (socket, carries the non-ESP marker): ports 500 and 4500 on every listen address.
+    let mut sockets = Vec::new();
+    for &a in &cfg.listen {
+        sockets.push((bind(a, cfg.port)?, false));
+        sockets.push((bind(a, cfg.natt_port)?, true));
+    }
     let mut ep =
         Endpoint::new(cfg.connections.iter().map(|c| c.conn.clone()).collect(), Box::new(SystemProvider::new()));
     let now = Instant::now();
@@ -308,7 +311,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
             ctl.poll(&mut |cmd| operator(&cfg, &mut ep, cmd));
         }
         let mut busy = false;
-        for (sock, marker) in [(&ike, false), (&natt, true)] {
+        for (sock, marker) in sockets.iter().map(|(s, m)| (s, *m)) {
             loop {
                 match sock.recv_from(&mut buf) {
                     Ok((n, from)) => {
@@ -338,11 +341,11 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
             ep.handle_timeout(Instant::now());
         }
         while let Some(t) = ep.poll_transmit() {
-            let (sock, data) = if t.local.port() == cfg.natt_port {
-                (&natt, [&NON_ESP_MARKER[..], &t.data].concat())
-            } else {
-                (&ike, t.data)
+            let Some((sock, marker)) = sockets.iter().find(|(s, _)| s.local_addr().is_ok_and(|a| a == t.local)) else {
+                eprintln!("ike-daemon: no socket on {}", t.local);
+                continue;
             };
+            let data = if *marker { [&NON_ESP_MARKER[..], &t.data].concat() } else { t.data };
             if let Err(e) = sock.send_to(&data, t.remote) {
                 eprintln!("ike-daemon: send to {}: {e}", t.remote);
             }
