@@ -346,6 +346,51 @@ pub struct Endpoint {
     cookie_secret: crypto::CookieSecret,
 }
 
+/// The first payload of each kind a message carries (RFC 7296: at most one of these each).
+trait Find {
+    fn sa(&self) -> Option<&Vec<crate::wire::Proposal>>;
+    fn ke(&self) -> Option<&KeyExchange>;
+    fn nonce(&self) -> Option<&Vec<u8>>;
+    fn tsi(&self) -> Option<&Vec<TrafficSelector>>;
+    fn tsr(&self) -> Option<&Vec<TrafficSelector>>;
+    fn idi(&self) -> Option<&Identification>;
+    fn idr(&self) -> Option<&Identification>;
+    fn auth(&self) -> Option<&Authentication>;
+}
+
+macro_rules! find {
+    ($self:ident, $variant:ident) => {
+        $self.iter().find_map(|p| if let Payload::$variant(x) = p { Some(x) } else { None })
+    };
+}
+
+impl Find for [Payload] {
+    fn sa(&self) -> Option<&Vec<crate::wire::Proposal>> {
+        find!(self, Sa)
+    }
+    fn ke(&self) -> Option<&KeyExchange> {
+        find!(self, Ke)
+    }
+    fn nonce(&self) -> Option<&Vec<u8>> {
+        find!(self, Nonce)
+    }
+    fn tsi(&self) -> Option<&Vec<TrafficSelector>> {
+        find!(self, TsI)
+    }
+    fn tsr(&self) -> Option<&Vec<TrafficSelector>> {
+        find!(self, TsR)
+    }
+    fn idi(&self) -> Option<&Identification> {
+        find!(self, IdI)
+    }
+    fn idr(&self) -> Option<&Identification> {
+        find!(self, IdR)
+    }
+    fn auth(&self) -> Option<&Authentication> {
+        find!(self, Auth)
+    }
+}
+
 fn id_body(id: &Identification) -> Vec<u8> {
     // RestOfIDPayload (RFC 7296 2.15): ID Type, three reserved octets, the identification data.
     let mut b = vec![id.id_type.0, 0, 0, 0];
@@ -902,15 +947,13 @@ impl Endpoint {
             }
             .emit()
         };
-        let Some(proposals) = msg.payloads.iter().find_map(|p| if let Payload::Sa(x) = p { Some(x) } else { None })
-        else {
+        let Some(proposals) = msg.payloads.sa() else {
             return;
         };
-        let Some(ke) = msg.payloads.iter().find_map(|p| if let Payload::Ke(k) = p { Some(k) } else { None }) else {
+        let Some(ke) = msg.payloads.ke() else {
             return;
         };
-        let Some(ni) = msg.payloads.iter().find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None })
-        else {
+        let Some(ni) = msg.payloads.nonce().cloned() else {
             return;
         };
         // RFC 7296 2.6: under load, state is kept only for initiators that prove their address
@@ -1134,23 +1177,11 @@ impl Endpoint {
                     return Err(format!("IKE_SA_INIT refused: {}", n.name().unwrap_or("error notify")));
                 }
                 let conn = &self.connections[sa.conn];
-                let accepted = msg
-                    .payloads
-                    .iter()
-                    .find_map(|p| if let Payload::Sa(x) = p { x.first() } else { None })
-                    .ok_or("no SA payload")?;
+                let accepted = msg.payloads.sa().and_then(|x| x.first()).ok_or("no SA payload")?;
                 let chosen = proposal::check_accepted(&conn.ike, accepted, Kind::Ike, true)
                     .ok_or("responder chose a proposal we did not offer")?;
-                let ke = msg
-                    .payloads
-                    .iter()
-                    .find_map(|p| if let Payload::Ke(k) = p { Some(k) } else { None })
-                    .ok_or("no KE payload")?;
-                let nr = msg
-                    .payloads
-                    .iter()
-                    .find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None })
-                    .ok_or("no nonce")?;
+                let ke = msg.payloads.ke().ok_or("no KE payload")?;
+                let nr = msg.payloads.nonce().cloned().ok_or("no nonce")?;
                 let dh = sa.dh.take().ok_or("no DH key")?;
                 if Some(ke.group) != chosen.dh || dh.group().id() != ke.group {
                     return Err("KE group differs from the negotiated one".into());
@@ -1193,17 +1224,11 @@ impl Endpoint {
                     return Err(format!("IKE_AUTH refused: {}", n.name().unwrap_or("error notify")));
                 }
                 let conn = self.connections[sa.conn].clone();
-                let idr = inner
-                    .iter()
-                    .find_map(|p| if let Payload::IdR(i) = p { Some(i.clone()) } else { None })
-                    .ok_or("no IDr")?;
+                let idr = inner.idr().cloned().ok_or("no IDr")?;
                 if conn.remote_id.as_ref().is_some_and(|want| *want != idr) {
                     return Err("the responder's identity is not the one configured".into());
                 }
-                let auth = inner
-                    .iter()
-                    .find_map(|p| if let Payload::Auth(a) = p { Some(a) } else { None })
-                    .ok_or("no AUTH")?;
+                let auth = inner.auth().ok_or("no AUTH")?;
                 let want = Self::auth_data(sa, &conn, false, &idr)?;
                 if auth.method != AuthMethod::SHARED_KEY_MIC || !crypto::ct_eq(&auth.data, &want) {
                     return Err("the responder's AUTH does not verify".into());
@@ -1264,17 +1289,12 @@ impl Endpoint {
     }
 
     fn child_from_auth_response(&mut self, sa: &mut IkeSa, conn: &Connection, inner: &[Payload]) -> Result<(), String> {
-        let accepted = inner
-            .iter()
-            .find_map(|p| if let Payload::Sa(x) = p { x.first() } else { None })
-            .ok_or("no child SA proposal accepted")?;
+        let accepted = inner.sa().and_then(|x| x.first()).ok_or("no child SA proposal accepted")?;
         let chosen = proposal::check_accepted(&conn.esp, accepted, Kind::Esp, false)
             .ok_or("responder chose an ESP proposal we did not offer")?;
         let Spi::Four(spi_out) = accepted.spi else { return Err("ESP SPI is not 4 bytes".into()) };
-        let tsi =
-            inner.iter().find_map(|p| if let Payload::TsI(t) = p { Some(t.clone()) } else { None }).ok_or("no TSi")?;
-        let tsr =
-            inner.iter().find_map(|p| if let Payload::TsR(t) = p { Some(t.clone()) } else { None }).ok_or("no TSr")?;
+        let tsi = inner.tsi().cloned().ok_or("no TSi")?;
+        let tsr = inner.tsr().cloned().ok_or("no TSr")?;
         // The responder may only narrow what we proposed (RFC 7296 2.9).
         if narrow(&tsi, &conn.local_ts) != tsi || narrow(&tsr, &conn.remote_ts) != tsr {
             return Err("the responder widened the traffic selectors".into());
@@ -1394,7 +1414,7 @@ impl Endpoint {
             Payload::Notify(n) if n.notify_type.is_error() => Some(n.notify_type),
             _ => None,
         });
-        let accepted = inner.iter().find_map(|p| if let Payload::Sa(x) = p { x.first() } else { None });
+        let accepted = inner.sa().and_then(|x| x.first());
         let (Some(accepted), None) = (accepted, refused) else {
             // Refused (or a collision the peer resolved its way): keep the old SA, try later.
             if let Some(c) = Self::children_of(&mut self.sas, sa).iter_mut().find(|c| c.spi_in == rk.old_spi_in) {
@@ -1406,22 +1426,16 @@ impl Endpoint {
         let chosen = proposal::check_accepted(&conn.esp, accepted, Kind::Esp, with_dh)
             .ok_or("the peer chose an ESP proposal we did not offer")?;
         let Spi::Four(spi_out) = accepted.spi else { return Err("ESP SPI is not 4 bytes".into()) };
-        let nr = inner
-            .iter()
-            .find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None })
-            .ok_or("no nonce")?;
+        let nr = inner.nonce().cloned().ok_or("no nonce")?;
         let shared = match &rk.dh {
             Some(d) => {
-                let ke =
-                    inner.iter().find_map(|p| if let Payload::Ke(k) = p { Some(k) } else { None }).ok_or("no KE")?;
+                let ke = inner.ke().ok_or("no KE")?;
                 Some(d.shared(&ke.data).map_err(|e| e.to_string())?)
             }
             None => None,
         };
-        let tsi =
-            inner.iter().find_map(|p| if let Payload::TsI(t) = p { Some(t.clone()) } else { None }).ok_or("no TSi")?;
-        let tsr =
-            inner.iter().find_map(|p| if let Payload::TsR(t) = p { Some(t.clone()) } else { None }).ok_or("no TSr")?;
+        let tsi = inner.tsi().cloned().ok_or("no TSi")?;
+        let tsr = inner.tsr().cloned().ok_or("no TSr")?;
         let child = self.child_keys(
             sa,
             &conn,
@@ -1569,7 +1583,7 @@ impl Endpoint {
     fn ike_rekey_response(&mut self, now: Instant, sa: &mut IkeSa, inner: &[Payload]) -> Result<(), String> {
         let Some(rk) = sa.ike_rekey.take() else { return Ok(()) };
         let conn = self.connections[sa.conn].clone();
-        let accepted = inner.iter().find_map(|p| if let Payload::Sa(x) = p { x.first() } else { None });
+        let accepted = inner.sa().and_then(|x| x.first());
         let Some(accepted) = accepted else {
             // Refused (for instance a collision the peer won): keep this IKE SA, try later.
             (sa.ike_rekeyed, sa.established) = (false, now);
@@ -1578,11 +1592,8 @@ impl Endpoint {
         let chosen = proposal::check_accepted(&conn.ike, accepted, Kind::Ike, true)
             .ok_or("the peer chose an IKE proposal we did not offer")?;
         let Spi::Eight(peer_spi) = accepted.spi else { return Err("rekeyed IKE SA SPI is not 8 bytes".into()) };
-        let nr = inner
-            .iter()
-            .find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None })
-            .ok_or("no nonce")?;
-        let ke = inner.iter().find_map(|p| if let Payload::Ke(k) = p { Some(k) } else { None }).ok_or("no KE")?;
+        let nr = inner.nonce().cloned().ok_or("no nonce")?;
+        let ke = inner.ke().ok_or("no KE")?;
         if Some(ke.group) != chosen.dh || ke.group != rk.dh.group().id() {
             return Err("KE group differs from the negotiated one".into());
         }
@@ -1606,11 +1617,8 @@ impl Endpoint {
         });
         if let Some(proposals) = ike_proposals {
             // An IKE SA rekey (RFC 7296 1.3.2).
-            let ni = inner
-                .iter()
-                .find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None })
-                .unwrap_or_default();
-            let ke = inner.iter().find_map(|p| if let Payload::Ke(k) = p { Some(k.clone()) } else { None });
+            let ni = inner.nonce().cloned().unwrap_or_default();
+            let ke = inner.ke().cloned();
             let reply = match (proposal::select(&conn.ike, &proposals, Kind::Ike, true), ke) {
                 _ if !(16..=256).contains(&ni.len()) => refuse(NotifyType::INVALID_SYNTAX, vec![]),
                 (None, _) => refuse(NotifyType::NO_PROPOSAL_CHOSEN, vec![]),
@@ -1656,23 +1664,11 @@ impl Endpoint {
             None if rekeyed.is_none() => reply = refuse(NotifyType::NO_ADDITIONAL_SAS, vec![]),
             None => reply = refuse(NotifyType::CHILD_SA_NOT_FOUND, vec![]),
             Some(idx) => {
-                let proposals = inner
-                    .iter()
-                    .find_map(|p| if let Payload::Sa(x) = p { Some(x.clone()) } else { None })
-                    .unwrap_or_default();
-                let ni = inner
-                    .iter()
-                    .find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None })
-                    .unwrap_or_default();
-                let ke = inner.iter().find_map(|p| if let Payload::Ke(k) = p { Some(k.clone()) } else { None });
-                let tsi = inner
-                    .iter()
-                    .find_map(|p| if let Payload::TsI(t) = p { Some(t.clone()) } else { None })
-                    .unwrap_or_default();
-                let tsr = inner
-                    .iter()
-                    .find_map(|p| if let Payload::TsR(t) = p { Some(t.clone()) } else { None })
-                    .unwrap_or_default();
+                let proposals = inner.sa().cloned().unwrap_or_default();
+                let ni = inner.nonce().cloned().unwrap_or_default();
+                let ke = inner.ke().cloned();
+                let tsi = inner.tsi().cloned().unwrap_or_default();
+                let tsr = inner.tsr().cloned().unwrap_or_default();
                 let (ntsi, ntsr) = (narrow(&tsi, &conn.remote_ts), narrow(&tsr, &conn.local_ts));
                 match proposal::select(&conn.esp, &proposals, Kind::Esp, ke.is_some()) {
                     _ if !(16..=256).contains(&ni.len()) => reply = refuse(NotifyType::INVALID_SYNTAX, vec![]),
@@ -1818,18 +1814,14 @@ impl Endpoint {
         let h = msg.header.clone();
         sa.last_seen = now;
         let inner = Self::open(sa, data, &msg)?;
-        let idi =
-            inner.iter().find_map(|p| if let Payload::IdI(i) = p { Some(i.clone()) } else { None }).ok_or("no IDi")?;
+        let idi = inner.idi().cloned().ok_or("no IDi")?;
         // The connection: the one chosen in IKE_SA_INIT, or one of the same proposals that
         // knows this peer identity.
         let candidates: Vec<usize> = std::iter::once(sa.conn)
             .chain(0..self.connections.len())
             .filter(|&i| self.connections[i].remote_id.as_ref().is_none_or(|r| *r == idi))
             .collect();
-        let auth = inner
-            .iter()
-            .find_map(|p| if let Payload::Auth(a) = p { Some(a.clone()) } else { None })
-            .ok_or("no AUTH")?;
+        let auth = inner.auth().cloned().ok_or("no AUTH")?;
         let verified = candidates.into_iter().find(|&i| {
             let c = &self.connections[i];
             auth.method == AuthMethod::SHARED_KEY_MIC
@@ -1850,12 +1842,9 @@ impl Endpoint {
             Payload::Auth(Authentication { method: AuthMethod::SHARED_KEY_MIC, data: my_auth }),
         ];
         // The first Child SA (RFC 7296 1.3): failing it leaves the IKE SA up.
-        let proposals =
-            inner.iter().find_map(|p| if let Payload::Sa(x) = p { Some(x.clone()) } else { None }).unwrap_or_default();
-        let tsi =
-            inner.iter().find_map(|p| if let Payload::TsI(t) = p { Some(t.clone()) } else { None }).unwrap_or_default();
-        let tsr =
-            inner.iter().find_map(|p| if let Payload::TsR(t) = p { Some(t.clone()) } else { None }).unwrap_or_default();
+        let proposals = inner.sa().cloned().unwrap_or_default();
+        let tsi = inner.tsi().cloned().unwrap_or_default();
+        let tsr = inner.tsr().cloned().unwrap_or_default();
         let (ntsi, ntsr) = (narrow(&tsi, &conn.remote_ts), narrow(&tsr, &conn.local_ts));
         let mut child = None;
         match proposal::select(&conn.esp, &proposals, Kind::Esp, false) {
