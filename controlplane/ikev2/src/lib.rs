@@ -3,5 +3,6 @@
 
 pub mod crypto;
 pub mod ike;
+pub mod pki;
 pub mod proposal;
 pub mod wire;
