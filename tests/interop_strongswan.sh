@@ -7,7 +7,9 @@
 # usage: interop_strongswan.sh DATAPLANE_BINARY IKE_DAEMON_BINARY
 # env: IKE_PROPOSAL, ESP_PROPOSAL (strongSwan syntax, default aes256gcm16-prfsha256-x25519 and
 #      aes256gcm16), QUICK=1 to stop after the tunnel, ping and iperf3 checks, TRAP=1 to bring
-#      the tunnel up on demand (start_action trap) and rekey by bytes.
+#      the tunnel up on demand (start_action trap) and rekey by bytes, IPV6=1 to run IKE and
+#      ESP over IPv6 between the gateways (fd77::1, fd77::2) for IPv6 subnets (fd01::/64,
+#      fd02::/64) instead of IPv4 (10.77.0.1, 10.77.0.2; 10.1.0.0/24, 10.2.0.0/24).
 set -uo pipefail
 ike_prop=${IKE_PROPOSAL:-aes256gcm16-prfsha256-x25519}
 start_action=start
@@ -24,6 +26,14 @@ case $esp_prop in
   aes128gcm16) want_esp="AES_GCM_16-128" ;;
   *) want_esp="" ;;
 esac
+# Our gateway a and strongSwan's gateway b, their subnets, and the host behind b.
+a_ip=10.77.0.1 b_ip=10.77.0.2 a_net=10.1.0.0/24 b_net=10.2.0.0/24 h2_ip=10.2.0.10 ipv=-4
+if [ -n "${IPV6:-}" ]; then
+  a_ip=fd77::1 b_ip=fd77::2 a_net=fd01::/64 b_net=fd02::/64 h2_ip=fd02::10 ipv=-6
+  # Read by scripts/gw-config (our gateway) and scripts/strongswan-peer.sh (strongSwan's).
+  export GW_IPV6_OUTER=1
+  ss_ipv6=1
+fi
 bin=$(realpath "$1")
 daemon=$(realpath "$2")
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -58,21 +68,21 @@ gw_start a 0 ports-only
 for _ in $(seq 100); do [ -S "$work/a.sock" ] && break; sleep 0.1; done
 cat >"$work/ike.toml" <<CONF
 [daemon]
-listen = "10.77.0.1"
+listen = "$a_ip"
 dataplane_socket = "$work/a.sock"
 control_socket = "$work/ike.sock"
 
 [[connection]]
 name = "gw"
-local_addr = "10.77.0.1"
-remote_addr = "10.77.0.2"
+local_addr = "$a_ip"
+remote_addr = "$b_ip"
 local_id = "a@example.test"
 remote_id = "b@example.test"
 psk = "$psk"
 proposals = ["$ike_prop"]
 esp_proposals = ["$esp_prop"]
-local_ts = ["10.1.0.0/24"]
-remote_ts = ["10.2.0.0/24"]
+local_ts = ["$a_net"]
+remote_ts = ["$b_net"]
 start_action = "$start_action"
 ${TRAP:+rekey_bytes = 20000000}
 # Short timers, so that rekeys and the dead-peer check below fit in a test.
@@ -83,13 +93,13 @@ retransmit_base_ms = 300
 retransmit_tries = 3
 CONF
 # The daemon binds the gateway's own address, which lives on the dataplane's TAP.
-for _ in $(seq 50); do ns gwa ip -4 addr show dev tap-unprot 2>/dev/null | grep -q 10.77.0.1 && break; sleep 0.1; done
+for _ in $(seq 50); do ns gwa ip "$ipv" addr show dev tap-unprot 2>/dev/null | grep -q "$a_ip" && break; sleep 0.1; done
 ip netns exec "$p-gwa" "$daemon" --config "$work/ike.toml" >"$work/daemon.log" 2>&1 &
 pids+=($!)
 if [ -n "${TRAP:-}" ]; then
   # No tunnel until traffic needs one: this packet is dropped (NoSa) and reported (acquire).
   sleep 1
-  ns h1 ping -c 1 -W 1 10.2.0.10 >/dev/null 2>&1
+  ns h1 ping -c 1 -W 1 "$h2_ip" >/dev/null 2>&1
   for _ in $(seq 50); do grep -q "needs the tunnel: initiating" "$work/daemon.log" && break; sleep 0.1; done
   grep -q "needs the tunnel: initiating" "$work/daemon.log" && ok "trap: traffic for the tunnel made our daemon initiate" \
     || bad "trap: no acquire: $(cat "$work/daemon.log")"
@@ -105,14 +115,14 @@ else
   bad "swanctl --list-sas: $(cat "$ss/sas.txt")"
 fi
 
-if ns h1 ping -c 5 -i 0.2 -W 2 10.2.0.10 >"$work/ping" 2>&1 && grep -q " 0% packet loss" "$work/ping"; then
+if ns h1 ping -c 5 -i 0.2 -W 2 "$h2_ip" >"$work/ping" 2>&1 && grep -q " 0% packet loss" "$work/ping"; then
   ok "ping h1 -> h2 through our gateway and strongSwan"
 else
   bad "ping: $(grep loss "$work/ping")"
 fi
 ns h2 iperf3 -s -1 -D -p 5201 >/dev/null 2>&1
 sleep 0.5
-if ns h1 timeout 30 iperf3 -c 10.2.0.10 -p 5201 -t 3 -J >"$work/iperf.json" 2>"$work/iperf.err"; then
+if ns h1 timeout 30 iperf3 -c "$h2_ip" -p 5201 -t 3 -J >"$work/iperf.json" 2>"$work/iperf.err"; then
   mbps=$(python3 -c "import json;d=json.load(open('$work/iperf.json'));print(round(d['end']['sum_received']['bits_per_second']/1e6))")
   ok "iperf3 TCP 3 s through the tunnel: $mbps Mbit/s"
 else
@@ -121,6 +131,16 @@ fi
 "$bin" sas --socket "$work/a.sock" >"$work/sas-a.txt" 2>&1
 grep -q "gw-net-in" "$work/sas-a.txt" && grep -q "gw-net-out" "$work/sas-a.txt" \
   && ok "the dataplane holds the negotiated SA pair" || bad "dataplane SAs: $(cat "$work/sas-a.txt")"
+if [ -n "${IPV6:-}" ]; then
+  # IKE, ESP and the selectors are IPv6 on both sides: nothing fell back to IPv4.
+  if grep -qF "local  'b@example.test' @ ${b_ip}[4500]" "$ss/sas.txt" && grep -qF "remote 'a@example.test' @ ${a_ip}[4500]" "$ss/sas.txt" \
+    && grep -qF "local  $b_net" "$ss/sas.txt" && grep -qF "remote $a_net" "$ss/sas.txt" \
+    && [ "$(awk -v a="$a_ip" -v b="$b_ip" '$1 ~ /^gw-net-/ && $4 == a && $5 == b' "$work/sas-a.txt" | wc -l)" -eq 2 ]; then
+    ok "IPv6 throughout: IKE and ESP between [$a_ip]:4500 and [$b_ip]:4500, selectors $a_net === $b_net"
+  else
+    bad "IPv6 endpoints or selectors: $(cat "$ss/sas.txt" "$work/sas-a.txt")"
+  fi
+fi
 if [ -n "${TRAP:-}" ]; then
   soft=$(grep -c "soft lifetime reached, rekeying" "$work/daemon.log")
   [ "$soft" -ge 2 ] && ok "rekeyed by bytes: $soft soft lifetimes reported by the dataplane during iperf3" \
@@ -130,7 +150,7 @@ fi
 # The operator's view: ikectl lists the IKE SA and its Child SA with the dataplane's counters.
 ikectl=$(dirname "$daemon")/ikectl
 # Fresh traffic on whichever Child SA is current (rekeys reset the per-SA counters).
-ns h1 ping -c 3 -i 0.1 -W 1 10.2.0.10 >/dev/null 2>&1
+ns h1 ping -c 3 -i 0.1 -W 1 "$h2_ip" >/dev/null 2>&1
 "$ikectl" --socket "$work/ike.sock" list >"$work/ikectl.txt" 2>&1
 "$ikectl" --socket "$work/ike.sock" list --json >"$work/ikectl.json" 2>&1
 if grep -q "ESTABLISHED" "$work/ikectl.txt" && grep -q "$ike_prop" "$work/ikectl.txt" \
@@ -142,7 +162,7 @@ fi
 cat "$work/ikectl.txt"
 
 if [ -n "${QUICK:-}" ]; then
-  echo "strongswan interop ($ike_prop, $esp_prop${TRAP:+, trap}): $pass passed, $fail failed"
+  echo "strongswan interop ($ike_prop, $esp_prop${TRAP:+, trap}${IPV6:+, IPv6}): $pass passed, $fail failed"
   [ "$fail" -eq 0 ]
   exit
 fi
@@ -152,7 +172,7 @@ fi
 # loses nothing.
 ups_before=$(grep -c "child SA net up" "$work/daemon.log")
 ike_before=$(grep -c "IKE SA .* rekeyed" "$work/daemon.log")
-if ns h1 ping -c 100 -i 0.2 -W 2 10.2.0.10 >"$work/ping-rekey" 2>&1 && grep -q " 0% packet loss" "$work/ping-rekey"; then
+if ns h1 ping -c 100 -i 0.2 -W 2 "$h2_ip" >"$work/ping-rekey" 2>&1 && grep -q " 0% packet loss" "$work/ping-rekey"; then
   rekeys=$(( $(grep -c "child SA net up" "$work/daemon.log") - ups_before ))
   ike_rekeys=$(( $(grep -c "IKE SA .* rekeyed" "$work/daemon.log") - ike_before ))
   if [ "$rekeys" -ge 3 ] && [ "$ike_rekeys" -ge 2 ]; then
@@ -181,7 +201,7 @@ ss_swanctl --list-sas >"$ss/sas-rekeyed.txt" 2>&1
 # The control plane restarts (SIGKILL, so it says goodbye to no one) while a ping runs: the
 # dataplane keeps forwarding with the SAs it has, the new daemon negotiates afresh and
 # replaces them, make-before-break.
-ns h1 ping -c 60 -i 0.2 -W 2 10.2.0.10 >"$work/ping-restart" 2>&1 &
+ns h1 ping -c 60 -i 0.2 -W 2 "$h2_ip" >"$work/ping-restart" 2>&1 &
 ping_pid=$!
 sleep 2
 kill -9 "${pids[1]}" 2>/dev/null; wait "${pids[1]}" 2>/dev/null
@@ -217,7 +237,7 @@ if grep -q "CHILD_SA net{.*} established" "$ss/initiate.out" && [ "$(grep -c "ch
 else
   bad "strongSwan-initiated: $(tail -5 "$ss/initiate.out")"
 fi
-if ns h1 ping -c 5 -i 0.2 -W 2 10.2.0.10 >"$work/ping2" 2>&1 && grep -q " 0% packet loss" "$work/ping2"; then
+if ns h1 ping -c 5 -i 0.2 -W 2 "$h2_ip" >"$work/ping2" 2>&1 && grep -q " 0% packet loss" "$work/ping2"; then
   ok "ping through the SA pair negotiated with us as responder"
 else
   bad "ping after responder negotiation: $(grep loss "$work/ping2")"
@@ -239,5 +259,5 @@ echo "--- our daemon's log"
 cat "$work/daemon.log"
 echo "--- our dataplane's SAs while up"
 cat "$work/sas-a.txt"
-echo "strongswan interop: $pass passed, $fail failed"
+echo "strongswan interop${IPV6:+ (IPv6)}: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
