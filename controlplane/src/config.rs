@@ -1,14 +1,16 @@
 //! The daemon's TOML configuration, in the spirit of swanctl.conf: connections with addresses,
-//! identities, a PSK, IKE and ESP proposals and the first Child SA's traffic selectors. A bad
-//! file is refused with the field named.
+//! identities, authentication (PSK or certificates), IKE and ESP proposals and the first Child
+//! SA's traffic selectors. A bad file is refused with the field named.
 
 use ikev2::crypto::Secret;
-use ikev2::ike::Connection;
+use ikev2::ike::{Connection, LocalAuth, RemoteAuth};
+use ikev2::pki::{Cert, Dn, PrivateKey, TrustStore};
 use ikev2::proposal::{Algorithms, Kind};
 use ikev2::wire::{IdType, Identification, TrafficSelector};
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -47,9 +49,22 @@ struct RawConnection {
     name: String,
     local_addr: String,
     remote_addr: String,
-    local_id: String,
+    /// Default with a certificate: its subject DN.
+    local_id: Option<String>,
     remote_id: Option<String>,
-    psk: String,
+    psk: Option<String>,
+    /// "psk" or "pubkey" (swanctl's names); the default is "pubkey" with `cert`, else "psk".
+    local_auth: Option<String>,
+    /// "psk" or "pubkey"; the default is "pubkey" with `cacerts`, else "psk".
+    remote_auth: Option<String>,
+    /// Our certificate (PEM or DER), followed in the same PEM file by any intermediate CA
+    /// certificates the peer needs to reach its trust anchor. Relative to the config file.
+    cert: Option<String>,
+    /// Our private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC), PEM or DER.
+    key: Option<String>,
+    /// CA certificates a peer's certificate must chain to.
+    #[serde(default)]
+    cacerts: Vec<String>,
     proposals: Vec<String>,
     esp_proposals: Vec<String>,
     #[serde(default = "child_default")]
@@ -112,15 +127,97 @@ pub struct Config {
     pub connections: Vec<ConnConfig>,
 }
 
-/// An IKE identity written as strongSwan does: an IP address, `user@domain` (RFC822) or a
-/// host name (FQDN).
-pub fn identity(s: &str) -> Identification {
-    match s.parse::<IpAddr>() {
+/// An IKE identity written as strongSwan does: an IP address, a distinguished name
+/// (`C=CH, O=Org, CN=gw`), `user@domain` (RFC822) or a host name (FQDN). As a remote identity,
+/// `*` in a DN value or a leading `*` in a name is a wildcard.
+pub fn identity(s: &str) -> Result<Identification, String> {
+    Ok(match s.parse::<IpAddr>() {
         Ok(IpAddr::V4(a)) => Identification { id_type: IdType::IPV4_ADDR, data: a.octets().to_vec() },
         Ok(IpAddr::V6(a)) => Identification { id_type: IdType::IPV6_ADDR, data: a.octets().to_vec() },
+        Err(_) if s.contains('=') => {
+            Identification { id_type: IdType::DER_ASN1_DN, data: Dn::parse(s)?.der().to_vec() }
+        }
         Err(_) if s.contains('@') => Identification::rfc822(s),
         Err(_) => Identification::fqdn(s),
+    })
+}
+
+fn read_file(base: &Path, name: &str) -> Result<Vec<u8>, String> {
+    let path = base.join(name);
+    std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// The authentication settings of one connection.
+fn auth(
+    c: &RawConnection,
+    base: &Path,
+    f: &dyn Fn(&str) -> String,
+) -> Result<(LocalAuth, RemoteAuth, Identification), ConfigError> {
+    let bad = |n: &str, r: String| ConfigError::Field(f(n), r);
+    let psk = || -> Result<Secret, ConfigError> {
+        match &c.psk {
+            Some(p) if p.len() >= 16 => Ok(Secret::from_slice(p.as_bytes())),
+            Some(_) => Err(bad("psk", "a pre-shared key needs at least 16 characters".into())),
+            None => Err(bad("psk", "needed for psk authentication".into())),
+        }
+    };
+    let local_kind = c.local_auth.as_deref().unwrap_or(if c.cert.is_some() { "pubkey" } else { "psk" });
+    let (local_auth, default_id) = match local_kind {
+        "psk" => (LocalAuth::Psk(psk()?), None),
+        "pubkey" => {
+            let name = c.cert.as_deref().ok_or_else(|| bad("cert", "needed for pubkey authentication".into()))?;
+            let mut certs = Cert::load_all(&read_file(base, name).map_err(|e| bad("cert", e))?)
+                .map_err(|e| bad("cert", e.to_string()))?;
+            let cert = certs.remove(0);
+            let key_name = c.key.as_deref().ok_or_else(|| bad("key", "needed with cert".into()))?;
+            let key = PrivateKey::load(&read_file(base, key_name).map_err(|e| bad("key", e))?)
+                .map_err(|e| bad("key", e.to_string()))?;
+            if !key.matches(&cert) {
+                return Err(bad("key", "not the key of the certificate".into()));
+            }
+            let id = cert.subject_id();
+            (
+                LocalAuth::Cert {
+                    cert: Arc::new(cert),
+                    chain: certs.into_iter().map(Arc::new).collect(),
+                    key: Arc::new(key),
+                },
+                Some(id),
+            )
+        }
+        _ => return Err(bad("local_auth", "\"psk\" or \"pubkey\"".into())),
+    };
+    let local_id = match (&c.local_id, default_id) {
+        (Some(s), _) => identity(s).map_err(|e| bad("local_id", e))?,
+        (None, Some(id)) => id,
+        (None, None) => return Err(bad("local_id", "needed without a certificate".into())),
+    };
+    if let LocalAuth::Cert { cert, .. } = &local_auth
+        && !cert.binds(&local_id)
+    {
+        return Err(bad(
+            "local_id",
+            format!("not in the certificate \"{}\" (subject or subjectAltName)", cert.subject),
+        ));
     }
+    let remote_kind = c.remote_auth.as_deref().unwrap_or(if c.cacerts.is_empty() { "psk" } else { "pubkey" });
+    let remote_auth = match remote_kind {
+        "psk" => RemoteAuth::Psk(psk()?),
+        "pubkey" => {
+            if c.cacerts.is_empty() {
+                return Err(bad("cacerts", "needed for pubkey authentication of the peer".into()));
+            }
+            let mut cas = Vec::new();
+            for name in &c.cacerts {
+                let certs = Cert::load_all(&read_file(base, name).map_err(|e| bad("cacerts", e))?)
+                    .map_err(|e| bad("cacerts", format!("{name}: {e}")))?;
+                cas.extend(certs);
+            }
+            RemoteAuth::Cert(Arc::new(TrustStore::new(cas).map_err(|e| bad("cacerts", e.to_string()))?))
+        }
+        _ => return Err(bad("remote_auth", "\"psk\" or \"pubkey\"".into())),
+    };
+    Ok((local_auth, remote_auth, local_id))
 }
 
 /// `10.1.0.0/24` (or one address) as a traffic selector: all protocols and ports.
@@ -152,12 +249,17 @@ pub fn selector(s: &str) -> Result<TrafficSelector, String> {
 }
 
 impl Config {
-    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.display().to_string(), e))?;
-        Config::parse(&text)
+        Config::parse_in(&text, path.parent().unwrap_or(Path::new(".")))
     }
 
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse_in(text, Path::new("."))
+    }
+
+    /// Parses `text`; file names in it are relative to `base`.
+    pub fn parse_in(text: &str, base: &Path) -> Result<Config, ConfigError> {
         let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
         let bad = |f: String, r: &str| ConfigError::Field(f, r.to_string());
         let listen_strs: Vec<String> = match &raw.daemon.listen {
@@ -186,9 +288,11 @@ impl Config {
             if remote.is_some_and(|r: IpAddr| r.is_ipv4() != local.is_ipv4()) {
                 return Err(bad(f("remote_addr"), "local and remote addresses are of different families"));
             }
-            if c.psk.len() < 16 {
-                return Err(bad(f("psk"), "a pre-shared key needs at least 16 characters"));
-            }
+            let (local_auth, remote_auth, local_id) = auth(c, base, &f)?;
+            let remote_id = match &c.remote_id {
+                Some(s) => Some(identity(s).map_err(|e| bad(f("remote_id"), &e))?),
+                None => None,
+            };
             let parse_all = |list: &[String], kind: Kind, name: &str| -> Result<Vec<Algorithms>, ConfigError> {
                 if list.is_empty() {
                     return Err(bad(f(name), "at least one proposal is needed"));
@@ -212,9 +316,10 @@ impl Config {
             connections.push(ConnConfig {
                 conn: Connection {
                     name: c.name.clone(),
-                    local_id: identity(&c.local_id),
-                    remote_id: c.remote_id.as_deref().map(identity),
-                    psk: Secret::from_slice(c.psk.as_bytes()),
+                    local_id,
+                    remote_id,
+                    local_auth,
+                    remote_auth,
                     ike,
                     esp,
                     child_name: c.child.clone(),
@@ -294,6 +399,35 @@ start_action = "start"
         ] {
             let e = Config::parse(&GOOD.replace(from, to)).err().unwrap().to_string();
             assert!(e.starts_with(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn certificates_and_dn_identities() {
+        let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("ikev2/tests/vectors/pki");
+        let certs = GOOD
+            .replace(
+                "psk = \"a-long-test-psk-0123456789\"\n",
+                "cert = \"rsa-gw.pem\"\nkey = \"rsa-gw.key.pem\"\ncacerts = [\"ec-ca.pem\"]\n",
+            )
+            .replace("local_id = \"left@example.test\"\n", "")
+            .replace("remote_id = \"right.example.test\"", "remote_id = \"C=CH, O=Test, CN=*\"");
+        let c = Config::parse_in(&certs, &vectors).unwrap();
+        let conn = &c.connections[0].conn;
+        assert_eq!(conn.local_id.id_type, IdType::DER_ASN1_DN, "the certificate's subject by default");
+        assert!(matches!(conn.local_auth, LocalAuth::Cert { .. }));
+        assert!(matches!(conn.remote_auth, RemoteAuth::Cert(_)));
+        assert_eq!(conn.remote_id.as_ref().unwrap().id_type, IdType::DER_ASN1_DN);
+        for (from, to, field) in [
+            ("rsa-gw.key.pem", "ec-gw.key.pem", "connection[0].key"),
+            ("rsa-gw.pem", "missing.pem", "connection[0].cert"),
+            ("[\"ec-ca.pem\"]", "[\"ec-gw.pem\"]", "connection[0].cacerts"),
+            ("remote_id = \"C=CH, O=Test, CN=*\"", "remote_id = \"C=CH, Q=1\"", "connection[0].remote_id"),
+            ("cert = ", "local_id = \"other.example.test\"\ncert = ", "connection[0].local_id"),
+            ("cacerts = [\"ec-ca.pem\"]", "remote_auth = \"psk\"", "connection[0].psk"),
+        ] {
+            let e = Config::parse_in(&certs.replace(from, to), &vectors).err().unwrap().to_string();
+            assert!(e.starts_with(field), "{from}: {e}");
         }
     }
 }

@@ -52,6 +52,8 @@ pub struct IkeSaView {
     pub local: String,
     pub remote: String,
     pub nat: bool,
+    #[serde(default)]
+    pub remote_id: String,
     pub algorithms: String,
     pub age_secs: u64,
     pub children: Vec<ChildView>,
@@ -142,13 +144,14 @@ pub fn render(sas: &[IkeSaView]) -> String {
     for i in sas {
         let _ = writeln!(
             s,
-            "{}: IKE SA {} {} {} -> {}{}, {}, {}, {} s",
+            "{}: IKE SA {} {} {} -> {}{}{}, {}, {}, {} s",
             i.connection,
             i.local_spi,
             if i.established { "ESTABLISHED" } else { "CONNECTING" },
             i.local,
             i.remote,
             if i.nat { " (NAT-T)" } else { "" },
+            if i.remote_id.is_empty() { String::new() } else { format!(" [{}]", i.remote_id) },
             if i.initiator { "initiator" } else { "responder" },
             i.algorithms,
             i.age_secs

@@ -151,6 +151,7 @@ fn views(cfg: &Config, sas: Vec<IkeSaInfo>) -> Vec<IkeSaView> {
             local: i.local.to_string(),
             remote: i.remote.to_string(),
             nat: i.nat,
+            remote_id: i.remote_id.unwrap_or_default(),
             algorithms: i.algorithms,
             age_secs: i.age.as_secs(),
         })
@@ -281,6 +282,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
     let mut ep =
         Endpoint::new(cfg.connections.iter().map(|c| c.conn.clone()).collect(), Box::new(SystemProvider::new()));
     let now = Instant::now();
+    ep.set_wall_clock(now, unix_now());
     for c in cfg.connections.iter().filter(|c| c.start == StartAction::Trap) {
         // Trap policies: traffic for them is dropped (NoSa) and reported, so we initiate.
         if let Some(sock) = &cfg.dataplane_socket {
@@ -306,6 +308,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
     };
     let mut buf = vec![0u8; 65536];
     let mut last_events = Instant::now();
+    let mut last_keepalive = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if let Some(ctl) = &ctl {
             ctl.poll(&mut |cmd| operator(&cfg, &mut ep, cmd));
@@ -414,7 +417,13 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
         }
         if last_events.elapsed() >= Duration::from_millis(50) {
             last_events = Instant::now();
+            // Certificates are checked against the wall clock, which may be stepped.
+            ep.set_wall_clock(last_events, unix_now());
             dataplane_events(&cfg, &mut ep);
+        }
+        if last_keepalive.elapsed() >= NAT_KEEPALIVE {
+            last_keepalive = Instant::now();
+            nat_keepalives(&ep, &sockets);
         }
         if !busy {
             // Short, so that a peer's answer (say to a rekey) is acted on at once.
@@ -422,6 +431,28 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// RFC 3948 4: a NAT keepalive at least this often keeps the NAT's mapping for our UDP-
+/// encapsulated ESP and IKE (strongSwan's default is 20 s too).
+const NAT_KEEPALIVE: Duration = Duration::from_secs(20);
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A lone 0xff byte from our port 4500 to the peer's (RFC 3948 2.3) on every IKE SA with a NAT
+/// between the peers. The dataplane's ESP shares that 5-tuple, so one keepalive keeps both.
+fn nat_keepalives(ep: &Endpoint, sockets: &[(UdpSocket, bool)]) {
+    for sa in ep.list(Instant::now()).into_iter().filter(|s| s.established && s.nat) {
+        let Some((sock, _)) = sockets.iter().find(|(s, marker)| *marker && s.local_addr().is_ok_and(|a| a == sa.local))
+        else {
+            continue;
+        };
+        if let Err(e) = sock.send_to(&[0xff], sa.remote) {
+            eprintln!("ike-daemon: NAT keepalive to {}: {e}", sa.remote);
+        }
+    }
 }
 
 #[cfg(test)]

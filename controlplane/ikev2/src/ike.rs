@@ -9,13 +9,15 @@
 use crate::crypto::{
     self, CipherSuite, CryptoProvider, DhGroup, DhPrivate, IkeSaKeys, PrfAlg, Secret, SkCipher, nat_detection_hash,
 };
+use crate::pki::{self, Cert, PrivateKey, TrustStore};
 use crate::proposal::{self, Algorithms, Chosen, Kind};
 use crate::wire::{
-    self, AuthMethod, Authentication, Encrypted, ExchangeType, Header, Identification, KeyExchange, Message, Notify,
-    NotifyType, Payload, ProtocolId, Spi, TrafficSelector,
+    self, AuthMethod, Authentication, CertEncoding, Certificate, Encrypted, ExchangeType, Header, Identification,
+    KeyExchange, Message, Notify, NotifyType, Payload, ProtocolId, Spi, TrafficSelector,
 };
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Nonce length we send: 32 bytes, at least half the key of every PRF we offer (RFC 7296 2.10).
@@ -25,15 +27,36 @@ const NONCE_LEN: usize = 32;
 const RETRANSMIT_BASE: Duration = Duration::from_secs(1);
 const RETRANSMIT_TRIES: u32 = 5;
 
-/// A connection this end can initiate or accept: addresses, identities, PSK, proposals and
-/// the first Child SA's traffic selectors.
+/// How this end proves its identity (RFC 7296 2.15).
+#[derive(Debug, Clone)]
+pub enum LocalAuth {
+    /// Shared Key Message Integrity Code (method 2).
+    Psk(Secret),
+    /// A signature with our key (RFC 7427, or RFC 4754 for ECDSA with peers without it). The
+    /// certificate and the CA certificates between it and the peer's trust anchor go out in
+    /// CERT payloads.
+    Cert { cert: Arc<Cert>, chain: Vec<Arc<Cert>>, key: Arc<PrivateKey> },
+}
+
+/// How the peer must prove its identity.
+#[derive(Debug, Clone)]
+pub enum RemoteAuth {
+    Psk(Secret),
+    /// A signature by a certificate one of these CAs issued, which binds the peer's identity.
+    Cert(Arc<TrustStore>),
+}
+
+/// A connection this end can initiate or accept: addresses, identities, authentication,
+/// proposals and the first Child SA's traffic selectors.
 #[derive(Debug, Clone)]
 pub struct Connection {
     pub name: String,
     pub local_id: Identification,
-    /// The identity the peer must prove; `None` accepts any identity this PSK is known for.
+    /// The identity the peer must prove, possibly a pattern (`*.example.com`, a DN with `*`
+    /// values: [`pki::id_matches`]); `None` accepts any identity that authenticates.
     pub remote_id: Option<Identification>,
-    pub psk: Secret,
+    pub local_auth: LocalAuth,
+    pub remote_auth: RemoteAuth,
     pub ike: Vec<Algorithms>,
     pub esp: Vec<Algorithms>,
     pub child_name: String,
@@ -53,6 +76,16 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Whether `id` is acceptable as the peer's identity.
+    fn accepts_id(&self, id: &Identification) -> bool {
+        self.remote_id.as_ref().is_none_or(|want| pki::id_matches(want, id))
+    }
+
+    /// The IDr an initiator sends: the configured peer identity, unless it is a pattern.
+    fn idr_to_send(&self) -> Option<&Identification> {
+        self.remote_id.as_ref().filter(|r| !r.data.contains(&b'*') && r.data != b"%any")
+    }
+
     /// The defaults for liveness and retransmission.
     pub const RETRANSMIT_BASE: Duration = RETRANSMIT_BASE;
     pub const RETRANSMIT_TRIES: u32 = RETRANSMIT_TRIES;
@@ -197,6 +230,8 @@ pub struct IkeSaInfo {
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub nat: bool,
+    /// The peer's authenticated identity, as text (a DN as `C=.., O=.., CN=..`).
+    pub remote_id: Option<String>,
     /// The negotiated suite in strongSwan's notation, e.g. `aes256gcm16-prfsha256-x25519`.
     pub algorithms: String,
     pub age: Duration,
@@ -306,6 +341,10 @@ struct IkeSa {
     deferred_deletes: Vec<u32>,
     /// When we last heard from the peer, for liveness checks (RFC 7296 2.4).
     last_seen: Instant,
+    /// The hash algorithms the peer's SIGNATURE_HASH_ALGORITHMS listed (RFC 7427 section 4).
+    peer_hashes: Option<Vec<u16>>,
+    /// The peer's identity, once authenticated.
+    peer_id: Option<Identification>,
 }
 
 impl Child {
@@ -344,6 +383,8 @@ pub struct Endpoint {
     /// Half-open IKE SAs beyond which an IKE_SA_INIT request must carry a cookie (RFC 7296 2.6).
     cookie_threshold: usize,
     cookie_secret: crypto::CookieSecret,
+    /// An instant and the Unix time (seconds) it was, to check certificate validity.
+    wall_clock: Option<(Instant, i64)>,
 }
 
 /// The first payload of each kind a message carries (RFC 7296: at most one of these each).
@@ -396,6 +437,11 @@ fn id_body(id: &Identification) -> Vec<u8> {
     let mut b = vec![id.id_type.0, 0, 0, 0];
     b.extend_from_slice(&id.data);
     b
+}
+
+/// The peer's SIGNATURE_HASH_ALGORITHMS, if it sent one (RFC 7427 section 4).
+fn peer_hashes(p: &[Payload]) -> Option<Vec<u16>> {
+    find_notify(p, NotifyType::SIGNATURE_HASH_ALGORITHMS).map(|n| pki::parse_hash_algorithms(&n.data))
 }
 
 fn notify(t: NotifyType, data: Vec<u8>) -> Payload {
@@ -468,7 +514,21 @@ impl Endpoint {
             provider,
             cookie_threshold: Self::COOKIE_THRESHOLD,
             cookie_secret,
+            wall_clock: None,
         }
+    }
+
+    /// Tells the endpoint that `at` was `unix_secs` on the wall clock: certificates are checked
+    /// against the time derived from it (without it, no certificate is accepted).
+    pub fn set_wall_clock(&mut self, at: Instant, unix_secs: i64) {
+        self.wall_clock = Some((at, unix_secs));
+    }
+
+    fn unix_time(&self, now: Instant) -> Option<i64> {
+        let (at, unix) = self.wall_clock?;
+        let delta =
+            now.saturating_duration_since(at).as_secs() as i64 - at.saturating_duration_since(now).as_secs() as i64;
+        Some(unix + delta)
     }
 
     /// Half-open IKE SAs before cookies are demanded, by default.
@@ -537,6 +597,8 @@ impl Endpoint {
             successor: None,
             deferred_deletes: Vec::new(),
             last_seen: now,
+            peer_hashes: None,
+            peer_id: None,
         };
         self.send_init_request(now, &mut sa);
         self.sas.insert(spi_i, sa);
@@ -586,6 +648,8 @@ impl Endpoint {
         payloads.push(Payload::Ke(KeyExchange { group: dh.group().id(), data: dh.public().to_vec() }));
         payloads.push(Payload::Nonce(sa.ni.clone()));
         payloads.extend(Self::nat_notifies(sa.spi_i, 0, sa.local, sa.remote));
+        // RFC 7427 section 4: we verify and make Digital Signature AUTH with these hashes.
+        payloads.push(notify(NotifyType::SIGNATURE_HASH_ALGORITHMS, pki::hash_algorithms_data()));
         let msg = Message {
             header: Header {
                 spi_i: sa.spi_i,
@@ -698,6 +762,7 @@ impl Endpoint {
                 local: s.local,
                 remote: s.remote,
                 nat: s.nat,
+                remote_id: s.peer_id.as_ref().map(pki::id_text),
                 algorithms: s.chosen.as_ref().map(describe).unwrap_or_default(),
                 age: now.saturating_duration_since(s.established),
                 children: s
@@ -1022,6 +1087,13 @@ impl Endpoint {
         payloads.push(Payload::Ke(KeyExchange { group, data: dh.public().to_vec() }));
         payloads.push(Payload::Nonce(nr.clone()));
         payloads.extend(Self::nat_notifies(h.spi_i, spi_r, local, remote));
+        if let RemoteAuth::Cert(cas) = &self.connections[conn].remote_auth {
+            // RFC 7296 1.2, 3.7: which CAs we trust, so that the initiator sends its certificate.
+            payloads
+                .push(Payload::CertReq(Certificate { encoding: CertEncoding::X509_SIGNATURE, data: cas.certreq() }));
+        }
+        payloads.push(notify(NotifyType::SIGNATURE_HASH_ALGORITHMS, pki::hash_algorithms_data()));
+        let peer_hashes = peer_hashes(&msg.payloads);
         let resp = Message {
             header: Header {
                 spi_i: h.spi_i,
@@ -1066,6 +1138,8 @@ impl Endpoint {
             successor: None,
             deferred_deletes: Vec::new(),
             last_seen: now,
+            peer_hashes,
+            peer_id: None,
         };
         self.transmits.push_back(Transmit { local, remote, data: resp });
         self.half_open.insert((h.spi_i, remote), spi_r);
@@ -1098,16 +1172,81 @@ impl Endpoint {
         wire::parse_payload_chain(*first_inner, &plain).map_err(|e| e.to_string())
     }
 
-    /// The PSK AUTH value (RFC 7296 2.15) of our own AUTH payload (`mine`) or of the one the
-    /// peer must send. The signer signs its own IKE_SA_INIT message, the other side's nonce and
-    /// prf(SK_p, its ID payload body), SK_pi for the initiator and SK_pr for the responder.
-    fn auth_data(sa: &IkeSa, conn: &Connection, mine: bool, id: &Identification) -> Result<Vec<u8>, String> {
+    /// The octets an AUTH payload covers (RFC 7296 2.15), of our own AUTH (`mine`) or of the
+    /// one the peer must send: the signer's IKE_SA_INIT message, the other side's nonce and
+    /// prf(SK_p, the signer's ID payload body), SK_pi for the initiator and SK_pr for the
+    /// responder.
+    fn signed_octets(sa: &IkeSa, mine: bool, id: &Identification) -> Result<Vec<u8>, String> {
         let keys = sa.keys.as_ref().ok_or("no keys")?;
         let signer_is_initiator = if mine { sa.initiator } else { !sa.initiator };
         let real = if mine { &sa.my_init } else { &sa.peer_init };
         let (nonce, sk_p) = if signer_is_initiator { (&sa.nr, &keys.sk_pi) } else { (&sa.ni, &keys.sk_pr) };
-        let signed = crypto::signed_octets(real, nonce, keys.prf, sk_p, &id_body(id));
-        Ok(crypto::psk_auth(keys.prf, conn.psk.expose(), &signed))
+        Ok(crypto::signed_octets(real, nonce, keys.prf, sk_p, &id_body(id)))
+    }
+
+    /// Our CERT payloads (none with a PSK) and our AUTH payload.
+    fn my_auth(sa: &IkeSa, conn: &Connection) -> Result<(Vec<Payload>, Payload), String> {
+        let octets = Self::signed_octets(sa, true, &conn.local_id)?;
+        match &conn.local_auth {
+            LocalAuth::Psk(psk) => {
+                let prf = sa.keys.as_ref().ok_or("no keys")?.prf;
+                let data = crypto::psk_auth(prf, psk.expose(), &octets);
+                Ok((vec![], Payload::Auth(Authentication { method: AuthMethod::SHARED_KEY_MIC, data })))
+            }
+            LocalAuth::Cert { cert, chain, key } => {
+                let (method, data) = key.sign_auth(sa.peer_hashes.as_deref(), &octets).map_err(|e| e.to_string())?;
+                let certs = std::iter::once(cert)
+                    .chain(chain)
+                    .map(|c| {
+                        Payload::Cert(Certificate { encoding: CertEncoding::X509_SIGNATURE, data: c.der().to_vec() })
+                    })
+                    .collect();
+                Ok((certs, Payload::Auth(Authentication { method, data })))
+            }
+        }
+    }
+
+    /// Checks the peer's AUTH payload for connection `conn` and the identity `id` it claims:
+    /// the PSK's MIC, or a signature by the certificate of the first CERT payload (the others
+    /// may be intermediate CAs), which one of the connection's CAs must have issued and which
+    /// must hold `id` (RFC 7296 2.15, 3.5, 3.6).
+    fn verify_peer_auth(
+        &self,
+        now: Instant,
+        sa: &IkeSa,
+        conn: &Connection,
+        id: &Identification,
+        inner: &[Payload],
+    ) -> Result<(), String> {
+        let auth = inner.auth().ok_or("no AUTH payload")?;
+        let octets = Self::signed_octets(sa, false, id)?;
+        match &conn.remote_auth {
+            RemoteAuth::Psk(psk) => {
+                let prf = sa.keys.as_ref().ok_or("no keys")?.prf;
+                if auth.method != AuthMethod::SHARED_KEY_MIC {
+                    return Err(format!("peer authenticates with {:?}, we expect a PSK", auth.method));
+                }
+                if !crypto::verify_psk_auth(prf, psk.expose(), &octets, &auth.data) {
+                    return Err("AUTH does not verify with the PSK".into());
+                }
+                Ok(())
+            }
+            RemoteAuth::Cert(cas) => {
+                let mut certs = inner.iter().filter_map(|p| match p {
+                    Payload::Cert(c) if c.encoding == CertEncoding::X509_SIGNATURE => Some(Cert::from_der(&c.data)),
+                    _ => None,
+                });
+                let end = certs.next().ok_or("no certificate (CERT payload)")?.map_err(|e| e.to_string())?;
+                let intermediates: Vec<Cert> = certs.filter_map(Result::ok).collect();
+                let unix = self.unix_time(now).ok_or("no wall-clock time to check certificates against")?;
+                cas.verify(&end, &intermediates, unix).map_err(|e| e.to_string())?;
+                if !end.binds(id) {
+                    return Err(format!("certificate \"{}\" does not hold identity {}", end.subject, pki::id_text(id)));
+                }
+                pki::verify_auth(&end.key, auth.method, &auth.data, &octets)
+                    .map_err(|e| format!("AUTH of \"{}\": {e}", end.subject))
+            }
+        }
     }
 
     fn response(&mut self, now: Instant, sa: &mut IkeSa, data: &[u8], msg: Message) -> Result<(), String> {
@@ -1211,6 +1350,7 @@ impl Endpoint {
                 sa.nr = nr;
                 sa.chosen = Some(chosen);
                 sa.peer_init = data.to_vec();
+                sa.peer_hashes = peer_hashes(&msg.payloads);
                 sa.pending = None;
                 self.send_auth_request(now, sa)
             }
@@ -1225,21 +1365,26 @@ impl Endpoint {
                 }
                 let conn = self.connections[sa.conn].clone();
                 let idr = inner.idr().cloned().ok_or("no IDr")?;
-                if conn.remote_id.as_ref().is_some_and(|want| *want != idr) {
-                    return Err("the responder's identity is not the one configured".into());
-                }
-                let auth = inner.auth().ok_or("no AUTH")?;
-                let want = Self::auth_data(sa, &conn, false, &idr)?;
-                if auth.method != AuthMethod::SHARED_KEY_MIC || !crypto::ct_eq(&auth.data, &want) {
-                    return Err("the responder's AUTH does not verify".into());
+                let verified = if conn.accepts_id(&idr) {
+                    self.verify_peer_auth(now, sa, &conn, &idr, &inner)
+                } else {
+                    Err(format!("identity {} is not the one configured", pki::id_text(&idr)))
+                };
+                if let Err(e) = verified {
+                    // RFC 7296 2.21.2: the responder thinks the IKE SA is up; tell it, in an
+                    // INFORMATIONAL of its own, that it is not.
+                    let refuse = notify(NotifyType::AUTHENTICATION_FAILED, vec![]);
+                    self.informational(now, sa, &[refuse], Request::DeleteIke)?;
+                    return Err(format!("the responder fails to authenticate: {e}"));
                 }
                 sa.state = State::Established;
+                sa.peer_id = Some(idr.clone());
                 self.events.push_back(Event::IkeUp {
                     connection: conn.name.clone(),
                     local_spi: sa.spi_i,
                     remote_id: idr,
                 });
-                self.child_from_auth_response(sa, &conn, &inner)
+                self.child_from_auth_response(now, sa, &conn, &inner)
             }
             _ => Ok(()),
         }
@@ -1253,18 +1398,23 @@ impl Endpoint {
             self.provider.rng().fill(&mut spi);
         }
         sa.child_spi = u32::from_be_bytes(spi);
-        let auth = Self::auth_data(sa, &conn, true, &conn.local_id)?;
+        let (certs, auth) = Self::my_auth(sa, &conn)?;
         let proposals = conn
             .esp
             .iter()
             .enumerate()
             .map(|(i, a)| a.to_wire(i as u8 + 1, ProtocolId::ESP, Spi::Four(sa.child_spi), false))
             .collect();
+        // RFC 7296 1.2: IDi, [CERT,] [CERTREQ,] [IDr,] AUTH, SAi2, TSi, TSr.
         let mut inner = vec![Payload::IdI(conn.local_id.clone())];
-        if let Some(r) = &conn.remote_id {
+        inner.extend(certs);
+        if let RemoteAuth::Cert(cas) = &conn.remote_auth {
+            inner.push(Payload::CertReq(Certificate { encoding: CertEncoding::X509_SIGNATURE, data: cas.certreq() }));
+        }
+        if let Some(r) = conn.idr_to_send() {
             inner.push(Payload::IdR(r.clone()));
         }
-        inner.push(Payload::Auth(Authentication { method: AuthMethod::SHARED_KEY_MIC, data: auth }));
+        inner.push(auth);
         // RFC 7296 2.4: this is the only IKE SA between our identities, so a peer still holding
         // one from before (say we restarted) drops it.
         inner.push(notify(NotifyType::INITIAL_CONTACT, vec![]));
@@ -1288,7 +1438,13 @@ impl Endpoint {
         Ok(())
     }
 
-    fn child_from_auth_response(&mut self, sa: &mut IkeSa, conn: &Connection, inner: &[Payload]) -> Result<(), String> {
+    fn child_from_auth_response(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        conn: &Connection,
+        inner: &[Payload],
+    ) -> Result<(), String> {
         let accepted = inner.sa().and_then(|x| x.first()).ok_or("no child SA proposal accepted")?;
         let chosen = proposal::check_accepted(&conn.esp, accepted, Kind::Esp, false)
             .ok_or("responder chose an ESP proposal we did not offer")?;
@@ -1302,7 +1458,7 @@ impl Endpoint {
         let nonces = (sa.ni.clone(), sa.nr.clone());
         let child =
             self.child_keys(sa, conn, &chosen, sa.child_spi, spi_out, tsi, tsr, (&nonces.0, &nonces.1), None, true)?;
-        sa.children.push(Child::of(&child, Instant::now()));
+        sa.children.push(Child::of(&child, now));
         self.events.push_back(Event::ChildUp(child));
         Ok(())
     }
@@ -1570,6 +1726,8 @@ impl Endpoint {
             successor: None,
             deferred_deletes: std::mem::take(&mut old.deferred_deletes),
             last_seen: now,
+            peer_hashes: old.peer_hashes.clone(),
+            peer_id: old.peer_id.clone(),
         };
         let spi = new.local_spi();
         let connection = self.connections[new.conn].name.clone();
@@ -1764,6 +1922,12 @@ impl Endpoint {
         sa.last_seen = now;
         let header = Self::response_header(sa, ExchangeType::INFORMATIONAL, msg.header.message_id);
         let connection = self.connections[sa.conn].name.clone();
+        if find_notify(&inner, NotifyType::AUTHENTICATION_FAILED).is_some() {
+            // The initiator did not accept our AUTH (RFC 7296 2.21.2): the IKE SA is void.
+            let out = self.seal(sa, header, &[])?;
+            self.respond(sa, msg.header.message_id, out);
+            return Err("the peer refused our authentication (AUTHENTICATION_FAILED)".into());
+        }
         let mut delete_ike = false;
         let mut ours = Vec::new();
         for p in &inner {
@@ -1817,30 +1981,35 @@ impl Endpoint {
         let idi = inner.idi().cloned().ok_or("no IDi")?;
         // The connection: the one chosen in IKE_SA_INIT, or one of the same proposals that
         // knows this peer identity.
-        let candidates: Vec<usize> = std::iter::once(sa.conn)
-            .chain(0..self.connections.len())
-            .filter(|&i| self.connections[i].remote_id.as_ref().is_none_or(|r| *r == idi))
-            .collect();
-        let auth = inner.auth().cloned().ok_or("no AUTH")?;
-        let verified = candidates.into_iter().find(|&i| {
+        let mut why = format!("no connection accepts identity {}", pki::id_text(&idi));
+        let mut verified = None;
+        for i in std::iter::once(sa.conn).chain(0..self.connections.len()) {
             let c = &self.connections[i];
-            auth.method == AuthMethod::SHARED_KEY_MIC
-                && Self::auth_data(sa, c, false, &idi).is_ok_and(|w| crypto::ct_eq(&auth.data, &w))
-        });
+            if !c.accepts_id(&idi) {
+                continue;
+            }
+            match self.verify_peer_auth(now, sa, c, &idi, &inner) {
+                Ok(()) => {
+                    verified = Some(i);
+                    break;
+                }
+                Err(e) => why = format!("{}: {e}", c.name),
+            }
+        }
         let header = Self::response_header(sa, ExchangeType::IKE_AUTH, h.message_id);
         let Some(ci) = verified else {
             // RFC 7296 2.21.2: AUTHENTICATION_FAILED, then the IKE SA is gone.
             let out = self.seal(sa, header, &[notify(NotifyType::AUTHENTICATION_FAILED, vec![])])?;
             self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: out });
-            return Err("the initiator's AUTH does not verify".into());
+            return Err(format!("the initiator {} fails to authenticate: {why}", pki::id_text(&idi)));
         };
         sa.conn = ci;
         let conn = self.connections[ci].clone();
-        let my_auth = Self::auth_data(sa, &conn, true, &conn.local_id)?;
-        let mut out_payloads = vec![
-            Payload::IdR(conn.local_id.clone()),
-            Payload::Auth(Authentication { method: AuthMethod::SHARED_KEY_MIC, data: my_auth }),
-        ];
+        // RFC 7296 1.2: IDr, [CERT,] AUTH, SAr2, TSi, TSr.
+        let (certs, my_auth) = Self::my_auth(sa, &conn)?;
+        let mut out_payloads = vec![Payload::IdR(conn.local_id.clone())];
+        out_payloads.extend(certs);
+        out_payloads.push(my_auth);
         // The first Child SA (RFC 7296 1.3): failing it leaves the IKE SA up.
         let proposals = inner.sa().cloned().unwrap_or_default();
         let tsi = inner.tsi().cloned().unwrap_or_default();
@@ -1884,6 +2053,7 @@ impl Endpoint {
         let out = self.seal(sa, header, &out_payloads)?;
         sa.state = State::Established;
         sa.established = now;
+        sa.peer_id = Some(idi.clone());
         self.half_open.retain(|_, v| *v != sa.spi_r);
         self.respond(sa, h.message_id, out);
         self.events.push_back(Event::IkeUp { connection: conn.name.clone(), local_spi: sa.spi_r, remote_id: idi });

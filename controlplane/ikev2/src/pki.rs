@@ -311,7 +311,11 @@ impl Dn {
     /// wildcards, so that one connection accepts every branch of an organisation).
     pub fn matches(&self, other: &Dn) -> bool {
         self.rdns.len() == other.rdns.len()
-            && self.rdns.iter().zip(&other.rdns).all(|((ka, va), (kb, vb))| ka == kb && (va == "*" || va.eq_ignore_ascii_case(vb)))
+            && self
+                .rdns
+                .iter()
+                .zip(&other.rdns)
+                .all(|((ka, va), (kb, vb))| ka == kb && (va == "*" || va.eq_ignore_ascii_case(vb)))
     }
 }
 
@@ -451,12 +455,8 @@ impl Cert {
                 }
             }
         }
-        let sig_params = c
-            .signature_algorithm
-            .parameters
-            .as_ref()
-            .map(|p| p.to_der_vec().unwrap_or_default())
-            .unwrap_or_default();
+        let sig_params =
+            c.signature_algorithm.parameters.as_ref().map(|p| p.to_der_vec().unwrap_or_default()).unwrap_or_default();
         Ok(Cert {
             subject: Dn::from_name(c.subject(), c.subject().as_raw())?,
             issuer: Dn::from_name(c.issuer(), c.issuer().as_raw())?,
@@ -514,9 +514,10 @@ impl Cert {
             IdType::DER_ASN1_DN => Dn::from_der(&id.data).is_ok_and(|d| d.matches(&self.subject)),
             IdType::FQDN => self.dns_names.iter().any(|n| n.eq_ignore_ascii_case(&text())),
             IdType::RFC822_ADDR => self.emails.iter().any(|n| n.eq_ignore_ascii_case(&text())),
-            IdType::IPV4_ADDR | IdType::IPV6_ADDR => {
-                self.ips.iter().any(|a| Identification::ip(*a).data == id.data && Identification::ip(*a).id_type == id.id_type)
-            }
+            IdType::IPV4_ADDR | IdType::IPV6_ADDR => self
+                .ips
+                .iter()
+                .any(|a| Identification::ip(*a).data == id.data && Identification::ip(*a).id_type == id.id_type),
             _ => false,
         }
     }
@@ -556,7 +557,10 @@ impl TrustStore {
     pub fn new(cas: Vec<Cert>) -> Result<Self, PkiError> {
         for ca in &cas {
             if !ca.is_ca {
-                return Err(PkiError::Chain(format!("\"{}\" is not a CA certificate (no basicConstraints cA)", ca.subject)));
+                return Err(PkiError::Chain(format!(
+                    "\"{}\" is not a CA certificate (no basicConstraints cA)",
+                    ca.subject
+                )));
             }
         }
         Ok(TrustStore { cas })

@@ -5,10 +5,12 @@
 //! SAs down on both sides; liveness checks keep a live peer and notice a dead one.
 
 use ikev2::crypto::{Secret, TestProvider};
-use ikev2::ike::{Connection, Endpoint, Event, Transmit};
+use ikev2::ike::{Connection, Endpoint, Event, LocalAuth, RemoteAuth, Transmit};
+use ikev2::pki::{Cert, Dn, PrivateKey, TrustStore};
 use ikev2::proposal::{Algorithms, Kind};
-use ikev2::wire::{Identification, TrafficSelector};
+use ikev2::wire::{IdType, Identification, TrafficSelector};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn conn(me: &str, peer: &str, psk: &str, ike: &[&str], local_net: u8, remote_net: u8) -> Connection {
@@ -16,7 +18,8 @@ fn conn(me: &str, peer: &str, psk: &str, ike: &[&str], local_net: u8, remote_net
         name: format!("{me}-{peer}"),
         local_id: Identification::fqdn(&format!("{me}.example.test")),
         remote_id: Some(Identification::fqdn(&format!("{peer}.example.test"))),
-        psk: Secret::from_slice(psk.as_bytes()),
+        local_auth: LocalAuth::Psk(Secret::from_slice(psk.as_bytes())),
+        remote_auth: RemoteAuth::Psk(Secret::from_slice(psk.as_bytes())),
         ike: ike.iter().map(|p| Algorithms::parse(Kind::Ike, p).unwrap()).collect(),
         esp: vec![
             Algorithms::parse(Kind::Esp, "aes256gcm16").unwrap(),
@@ -33,6 +36,9 @@ fn conn(me: &str, peer: &str, psk: &str, ike: &[&str], local_net: u8, remote_net
     }
 }
 
+/// 2026-12-01T00:00:00Z.
+const CERT_TIME: i64 = 1_796_083_200;
+
 const A: &str = "192.0.2.1:500";
 const B: &str = "192.0.2.2:500";
 
@@ -48,14 +54,13 @@ struct Net {
 
 impl Net {
     fn new(a: Connection, b: Connection) -> Self {
-        Net {
-            a: Endpoint::new(vec![a], Box::new(TestProvider::new(b"peer a"))),
-            b: Endpoint::new(vec![b], Box::new(TestProvider::new(b"peer b"))),
-            now: Instant::now(),
-            a_events: vec![],
-            b_events: vec![],
-            delivered: 0,
-        }
+        let now = Instant::now();
+        let mut a = Endpoint::new(vec![a], Box::new(TestProvider::new(b"peer a")));
+        let mut b = Endpoint::new(vec![b], Box::new(TestProvider::new(b"peer b")));
+        // Inside the validity of the test certificates (tests/vectors/pki).
+        a.set_wall_clock(now, CERT_TIME);
+        b.set_wall_clock(now, CERT_TIME);
+        Net { a, b, now, a_events: vec![], b_events: vec![], delivered: 0 }
     }
 
     /// Moves datagrams until nothing is in flight; `drop(n)` decides whether the n-th
@@ -348,4 +353,128 @@ fn ipv6_endpoints_and_selectors() {
     assert_eq!(c.remote, lb);
     assert!(!c.udp_encap, "no NAT between the two: plain ESP");
     assert_eq!(c.local_ts, vec![net6(1)]);
+}
+
+// ---- certificates (tests/vectors/pki, made by strongSwan's pki and OpenSSL) ----
+
+fn pki_file(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/vectors/pki/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn cert_auth(cert: &str, chain: &[&str], key: &str) -> LocalAuth {
+    let load = |n: &str| Arc::new(Cert::load_all(&pki_file(n)).unwrap().remove(0));
+    LocalAuth::Cert {
+        cert: load(cert),
+        chain: chain.iter().map(|n| load(n)).collect(),
+        key: Arc::new(PrivateKey::load(&pki_file(key)).unwrap()),
+    }
+}
+
+fn trust(cas: &[&str]) -> RemoteAuth {
+    let cas = cas.iter().map(|n| Cert::load_all(&pki_file(n)).unwrap().remove(0)).collect();
+    RemoteAuth::Cert(Arc::new(TrustStore::new(cas).unwrap()))
+}
+
+fn dn(s: &str) -> Identification {
+    Identification { id_type: IdType::DER_ASN1_DN, data: Dn::parse(s).unwrap().der().to_vec() }
+}
+
+/// a: ECDSA P-256 certificate with the FQDN identity; b: an RSA certificate under an
+/// intermediate CA, with its DN as identity. Each trusts the other's root.
+fn cert_conns() -> (Connection, Connection) {
+    let ike = ["aes256gcm16-prfsha256-x25519"];
+    let mut a = conn("a", "b", "unused-psk-unused-psk", &ike, 1, 2);
+    a.local_id = Identification::fqdn("gw.example.test");
+    a.local_auth = cert_auth("ec-gw.pem", &[], "ec-gw.key.pem");
+    a.remote_id = Some(dn("C=CH, O=Test, OU=Branches, CN=*"));
+    a.remote_auth = trust(&["rsa-ca.pem"]);
+    let mut b = conn("b", "a", "unused-psk-unused-psk", &ike, 2, 1);
+    b.local_id = dn("C=CH, O=Test, OU=Branches, CN=branch7.example.test");
+    b.local_auth = cert_auth("rsa-gw.pem", &["rsa-sub.pem"], "rsa-gw.key.pem");
+    b.remote_id = Some(Identification::fqdn("*.example.test"));
+    b.remote_auth = trust(&["ec-ca.pem"]);
+    (a, b)
+}
+
+fn failed(events: &[Event]) -> Option<&str> {
+    events.iter().find_map(|e| if let Event::Failed { reason, .. } = e { Some(reason.as_str()) } else { None })
+}
+
+#[test]
+fn certificates_rsa_and_ecdsa_with_an_intermediate_ca() {
+    let (a, b) = cert_conns();
+    let mut net = Net::new(a, b);
+    net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+    net.run(60, &|_| false);
+    check_pair(&net);
+    let remote = |events: &[Event]| {
+        events.iter().find_map(|e| if let Event::IkeUp { remote_id, .. } = e { Some(remote_id.clone()) } else { None })
+    };
+    assert_eq!(remote(&net.a_events), Some(dn("C=CH, O=Test, OU=Branches, CN=branch7.example.test")));
+    assert_eq!(remote(&net.b_events), Some(Identification::fqdn("gw.example.test")));
+}
+
+#[test]
+fn certificate_one_way_psk_the_other() {
+    // a signs with the P-384 key (PKCS#8, certificate signed RSA-PSS by OpenSSL), b uses a PSK.
+    let (mut a, mut b) = cert_conns();
+    a.local_id = Identification::rfc822("p384@example.test");
+    a.local_auth = cert_auth("p384.pem", &[], "p384.key.pem");
+    a.remote_auth = RemoteAuth::Psk(Secret::from_slice(b"a-long-test-psk-0123456789"));
+    b.local_auth = LocalAuth::Psk(Secret::from_slice(b"a-long-test-psk-0123456789"));
+    b.remote_id = Some(Identification::rfc822("*@example.test"));
+    b.remote_auth = trust(&["rsa-ca.pem"]);
+    let mut net = Net::new(a, b);
+    net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+    net.run(60, &|_| false);
+    check_pair(&net);
+}
+
+#[test]
+fn certificates_that_must_not_authenticate() {
+    type Change = fn(&mut Connection, &mut Connection);
+    let unchanged: Change = |_, _| {};
+    let cases: [(&str, Change, Option<i64>, &str); 5] = [
+        ("untrusted CA", |_, b| b.remote_auth = trust(&["rsa-ca.pem"]), None, "no trusted CA issued"),
+        (
+            "identity not in the certificate",
+            |a, _| a.local_id = Identification::fqdn("other.example.test"),
+            None,
+            "does not hold identity",
+        ),
+        (
+            "identity the peer does not accept",
+            |_, b| b.remote_id = Some(Identification::fqdn("*.example.org")),
+            None,
+            "no connection accepts",
+        ),
+        ("expired, by the responder's clock", unchanged, Some(2_200_000_000), "expired"),
+        (
+            "missing intermediate",
+            |_, b| b.local_auth = cert_auth("rsa-gw.pem", &[], "rsa-gw.key.pem"),
+            None,
+            "no trusted CA issued",
+        ),
+    ];
+    for (what, change, b_clock, why) in cases {
+        let (mut a, mut b) = cert_conns();
+        change(&mut a, &mut b);
+        let mut net = Net::new(a, b);
+        if let Some(t) = b_clock {
+            net.b.set_wall_clock(net.now, t);
+        }
+        net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+        net.run(60, &|_| false);
+        // The responder refuses the initiator, or the initiator refuses the responder.
+        let reasons = format!("{:?} / {:?}", failed(&net.a_events), failed(&net.b_events));
+        assert!(reasons.contains(why), "{what}: {reasons}");
+        // No Child SA is left: one the responder made before the initiator refused its AUTH
+        // goes again with the initiator's AUTHENTICATION_FAILED (RFC 7296 2.21.2).
+        for events in [&net.a_events, &net.b_events] {
+            let ups = events.iter().filter(|e| matches!(e, Event::ChildUp(_))).count();
+            assert_eq!(ups, downs(events).0, "{what}: {events:?}");
+        }
+        assert!(failed(&net.b_events).is_some(), "{what}: the responder knows");
+    }
 }
