@@ -6,9 +6,12 @@
 #   ss_swanctl ARGS...                       swanctl against that charon
 # Set ss_ipv6=1 before ss_start for IKE and ESP over IPv6 (fd77::2 <-> fd77::1, as gw-config
 # with GW_IPV6_OUTER=1) and IPv6 traffic selectors (fd02::/64 <-> fd01::/64).
+# Set ss_pki=DIR before ss_start to authenticate with certificates instead of the PSK:
+# DIR/ca.pem is the CA both trust, DIR/b.pem and DIR/b.key strongSwan's certificate and key
+# (ss_make_pki makes them).
 
 ss_start() {
-  local ike_prop=$1 esp_prop=$2 psk=$3
+  local ike_prop=$1 esp_prop=$2 psk=$3 auth=psk
   local local_addr=10.77.0.2 remote_addr=10.77.0.1 local_ts=10.2.0.0/24 remote_ts=10.1.0.0/24
   # Gateway b is a plain Linux router running charon: its stack must see its own interfaces.
   ip netns exec "$p-gwb" nft delete table netdev dataplane_only
@@ -27,6 +30,13 @@ ss_start() {
   fi
   ss=$work/ss
   mkdir -p "$ss/swanctl"
+  if [ -n "${ss_pki:-}" ]; then
+    auth=pubkey
+    mkdir -p "$ss/swanctl/x509ca" "$ss/swanctl/x509" "$ss/swanctl/private"
+    cp "$ss_pki/ca.pem" "$ss/swanctl/x509ca/"
+    cp "$ss_pki/b.pem" "$ss/swanctl/x509/"
+    cp "$ss_pki/b.key" "$ss/swanctl/private/"
+  fi
   cat >"$ss/strongswan.conf" <<CONF
 charon {
   load = random nonce openssl aes gcm sha1 sha2 hmac kdf pem pkcs1 pkcs8 x509 pubkey curve25519 gmp kernel-libipsec kernel-netlink socket-default vici updown
@@ -36,6 +46,7 @@ charon {
   filelog {
     charon {
       path = $ss/charon.log
+      flush_line = yes
       default = 1
       ike = 2
     }
@@ -55,11 +66,12 @@ connections {
     remote_addrs = $remote_addr
     proposals = $ike_prop
     local {
-      auth = psk
+      auth = $auth
       id = b@example.test
+      $([ "$auth" = pubkey ] && echo "certs = b.pem")
     }
     remote {
-      auth = psk
+      auth = $auth
       id = a@example.test
     }
     children {
@@ -87,6 +99,26 @@ CONF
   ss_pid=$!
   local _
   for _ in $(seq 50); do [ -S "$ss/charon.vici" ] && break; sleep 0.1; done
+}
+
+# ss_make_pki DIR ecdsa|rsa: a CA and a certificate for each gateway, made by strongSwan's pki:
+# a.pem/a.key for ours (subject CN=a.example.test, subjectAltName a@example.test) and
+# b.pem/b.key for strongSwan's (b@example.test).
+ss_make_pki() {
+  local dir=$1 type=$2 size=256 g
+  [ "$type" = rsa ] && size=3072
+  mkdir -p "$dir"
+  pki --gen --type "$type" --size "$size" --outform pem >"$dir/ca.key" 2>/dev/null
+  pki --self --ca --lifetime 30 --in "$dir/ca.key" --type "$type" --dn "C=CH, O=Interop, CN=Interop CA" \
+    --outform pem >"$dir/ca.pem" 2>/dev/null
+  for g in a b; do
+    [ "$type" = rsa ] && size=2048
+    pki --gen --type "$type" --size "$size" --outform pem >"$dir/$g.key" 2>/dev/null
+    pki --pub --in "$dir/$g.key" --type "$type" 2>/dev/null \
+      | pki --issue --lifetime 30 --cacert "$dir/ca.pem" --cakey "$dir/ca.key" \
+        --dn "C=CH, O=Interop, CN=$g.example.test" --san "$g@example.test" --outform pem >"$dir/$g.pem" 2>/dev/null
+  done
+  [ -s "$dir/a.pem" ] && [ -s "$dir/b.pem" ]
 }
 
 ss_swanctl() {

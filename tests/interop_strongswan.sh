@@ -26,6 +26,8 @@ case $esp_prop in
   aes128gcm16) want_esp="AES_GCM_16-128" ;;
   *) want_esp="" ;;
 esac
+# AUTH=ecdsa or AUTH=rsa: both sides authenticate with certificates of that kind from one CA
+# (RFC 7427 signatures) instead of the PSK.
 # Our gateway a and strongSwan's gateway b, their subnets, and the host behind b.
 a_ip=10.77.0.1 b_ip=10.77.0.2 a_net=10.1.0.0/24 b_net=10.2.0.0/24 h2_ip=10.2.0.10 ipv=-4
 if [ -n "${IPV6:-}" ]; then
@@ -59,6 +61,14 @@ trap cleanup EXIT
 # shellcheck source=../scripts/strongswan-peer.sh
 . "$here/scripts/strongswan-peer.sh"
 psk="a-long-test-psk-0123456789"
+auth_lines="psk = \"$psk\""
+if [ -n "${AUTH:-}" ]; then
+  if ss_make_pki "$work/pki" "$AUTH"; then ok "strongSwan's pki made a $AUTH CA and certificates"; else bad "pki failed"; fi
+  ss_pki=$work/pki
+  auth_lines="cert = \"pki/a.pem\"
+key = \"pki/a.key\"
+cacerts = [\"pki/ca.pem\"]"
+fi
 ss_start "$ike_prop" "$esp_prop" "$psk"
 pids+=("$ss_pid")
 if ss_swanctl --load-all >"$ss/load.out" 2>&1; then ok "strongSwan loaded its configuration"; else bad "swanctl --load-all: $(cat "$ss/load.out")"; fi
@@ -78,7 +88,7 @@ local_addr = "$a_ip"
 remote_addr = "$b_ip"
 local_id = "a@example.test"
 remote_id = "b@example.test"
-psk = "$psk"
+$auth_lines
 proposals = ["$ike_prop"]
 esp_proposals = ["$esp_prop"]
 local_ts = ["$a_net"]
@@ -115,6 +125,16 @@ else
   bad "swanctl --list-sas: $(cat "$ss/sas.txt")"
 fi
 
+if [ -n "${AUTH:-}" ]; then
+  # charon names how it checked us: an RFC 7427 signature with our certificate's key.
+  how=$(grep -o "authentication of 'a@example.test' with [A-Z0-9_]* successful" "$ss/charon.log" | head -1)
+  if [ -n "$how" ] && ! grep -q "authentication of 'a@example.test' with pre-shared key" "$ss/charon.log" \
+    && grep -q "received end entity cert \"C=CH, O=Interop, CN=a.example.test\"" "$ss/charon.log"; then
+    ok "strongSwan checked our certificate: $how"
+  else
+    bad "certificate authentication in charon's log: $(grep -iE "authentication of|cert" "$ss/charon.log" | head)"
+  fi
+fi
 if ns h1 ping -c 5 -i 0.2 -W 2 "$h2_ip" >"$work/ping" 2>&1 && grep -q " 0% packet loss" "$work/ping"; then
   ok "ping h1 -> h2 through our gateway and strongSwan"
 else
@@ -162,7 +182,7 @@ fi
 cat "$work/ikectl.txt"
 
 if [ -n "${QUICK:-}" ]; then
-  echo "strongswan interop ($ike_prop, $esp_prop${TRAP:+, trap}${IPV6:+, IPv6}): $pass passed, $fail failed"
+  echo "strongswan interop ($ike_prop, $esp_prop${TRAP:+, trap}${IPV6:+, IPv6}${AUTH:+, $AUTH certificates}): $pass passed, $fail failed"
   [ "$fail" -eq 0 ]
   exit
 fi
@@ -259,5 +279,5 @@ echo "--- our daemon's log"
 cat "$work/daemon.log"
 echo "--- our dataplane's SAs while up"
 cat "$work/sas-a.txt"
-echo "strongswan interop${IPV6:+ (IPv6)}: $pass passed, $fail failed"
+echo "strongswan interop${IPV6:+ (IPv6)}${AUTH:+ ($AUTH certificates)}: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
