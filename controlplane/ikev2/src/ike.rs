@@ -345,6 +345,12 @@ struct IkeSa {
     peer_hashes: Option<Vec<u16>>,
     /// The peer's identity, once authenticated.
     peer_id: Option<Identification>,
+    /// A rekey of the peer's that crossed our rekey of the same Child SA (RFC 7296 2.8.1): the
+    /// old Child SA's and the new one's inbound SPI, and the lower nonce of the peer's exchange.
+    crossed_child_rekey: Option<(u32, u32, Vec<u8>)>,
+    /// An IKE SA rekey of the peer's that crossed ours (RFC 7296 2.8.2): the IKE SA it made
+    /// (our SPI) and the lower nonce of the peer's exchange.
+    crossed_ike_rekey: Option<(u64, Vec<u8>)>,
 }
 
 impl Child {
@@ -437,6 +443,12 @@ fn id_body(id: &Identification) -> Vec<u8> {
     let mut b = vec![id.id_type.0, 0, 0, 0];
     b.extend_from_slice(&id.data);
     b
+}
+
+/// The lower of an exchange's two nonces, for settling rekey collisions (RFC 7296 2.8.1):
+/// nonces compare as octet strings.
+fn lower_nonce<'a>(a: &'a [u8], b: &'a [u8]) -> &'a [u8] {
+    a.min(b)
 }
 
 /// The peer's SIGNATURE_HASH_ALGORITHMS, if it sent one (RFC 7427 section 4).
@@ -599,6 +611,8 @@ impl Endpoint {
             last_seen: now,
             peer_hashes: None,
             peer_id: None,
+            crossed_child_rekey: None,
+            crossed_ike_rekey: None,
         };
         self.send_init_request(now, &mut sa);
         self.sas.insert(spi_i, sa);
@@ -1140,6 +1154,8 @@ impl Endpoint {
             last_seen: now,
             peer_hashes,
             peer_id: None,
+            crossed_child_rekey: None,
+            crossed_ike_rekey: None,
         };
         self.transmits.push_back(Transmit { local, remote, data: resp });
         self.half_open.insert((h.spi_i, remote), spi_r);
@@ -1604,8 +1620,19 @@ impl Endpoint {
             shared.as_ref().map(|s| s.expose()),
             true,
         )?;
+        let new_spi_in = child.spi_in;
         Self::children_of(&mut self.sas, sa).push(Child::of(&child, now));
         self.events.push_back(Event::ChildUp(child));
+        if let Some((_, _, theirs)) = sa.crossed_child_rekey.take().filter(|c| c.0 == rk.old_spi_in) {
+            // Both ends rekeyed this Child SA at once (RFC 7296 2.8.1): the new SA whose exchange
+            // had the lowest of the four nonces is redundant, and its creator deletes it.
+            if lower_nonce(&rk.ni, &nr) < theirs.as_slice() {
+                // Ours: delete it; the peer, whose rekey stands, deletes the old SA.
+                let del = Payload::Delete(wire::Delete { protocol: ProtocolId::ESP, spis: vec![new_spi_in] });
+                return self.informational(now, sa, &[del], Request::DeleteChild(new_spi_in));
+            }
+            // The peer's: it deletes that one; ours replaces the old SA as usual.
+        }
         // Make-before-break: only now the old pair goes (RFC 7296 2.8).
         if let Some(n) = sa.successor.and_then(|k| self.sas.get_mut(&k)) {
             // This IKE SA is on its way out: delete through the one that replaced it.
@@ -1728,6 +1755,8 @@ impl Endpoint {
             last_seen: now,
             peer_hashes: old.peer_hashes.clone(),
             peer_id: old.peer_id.clone(),
+            crossed_child_rekey: None,
+            crossed_ike_rekey: None,
         };
         let spi = new.local_spi();
         let connection = self.connections[new.conn].name.clone();
@@ -1756,7 +1785,32 @@ impl Endpoint {
             return Err("KE group differs from the negotiated one".into());
         }
         let shared = rk.dh.shared(&ke.data).map_err(|e| e.to_string())?;
-        self.successor(now, sa, chosen, &shared, (rk.ni, nr), (rk.new_spi, peer_spi), true)?;
+        let ours_lower = lower_nonce(&rk.ni, &nr).to_vec();
+        let ours = self.successor(now, sa, chosen, &shared, (rk.ni, nr), (rk.new_spi, peer_spi), true)?;
+        if let Some((theirs, their_lower)) = sa.crossed_ike_rekey.take() {
+            // Both ends rekeyed this IKE SA at once (RFC 7296 2.8.2): the new IKE SA whose
+            // exchange had the lowest of the four nonces is redundant, and its creator deletes it.
+            // The Child SAs went to the peer's new IKE SA when we answered its rekey.
+            if ours_lower < their_lower {
+                // Ours: delete it; the peer, whose rekey stands, deletes the old IKE SA.
+                sa.successor = Some(theirs);
+                let Some(mut redundant) = self.sas.remove(&ours) else { return Ok(()) };
+                redundant.successor = Some(theirs);
+                let del = Payload::Delete(wire::Delete { protocol: ProtocolId::IKE, spis: vec![] });
+                let r = self.informational(now, &mut redundant, &[del], Request::DeleteIke);
+                self.sas.insert(ours, redundant);
+                return r;
+            }
+            // The peer's: it deletes that one; ours takes the Child SAs and replaces the old one.
+            if let Some(t) = self.sas.get_mut(&theirs) {
+                let (children, deletes) = (std::mem::take(&mut t.children), std::mem::take(&mut t.deferred_deletes));
+                t.successor = Some(ours);
+                if let Some(o) = self.sas.get_mut(&ours) {
+                    o.children.extend(children);
+                    o.deferred_deletes.extend(deletes);
+                }
+            }
+        }
         let del = Payload::Delete(wire::Delete { protocol: ProtocolId::IKE, spis: vec![] });
         self.informational(now, sa, &[del], Request::DeleteIke)
     }
@@ -1799,7 +1853,12 @@ impl Endpoint {
                     ];
                     // The peer deletes this IKE SA next; we do not rekey it ourselves.
                     sa.ike_rekeyed = true;
-                    self.successor(now, sa, chosen, &shared, (ni, nr), (peer_spi, our_spi), false)?;
+                    let crossing = sa.ike_rekey.is_some().then(|| lower_nonce(&ni, &nr).to_vec());
+                    let new = self.successor(now, sa, chosen, &shared, (ni, nr), (peer_spi, our_spi), false)?;
+                    if let Some(theirs) = crossing {
+                        // Our rekey of this IKE SA is in flight too: settled when its answer comes.
+                        sa.crossed_ike_rekey = Some((new, theirs));
+                    }
                     reply
                 }
                 (Some(_), None) => refuse(NotifyType::INVALID_SYNTAX, vec![]),
@@ -1871,7 +1930,13 @@ impl Endpoint {
                             false,
                         )?;
                         // The peer replaces this one and will delete it: we do not rekey it too.
-                        Self::children_of(&mut self.sas, sa)[idx].rekeyed = true;
+                        let old = &mut Self::children_of(&mut self.sas, sa)[idx];
+                        old.rekeyed = true;
+                        let old_spi_in = old.spi_in;
+                        if sa.rekey.as_ref().is_some_and(|r| r.old_spi_in == old_spi_in) {
+                            // Our rekey of it is in flight too: settled when its answer comes.
+                            sa.crossed_child_rekey = Some((old_spi_in, spi_in, lower_nonce(&ni, &nr).to_vec()));
+                        }
                         new_child = Some(c);
                         reply = payloads;
                     }

@@ -54,9 +54,14 @@ struct Net {
 
 impl Net {
     fn new(a: Connection, b: Connection) -> Self {
+        Self::seeded(a, b, b"peer a", b"peer b")
+    }
+
+    /// With the random numbers (SPIs, nonces, keys) of these seeds.
+    fn seeded(a: Connection, b: Connection, seed_a: &[u8], seed_b: &[u8]) -> Self {
         let now = Instant::now();
-        let mut a = Endpoint::new(vec![a], Box::new(TestProvider::new(b"peer a")));
-        let mut b = Endpoint::new(vec![b], Box::new(TestProvider::new(b"peer b")));
+        let mut a = Endpoint::new(vec![a], Box::new(TestProvider::new(seed_a)));
+        let mut b = Endpoint::new(vec![b], Box::new(TestProvider::new(seed_b)));
         // Inside the validity of the test certificates (tests/vectors/pki).
         a.set_wall_clock(now, CERT_TIME);
         b.set_wall_clock(now, CERT_TIME);
@@ -328,6 +333,80 @@ fn ike_sa_rekeys_carry_the_child_sas_along() {
     // Exactly one Child SA pair is left up: every old one was deleted, none lost with an IKE SA.
     assert_eq!(ua.len() - downs(&net.a_events).0, 1);
     assert_eq!(ub.len() - downs(&net.b_events).0, 1);
+}
+
+/// The Child SAs an end holds, from its events: (our inbound SPI, outbound SPI, keys in, out).
+fn live_children(events: &[Event]) -> Vec<(u32, u32, Vec<u8>, Vec<u8>)> {
+    let mut live = Vec::new();
+    for e in events {
+        match e {
+            Event::ChildUp(c) => {
+                live.push((c.spi_in, c.spi_out, c.key_in.expose().to_vec(), c.key_out.expose().to_vec()))
+            }
+            Event::ChildDown { spi_in, .. } => live.retain(|c| c.0 != *spi_in),
+            _ => {}
+        }
+    }
+    live
+}
+
+/// The two ends hold the same single Child SA pair, with matching keys.
+fn one_matching_child(net: &Net) {
+    let (a, b) = (live_children(&net.a_events), live_children(&net.b_events));
+    assert_eq!((a.len(), b.len()), (1, 1), "a: {a:?}\nb: {b:?}");
+    assert_eq!((a[0].0, a[0].1), (b[0].1, b[0].0));
+    assert_eq!((&a[0].2, &a[0].3), (&b[0].3, &b[0].2));
+    let listed = |ep: &Endpoint| ep.list(net.now).iter().map(|s| s.children.len()).sum::<usize>();
+    assert_eq!((listed(&net.a), listed(&net.b)), (1, 1));
+}
+
+#[test]
+fn simultaneous_child_rekeys_keep_one_pair() {
+    // Both ends rekey the same Child SA at the same instant, every 10 s (RFC 7296 2.8.1).
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    for (seed_a, seed_b) in [(&b"peer a"[..], &b"peer b"[..]), (b"peer b", b"peer a"), (b"x", b"y")] {
+        let mut a = conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2);
+        let mut b = conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1);
+        a.child_rekey = Some(Duration::from_secs(10));
+        b.child_rekey = Some(Duration::from_secs(10));
+        let mut net = Net::seeded(a, b, seed_a, seed_b);
+        net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+        let end = net.now + Duration::from_secs(35);
+        net.run_until(end, &|_| false);
+        assert!(!net.a_events.iter().chain(&net.b_events).any(|e| matches!(e, Event::Failed { .. })));
+        // Three rounds, each making two pairs (one per end's rekey), one of them redundant.
+        let (ua, ub) = (child_ups(&net.a_events), child_ups(&net.b_events));
+        assert_eq!((ua.len(), ub.len()), (7, 7), "every rekey collided");
+        one_matching_child(&net);
+    }
+}
+
+#[test]
+fn simultaneous_ike_rekeys_keep_one_ike_sa_with_the_child_sas() {
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    for (seed_a, seed_b) in [(&b"peer a"[..], &b"peer b"[..]), (b"peer b", b"peer a"), (b"x", b"y")] {
+        let mut a = conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2);
+        let mut b = conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1);
+        a.ike_rekey = Some(Duration::from_secs(15));
+        b.ike_rekey = Some(Duration::from_secs(15));
+        let mut net = Net::seeded(a, b, seed_a, seed_b);
+        net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+        let end = net.now + Duration::from_secs(50);
+        net.run_until(end, &|_| false);
+        assert!(!net.a_events.iter().chain(&net.b_events).any(|e| matches!(e, Event::Failed { .. })));
+        let rekeyed = |ev: &[Event]| ev.iter().filter(|e| matches!(e, Event::IkeRekeyed { .. })).count();
+        assert_eq!((rekeyed(&net.a_events), rekeyed(&net.b_events)), (6, 6), "three rounds, two rekeys each");
+        let (la, lb) = (net.a.list(net.now), net.b.list(net.now));
+        assert_eq!((la.len(), lb.len()), (1, 1), "one IKE SA left: {la:?} {lb:?}");
+        assert_eq!((la[0].local_spi, la[0].remote_spi), (lb[0].remote_spi, lb[0].local_spi));
+        one_matching_child(&net);
+        // The IKE SA left works: a Child SA rekey through it succeeds.
+        assert!(net.a.rekey_soon(la[0].children[0].spi_in));
+        let end = net.now + Duration::from_secs(3);
+        net.run_until(end, &|_| false);
+        assert_eq!(child_ups(&net.a_events).len(), 2);
+        one_matching_child(&net);
+    }
 }
 
 #[test]
