@@ -9,6 +9,9 @@
 # Set ss_pki=DIR before ss_start to authenticate with certificates instead of the PSK:
 # DIR/ca.pem is the CA both trust, DIR/b.pem and DIR/b.key strongSwan's certificate and key
 # (ss_make_pki makes them).
+# Set ss_children="NAME=TS NAME=TS ..." before ss_start for several Child SAs, each from
+# strongSwan's subnet to the part TS of the remote one, instead of the one child "net".
+# (Each needs a remote TS of its own: kernel-libipsec routes each child's remote TS.)
 
 ss_start() {
   local ike_prop=$1 esp_prop=$2 psk=$3 auth=psk
@@ -75,12 +78,10 @@ connections {
       id = a@example.test
     }
     children {
-      net {
-        local_ts = $local_ts
-        remote_ts = $remote_ts
-        mode = tunnel
-        esp_proposals = $esp_prop
-      }
+$(for c in ${ss_children:-net=$remote_ts}; do
+    printf '      %s {\n        local_ts = %s\n        remote_ts = %s\n        mode = tunnel\n        esp_proposals = %s\n      }\n' \
+      "${c%%=*}" "$local_ts" "${c#*=}" "$esp_prop"
+  done)
     }
   }
 }

@@ -26,6 +26,8 @@ case $esp_prop in
   aes128gcm16) want_esp="AES_GCM_16-128" ;;
   *) want_esp="" ;;
 esac
+# CHILDREN=2 (IPv4): two Child SAs in one IKE SA, "net" from the lower and "net2" from the
+# upper half of our subnet; the second comes up with CREATE_CHILD_SA.
 # AUTH=ecdsa or AUTH=rsa: both sides authenticate with certificates of that kind from one CA
 # (RFC 7427 signatures) instead of the PSK.
 # Our gateway a and strongSwan's gateway b, their subnets, and the host behind b.
@@ -61,6 +63,24 @@ trap cleanup EXIT
 # shellcheck source=../scripts/strongswan-peer.sh
 . "$here/scripts/strongswan-peer.sh"
 psk="a-long-test-psk-0123456789"
+ts_lines="local_ts = [\"$a_net\"]
+remote_ts = [\"$b_net\"]"
+children_tables=""
+if [ -n "${CHILDREN:-}" ]; then
+  # The host behind us gets a second address, in the upper half.
+  h1_ip2=10.1.0.200
+  ns h1 ip addr add "$h1_ip2/24" dev h1-eth0
+  ts_lines=""
+  children_tables="[[connection.children]]
+name = \"net\"
+local_ts = [\"10.1.0.0/25\"]
+remote_ts = [\"$b_net\"]
+[[connection.children]]
+name = \"net2\"
+local_ts = [\"10.1.0.128/25\"]
+remote_ts = [\"$b_net\"]"
+  ss_children="net=10.1.0.0/25 net2=10.1.0.128/25"
+fi
 auth_lines="psk = \"$psk\""
 if [ -n "${AUTH:-}" ]; then
   if ss_make_pki "$work/pki" "$AUTH"; then ok "strongSwan's pki made a $AUTH CA and certificates"; else bad "pki failed"; fi
@@ -91,8 +111,7 @@ remote_id = "b@example.test"
 $auth_lines
 proposals = ["$ike_prop"]
 esp_proposals = ["$esp_prop"]
-local_ts = ["$a_net"]
-remote_ts = ["$b_net"]
+$ts_lines
 start_action = "$start_action"
 ${TRAP:+rekey_bytes = 20000000}
 # Short timers, so that rekeys and the dead-peer check below fit in a test.
@@ -101,6 +120,7 @@ ike_rekey_time = 7
 dpd_delay = 2
 retransmit_base_ms = 300
 retransmit_tries = 3
+$children_tables
 CONF
 # The daemon binds the gateway's own address, which lives on the dataplane's TAP.
 for _ in $(seq 50); do ns gwa ip "$ipv" addr show dev tap-unprot 2>/dev/null | grep -q "$a_ip" && break; sleep 0.1; done
@@ -133,6 +153,18 @@ if [ -n "${AUTH:-}" ]; then
     ok "strongSwan checked our certificate: $how"
   else
     bad "certificate authentication in charon's log: $(grep -iE "authentication of|cert" "$ss/charon.log" | head)"
+  fi
+fi
+if [ -n "${CHILDREN:-}" ]; then
+  # The second Child SA, by CREATE_CHILD_SA in the same IKE SA, for the upper half.
+  for _ in $(seq 50); do grep -q "child SA net2 up" "$work/daemon.log" && break; sleep 0.1; done
+  ss_swanctl --list-sas >"$ss/sas2.txt" 2>&1
+  if grep -q "child SA net2 up" "$work/daemon.log" && [ "$(grep -c "INSTALLED, TUNNEL" "$ss/sas2.txt")" -eq 2 ] \
+    && grep -q "net2: .*INSTALLED" "$ss/sas2.txt" && [ "$(grep -c "ESTABLISHED" "$ss/sas2.txt")" -eq 1 ] \
+    && ns h1 ping -c 3 -i 0.2 -W 2 -I "$h1_ip2" "$h2_ip" >"$work/ping2nd" 2>&1 && grep -q " 0% packet loss" "$work/ping2nd"; then
+    ok "a second Child SA (CREATE_CHILD_SA) in the same IKE SA carries the upper half: ping from $h1_ip2"
+  else
+    bad "second child SA: $(grep 'child SA' "$work/daemon.log"; cat "$ss/sas2.txt"; grep loss "$work/ping2nd")"
   fi
 fi
 if ns h1 ping -c 5 -i 0.2 -W 2 "$h2_ip" >"$work/ping" 2>&1 && grep -q " 0% packet loss" "$work/ping"; then
@@ -174,7 +206,7 @@ ns h1 ping -c 3 -i 0.1 -W 1 "$h2_ip" >/dev/null 2>&1
 "$ikectl" --socket "$work/ike.sock" list >"$work/ikectl.txt" 2>&1
 "$ikectl" --socket "$work/ike.sock" list --json >"$work/ikectl.json" 2>&1
 if grep -q "ESTABLISHED" "$work/ikectl.txt" && grep -q "$ike_prop" "$work/ikectl.txt" \
-  && python3 -c "import json,sys;d=json.load(open('$work/ikectl.json'));sys.exit(0 if d[0]['children'][0]['packets_in']>0 and d[0]['children'][0]['packets_out']>0 else 1)"; then
+  && python3 -c "import json,sys;d=json.load(open('$work/ikectl.json'));sys.exit(0 if any(c['packets_in']>0 and c['packets_out']>0 for c in d[0]['children']) else 1)"; then
   ok "ikectl lists the IKE SA ($ike_prop) and its Child SA with traffic counters"
 else
   bad "ikectl list: $(cat "$work/ikectl.txt")"
@@ -182,7 +214,7 @@ fi
 cat "$work/ikectl.txt"
 
 if [ -n "${QUICK:-}" ]; then
-  echo "strongswan interop ($ike_prop, $esp_prop${TRAP:+, trap}${IPV6:+, IPv6}${AUTH:+, $AUTH certificates}): $pass passed, $fail failed"
+  echo "strongswan interop ($ike_prop, $esp_prop${TRAP:+, trap}${IPV6:+, IPv6}${AUTH:+, $AUTH certificates}${CHILDREN:+, two child SAs}): $pass passed, $fail failed"
   [ "$fail" -eq 0 ]
   exit
 fi

@@ -3,7 +3,7 @@
 //! SA's traffic selectors. A bad file is refused with the field named.
 
 use ikev2::crypto::Secret;
-use ikev2::ike::{Connection, LocalAuth, RemoteAuth};
+use ikev2::ike::{ChildConfig, Connection, LocalAuth, RemoteAuth};
 use ikev2::pki::{Cert, Dn, PrivateKey, TrustStore};
 use ikev2::proposal::{Algorithms, Kind};
 use ikev2::wire::{IdType, Identification, TrafficSelector};
@@ -67,10 +67,16 @@ struct RawConnection {
     cacerts: Vec<String>,
     proposals: Vec<String>,
     esp_proposals: Vec<String>,
+    /// One Child SA: its name and selectors here, or several in `children`.
     #[serde(default = "child_default")]
     child: String,
+    #[serde(default)]
     local_ts: Vec<String>,
+    #[serde(default)]
     remote_ts: Vec<String>,
+    /// Several Child SAs (the first comes up with IKE_AUTH, the others with CREATE_CHILD_SA).
+    #[serde(default)]
+    children: Vec<RawChild>,
     #[serde(default)]
     start_action: Option<String>,
     /// Seconds without a message from the peer before a liveness check (RFC 7296 2.4).
@@ -90,6 +96,14 @@ struct RawConnection {
     retransmit_base_ms: Option<u64>,
     #[serde(default)]
     retransmit_tries: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChild {
+    name: String,
+    local_ts: Vec<String>,
+    remote_ts: Vec<String>,
 }
 
 fn child_default() -> String {
@@ -313,6 +327,30 @@ impl Config {
             if start != StartAction::None && remote.is_none() {
                 return Err(bad(f("start_action"), "a connection to %any can only wait for its peers"));
             }
+            let mut children = Vec::new();
+            if c.children.is_empty() {
+                if c.local_ts.is_empty() || c.remote_ts.is_empty() {
+                    return Err(bad(f("local_ts"), "local_ts and remote_ts (or children) are needed"));
+                }
+                let (local_ts, remote_ts) = (ts(&c.local_ts, "local_ts")?, ts(&c.remote_ts, "remote_ts")?);
+                children.push(ChildConfig { name: c.child.clone(), local_ts, remote_ts });
+            } else if !c.local_ts.is_empty() || !c.remote_ts.is_empty() {
+                return Err(bad(f("children"), "give the selectors in children, not local_ts/remote_ts as well"));
+            }
+            for (k, ch) in c.children.iter().enumerate() {
+                let g = |n: &str| format!("children[{k}].{n}");
+                if ch.local_ts.is_empty() || ch.remote_ts.is_empty() {
+                    return Err(bad(f(&g("local_ts")), "local_ts and remote_ts are needed"));
+                }
+                if ch.name.is_empty()
+                    || ch.name.contains(char::is_whitespace)
+                    || c.children[..k].iter().any(|o| o.name == ch.name)
+                {
+                    return Err(bad(f(&g("name")), "a unique name without spaces"));
+                }
+                let (local_ts, remote_ts) = (ts(&ch.local_ts, &g("local_ts"))?, ts(&ch.remote_ts, &g("remote_ts"))?);
+                children.push(ChildConfig { name: ch.name.clone(), local_ts, remote_ts });
+            }
             connections.push(ConnConfig {
                 conn: Connection {
                     name: c.name.clone(),
@@ -322,9 +360,7 @@ impl Config {
                     remote_auth,
                     ike,
                     esp,
-                    child_name: c.child.clone(),
-                    local_ts: ts(&c.local_ts, "local_ts")?,
-                    remote_ts: ts(&c.remote_ts, "remote_ts")?,
+                    children,
                     dpd_delay: c.dpd_delay.map(std::time::Duration::from_secs),
                     child_rekey: c.rekey_time.map(std::time::Duration::from_secs),
                     ike_rekey: c.ike_rekey_time.map(std::time::Duration::from_secs),
@@ -379,9 +415,17 @@ start_action = "start"
         assert_eq!(c.connections[0].conn.local_id.id_type, IdType::RFC822_ADDR);
         assert_eq!(c.connections[0].conn.remote_id.as_ref().unwrap().id_type, IdType::FQDN);
         assert_eq!(
-            c.connections[0].conn.local_ts,
+            c.connections[0].conn.children[0].local_ts,
             vec![TrafficSelector::ipv4([10, 1, 0, 0].into(), [10, 1, 0, 255].into())]
         );
+        let two = GOOD.replace("local_ts = [\"10.1.0.0/24\"]\nremote_ts = [\"10.2.0.0/24\"]\n", "")
+            + "[[connection.children]]\nname = \"a\"\nlocal_ts = [\"10.1.0.0/24\"]\nremote_ts = [\"10.2.0.0/25\"]\n"
+            + "[[connection.children]]\nname = \"b\"\nlocal_ts = [\"10.1.0.0/24\"]\nremote_ts = [\"10.2.0.128/25\"]\n";
+        let c2 = Config::parse(&two).unwrap();
+        let names: Vec<&str> = c2.connections[0].conn.children.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        let e = Config::parse(&two.replace("name = \"b\"", "name = \"a\"")).err().unwrap().to_string();
+        assert!(e.starts_with("connection[0].children[1].name"), "{e}");
         assert_eq!(c.connections[0].start, StartAction::Start);
         let any = Config::parse(
             &GOOD

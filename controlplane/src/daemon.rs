@@ -161,23 +161,36 @@ fn views(cfg: &Config, sas: Vec<IkeSaInfo>) -> Vec<IkeSaView> {
 /// Policies that send traffic for a trap connection to "no SA yet": the dataplane drops it
 /// (counted NoSa) and reports an acquire, and we initiate.
 fn trap_policies(c: &crate::config::ConnConfig) -> Vec<Command> {
-    let (l, r) = (ts_text(&c.conn.local_ts), ts_text(&c.conn.remote_ts));
     let mut out = Vec::new();
-    for (i, src) in l.iter().enumerate() {
-        for (j, dst) in r.iter().enumerate() {
-            out.push(Command::SetPolicy {
-                policy: RawPolicy {
-                    name: format!("{}-{}-{i}-{j}", c.conn.name, c.conn.child_name),
-                    src: src.clone(),
-                    dst: dst.clone(),
-                    action: "protect".into(),
-                    sa_out: Some(format!("{}-{}-trap", c.conn.name, c.conn.child_name)),
-                    ..RawPolicy::default()
-                },
-            });
+    for child in &c.conn.children {
+        let (l, r) = (ts_text(&child.local_ts), ts_text(&child.remote_ts));
+        for (i, src) in l.iter().enumerate() {
+            for (j, dst) in r.iter().enumerate() {
+                out.push(Command::SetPolicy {
+                    policy: RawPolicy {
+                        name: format!("{}-{}-{i}-{j}", c.conn.name, child.name),
+                        src: src.clone(),
+                        dst: dst.clone(),
+                        action: "protect".into(),
+                        sa_out: Some(format!("{}-{}-trap", c.conn.name, child.name)),
+                        ..RawPolicy::default()
+                    },
+                });
+            }
         }
     }
     out
+}
+
+/// The connection and child whose dataplane objects (SAs, policies) carry this name.
+fn owner<'a>(cfg: &'a Config, name: &str) -> Option<(&'a crate::config::ConnConfig, &'a str)> {
+    cfg.connections.iter().find_map(|c| {
+        c.conn
+            .children
+            .iter()
+            .find(|ch| name.starts_with(&format!("{}-{}-", c.conn.name, ch.name)))
+            .map(|ch| (c, ch.name.as_str()))
+    })
 }
 
 /// Events from the dataplane: acquires start trap connections, soft lifetimes rekey.
@@ -187,14 +200,18 @@ fn dataplane_events(cfg: &Config, ep: &mut Endpoint) {
     for e in r.events.unwrap_or_default() {
         match e {
             ctlproto::SadEvent::Acquire { policy, src, dst, .. } => {
-                let Some(c) = cfg
-                    .connections
-                    .iter()
-                    .find(|c| policy.starts_with(&format!("{}-{}-", c.conn.name, c.conn.child_name)))
-                else {
+                let Some((c, child)) = owner(cfg, &policy) else { continue };
+                if c.start != StartAction::Trap {
                     continue;
-                };
-                if c.start != StartAction::Trap || ep.has_ike_sa(&c.conn.name) {
+                }
+                if ep.has_ike_sa(&c.conn.name) {
+                    // The IKE SA is up (or coming): this Child SA is missing, ask for it.
+                    let up = ep.list(Instant::now()).into_iter().find(|s| s.connection == c.conn.name && s.established);
+                    if let Some(sa) = up.filter(|s| !s.children.iter().any(|x| x.name == child))
+                        && ep.create_child(sa.local_spi, child).is_ok()
+                    {
+                        eprintln!("ike-daemon: {}: traffic {src} -> {dst} needs child SA {child}", c.conn.name);
+                    }
                     continue;
                 }
                 let Some(remote) = c.remote else { continue };
@@ -259,9 +276,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
     if let Some(sock) = &cfg.dataplane_socket {
         match request(sock, Command::ListSas) {
             Ok(r) => {
-                let ours = |n: &str| {
-                    cfg.connections.iter().any(|c| n.starts_with(&format!("{}-{}-", c.conn.name, c.conn.child_name)))
-                };
+                let ours = |n: &str| owner(&cfg, n).is_some();
                 stale = r.sas.unwrap_or_default().into_iter().map(|s| s.name).filter(|n| ours(n)).collect();
                 if !stale.is_empty() {
                     eprintln!(

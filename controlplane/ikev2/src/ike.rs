@@ -59,9 +59,10 @@ pub struct Connection {
     pub remote_auth: RemoteAuth,
     pub ike: Vec<Algorithms>,
     pub esp: Vec<Algorithms>,
-    pub child_name: String,
-    pub local_ts: Vec<TrafficSelector>,
-    pub remote_ts: Vec<TrafficSelector>,
+    /// The Child SAs of the connection (at least one): the first is made with IKE_AUTH, the
+    /// others with CREATE_CHILD_SA right after (RFC 7296 1.3.1). As responder, a request
+    /// gets the first whose selectors it fits (narrowed, 2.9).
+    pub children: Vec<ChildConfig>,
     /// Liveness check after this long without a message from the peer (RFC 7296 2.4).
     pub dpd_delay: Option<Duration>,
     /// Rekey each Child SA this long after it was created (RFC 7296 2.8), make-before-break:
@@ -75,7 +76,20 @@ pub struct Connection {
     pub retransmit_tries: u32,
 }
 
+/// One Child SA of a connection: its name and the traffic it protects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildConfig {
+    pub name: String,
+    pub local_ts: Vec<TrafficSelector>,
+    pub remote_ts: Vec<TrafficSelector>,
+}
+
 impl Connection {
+    /// The child configuration of that name (for a rekey), or the first.
+    fn child_config(&self, name: &str) -> Option<&ChildConfig> {
+        self.children.iter().find(|c| c.name == name).or(self.children.first())
+    }
+
     /// Whether `id` is acceptable as the peer's identity.
     fn accepts_id(&self, id: &Identification) -> bool {
         self.remote_id.as_ref().is_none_or(|want| pki::id_matches(want, id))
@@ -283,9 +297,11 @@ fn describe(c: &Chosen) -> String {
     parts.join("-")
 }
 
-/// Our CREATE_CHILD_SA request in flight.
+/// Our CREATE_CHILD_SA request for a Child SA in flight: a rekey of the one with inbound SPI
+/// `old_spi_in`, or a new one.
 struct RekeyState {
-    old_spi_in: u32,
+    old_spi_in: Option<u32>,
+    child: String,
     new_spi_in: u32,
     ni: Vec<u8>,
     dh: Option<DhPrivate>,
@@ -351,6 +367,9 @@ struct IkeSa {
     /// An IKE SA rekey of the peer's that crossed ours (RFC 7296 2.8.2): the IKE SA it made
     /// (our SPI) and the lower nonce of the peer's exchange.
     crossed_ike_rekey: Option<(u64, Vec<u8>)>,
+    /// Child SAs (by configuration name) to create with CREATE_CHILD_SA when no request is
+    /// outstanding.
+    wanted_children: Vec<String>,
 }
 
 impl Child {
@@ -613,6 +632,7 @@ impl Endpoint {
             peer_id: None,
             crossed_child_rekey: None,
             crossed_ike_rekey: None,
+            wanted_children: Vec::new(),
         };
         self.send_init_request(now, &mut sa);
         self.sas.insert(spi_i, sa);
@@ -798,6 +818,24 @@ impl Endpoint {
         out
     }
 
+    /// Asks for the connection's Child SA `child` on the established IKE SA `local_spi`, made
+    /// with CREATE_CHILD_SA as soon as no other request is outstanding (RFC 7296 1.3.1): say
+    /// for traffic of that child (an acquire) while the IKE SA is up.
+    pub fn create_child(&mut self, local_spi: u64, child: &str) -> Result<(), String> {
+        let sa = self.sas.get_mut(&local_spi).ok_or("no such IKE SA")?;
+        let conn = &self.connections[sa.conn];
+        if !conn.children.iter().any(|c| c.name == child) {
+            return Err(format!("connection {} has no child SA {child}", conn.name));
+        }
+        if sa.state != State::Established || sa.successor.is_some() {
+            return Err("the IKE SA is not established".into());
+        }
+        if !sa.wanted_children.iter().any(|c| c == child) {
+            sa.wanted_children.push(child.to_string());
+        }
+        Ok(())
+    }
+
     /// Asks for the Child SA with this SPI (ours or the peer's) to be rekeyed as soon as its IKE
     /// SA is free: the dataplane reported its soft lifetime. False if no such Child SA.
     pub fn rekey_soon(&mut self, spi: u32) -> bool {
@@ -887,6 +925,21 @@ impl Endpoint {
                 self.fail(spi, e);
             }
         }
+        let wanted: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(_, s)| s.state == State::Established && s.pending.is_none() && !s.wanted_children.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        for spi in wanted {
+            let Some(mut sa) = self.sas.remove(&spi) else { continue };
+            let name = sa.wanted_children.remove(0);
+            let r = self.new_child(now, &mut sa, &name);
+            self.sas.insert(spi, sa);
+            if let Err(e) = r {
+                self.fail(spi, e);
+            }
+        }
         let ike_due: Vec<u64> = self
             .sas
             .iter()
@@ -948,8 +1001,11 @@ impl Endpoint {
             .filter(|s| !s.ike_rekeyed)
             .filter_map(|s| self.connections[s.conn].ike_rekey.map(|d| s.established + d))
             .min();
-        // Deferred deletes are due at once.
-        let deferred = idle().filter(|s| !s.deferred_deletes.is_empty()).map(|s| s.last_seen).min();
+        // Deferred deletes and wanted Child SAs are due at once.
+        let deferred = idle()
+            .filter(|s| !s.deferred_deletes.is_empty() || !s.wanted_children.is_empty())
+            .map(|s| s.last_seen)
+            .min();
         [dpd, rekey, ike, deferred].into_iter().flatten().min()
     }
 
@@ -1156,6 +1212,7 @@ impl Endpoint {
             peer_id: None,
             crossed_child_rekey: None,
             crossed_ike_rekey: None,
+            wanted_children: Vec::new(),
         };
         self.transmits.push_back(Transmit { local, remote, data: resp });
         self.half_open.insert((h.spi_i, remote), spi_r);
@@ -1435,8 +1492,9 @@ impl Endpoint {
         // one from before (say we restarted) drops it.
         inner.push(notify(NotifyType::INITIAL_CONTACT, vec![]));
         inner.push(Payload::Sa(proposals));
-        inner.push(Payload::TsI(conn.local_ts.clone()));
-        inner.push(Payload::TsR(conn.remote_ts.clone()));
+        let first = conn.children.first().ok_or("no child SA configured")?;
+        inner.push(Payload::TsI(first.local_ts.clone()));
+        inner.push(Payload::TsR(first.remote_ts.clone()));
         let header = Header {
             spi_i: sa.spi_i,
             spi_r: sa.spi_r,
@@ -1467,15 +1525,29 @@ impl Endpoint {
         let Spi::Four(spi_out) = accepted.spi else { return Err("ESP SPI is not 4 bytes".into()) };
         let tsi = inner.tsi().cloned().ok_or("no TSi")?;
         let tsr = inner.tsr().cloned().ok_or("no TSr")?;
+        let first = conn.children.first().ok_or("no child SA configured")?;
         // The responder may only narrow what we proposed (RFC 7296 2.9).
-        if narrow(&tsi, &conn.local_ts) != tsi || narrow(&tsr, &conn.remote_ts) != tsr {
+        if narrow(&tsi, &first.local_ts) != tsi || narrow(&tsr, &first.remote_ts) != tsr {
             return Err("the responder widened the traffic selectors".into());
         }
         let nonces = (sa.ni.clone(), sa.nr.clone());
-        let child =
-            self.child_keys(sa, conn, &chosen, sa.child_spi, spi_out, tsi, tsr, (&nonces.0, &nonces.1), None, true)?;
+        let child = self.child_keys(
+            sa,
+            conn,
+            &first.name,
+            &chosen,
+            sa.child_spi,
+            spi_out,
+            tsi,
+            tsr,
+            (&nonces.0, &nonces.1),
+            None,
+            true,
+        )?;
         sa.children.push(Child::of(&child, now));
         self.events.push_back(Event::ChildUp(child));
+        // The connection's other Child SAs follow, one CREATE_CHILD_SA each (RFC 7296 1.3.1).
+        sa.wanted_children.extend(conn.children.iter().skip(1).map(|c| c.name.clone()));
         Ok(())
     }
 
@@ -1487,6 +1559,7 @@ impl Endpoint {
         &self,
         sa: &IkeSa,
         conn: &Connection,
+        child: &str,
         chosen: &Chosen,
         spi_in: u32,
         spi_out: u32,
@@ -1502,7 +1575,7 @@ impl Endpoint {
             .map_err(|e| e.to_string())?;
         Ok(ChildSa {
             connection: conn.name.clone(),
-            child: conn.child_name.clone(),
+            child: child.to_string(),
             local: sa.local,
             remote: sa.remote,
             udp_encap: sa.nat || sa.local.port() == 4500,
@@ -1529,6 +1602,29 @@ impl Endpoint {
     /// Starts rekeying Child SA `idx` (RFC 7296 1.3.3, 2.8): CREATE_CHILD_SA with REKEY_SA,
     /// a fresh nonce and, if our proposals ask for PFS, a new DH exchange.
     fn rekey_child(&mut self, now: Instant, sa: &mut IkeSa, idx: usize) -> Result<(), String> {
+        let child = &mut sa.children[idx];
+        child.rekeyed = true;
+        let (old, name, ts) = (child.spi_in, child.name.clone(), (child.local_ts.clone(), child.remote_ts.clone()));
+        self.request_child(now, sa, Some(old), name, ts)
+    }
+
+    /// Starts creating the connection's Child SA `name` (RFC 7296 1.3.1).
+    fn new_child(&mut self, now: Instant, sa: &mut IkeSa, name: &str) -> Result<(), String> {
+        let conn = &self.connections[sa.conn];
+        let cfg = conn.children.iter().find(|c| c.name == name).ok_or("no such child SA")?;
+        let ts = (cfg.local_ts.clone(), cfg.remote_ts.clone());
+        self.request_child(now, sa, None, name.to_string(), ts)
+    }
+
+    /// CREATE_CHILD_SA for a Child SA: [REKEY_SA,] SA, Ni, [KEi,] TSi, TSr.
+    fn request_child(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        rekey_of: Option<u32>,
+        child: String,
+        (local_ts, remote_ts): (Vec<TrafficSelector>, Vec<TrafficSelector>),
+    ) -> Result<(), String> {
         let conn = self.connections[sa.conn].clone();
         let new_spi_in = self.new_spi();
         let ni = self.provider.nonce(NONCE_LEN);
@@ -1539,15 +1635,15 @@ impl Endpoint {
             ),
             None => None,
         };
-        let child = &mut sa.children[idx];
-        child.rekeyed = true;
-        let old = child.spi_in;
-        let mut inner = vec![Payload::Notify(Notify {
-            protocol: ProtocolId::ESP,
-            spi: old.to_be_bytes().to_vec(),
-            notify_type: NotifyType::REKEY_SA,
-            data: vec![],
-        })];
+        let mut inner = Vec::new();
+        if let Some(old) = rekey_of {
+            inner.push(Payload::Notify(Notify {
+                protocol: ProtocolId::ESP,
+                spi: old.to_be_bytes().to_vec(),
+                notify_type: NotifyType::REKEY_SA,
+                data: vec![],
+            }));
+        }
         let proposals = conn
             .esp
             .iter()
@@ -1559,8 +1655,8 @@ impl Endpoint {
         if let Some(d) = &dh {
             inner.push(Payload::Ke(KeyExchange { group: d.group().id(), data: d.public().to_vec() }));
         }
-        inner.push(Payload::TsI(child.local_ts.clone()));
-        inner.push(Payload::TsR(child.remote_ts.clone()));
+        inner.push(Payload::TsI(local_ts));
+        inner.push(Payload::TsR(remote_ts));
         let header = Header {
             spi_i: sa.spi_i,
             spi_r: sa.spi_r,
@@ -1573,12 +1669,13 @@ impl Endpoint {
         };
         let data = self.seal(sa, header, &inner)?;
         sa.my_next_id += 1;
-        sa.rekey = Some(RekeyState { old_spi_in: old, new_spi_in, ni, dh });
+        sa.rekey = Some(RekeyState { old_spi_in: rekey_of, child, new_spi_in, ni, dh });
         self.send_request(now, sa, data, Request::RekeyChild);
         Ok(())
     }
 
-    /// The answer to our CREATE_CHILD_SA: the new pair comes up, then the old one is deleted.
+    /// The answer to our CREATE_CHILD_SA for a Child SA: the new pair comes up, then (for a
+    /// rekey) the old one is deleted.
     fn rekey_response(&mut self, now: Instant, sa: &mut IkeSa, inner: &[Payload]) -> Result<(), String> {
         let Some(rk) = sa.rekey.take() else { return Ok(()) };
         let conn = self.connections[sa.conn].clone();
@@ -1588,8 +1685,10 @@ impl Endpoint {
         });
         let accepted = inner.sa().and_then(|x| x.first());
         let (Some(accepted), None) = (accepted, refused) else {
-            // Refused (or a collision the peer resolved its way): keep the old SA, try later.
-            if let Some(c) = Self::children_of(&mut self.sas, sa).iter_mut().find(|c| c.spi_in == rk.old_spi_in) {
+            // Refused (or a collision the peer resolved its way): keep the old SA, try later. A
+            // new Child SA the peer refuses is not retried: that needs a configuration change.
+            let old = rk.old_spi_in;
+            if let Some(c) = Self::children_of(&mut self.sas, sa).iter_mut().find(|c| Some(c.spi_in) == old) {
                 (c.rekeyed, c.created) = (false, now);
             }
             return Ok(());
@@ -1608,9 +1707,16 @@ impl Endpoint {
         };
         let tsi = inner.tsi().cloned().ok_or("no TSi")?;
         let tsr = inner.tsr().cloned().ok_or("no TSr")?;
+        if let Some(cfg) = conn.children.iter().find(|c| c.name == rk.child) {
+            // The responder may only narrow what we proposed (RFC 7296 2.9).
+            if narrow(&tsi, &cfg.local_ts) != tsi || narrow(&tsr, &cfg.remote_ts) != tsr {
+                return Err(format!("child SA {}: the peer widened the traffic selectors", cfg.name));
+            }
+        }
         let child = self.child_keys(
             sa,
             &conn,
+            &rk.child,
             &chosen,
             rk.new_spi_in,
             spi_out,
@@ -1623,7 +1729,8 @@ impl Endpoint {
         let new_spi_in = child.spi_in;
         Self::children_of(&mut self.sas, sa).push(Child::of(&child, now));
         self.events.push_back(Event::ChildUp(child));
-        if let Some((_, _, theirs)) = sa.crossed_child_rekey.take().filter(|c| c.0 == rk.old_spi_in) {
+        let Some(old_spi_in) = rk.old_spi_in else { return Ok(()) };
+        if let Some((_, _, theirs)) = sa.crossed_child_rekey.take().filter(|c| c.0 == old_spi_in) {
             // Both ends rekeyed this Child SA at once (RFC 7296 2.8.1): the new SA whose exchange
             // had the lowest of the four nonces is redundant, and its creator deletes it.
             if lower_nonce(&rk.ni, &nr) < theirs.as_slice() {
@@ -1636,11 +1743,11 @@ impl Endpoint {
         // Make-before-break: only now the old pair goes (RFC 7296 2.8).
         if let Some(n) = sa.successor.and_then(|k| self.sas.get_mut(&k)) {
             // This IKE SA is on its way out: delete through the one that replaced it.
-            n.deferred_deletes.push(rk.old_spi_in);
+            n.deferred_deletes.push(old_spi_in);
             return Ok(());
         }
-        let del = Payload::Delete(wire::Delete { protocol: ProtocolId::ESP, spis: vec![rk.old_spi_in] });
-        self.informational(now, sa, &[del], Request::DeleteChild(rk.old_spi_in))
+        let del = Payload::Delete(wire::Delete { protocol: ProtocolId::ESP, spis: vec![old_spi_in] });
+        self.informational(now, sa, &[del], Request::DeleteChild(old_spi_in))
     }
 
     /// Where `sa`'s Child SAs live: in `sa`, or in its successor once it has been rekeyed
@@ -1757,6 +1864,7 @@ impl Endpoint {
             peer_id: old.peer_id.clone(),
             crossed_child_rekey: None,
             crossed_ike_rekey: None,
+            wanted_children: std::mem::take(&mut old.wanted_children),
         };
         let spi = new.local_spi();
         let connection = self.connections[new.conn].name.clone();
@@ -1873,83 +1981,108 @@ impl Endpoint {
             }
             _ => None,
         });
-        let reply: Vec<Payload>;
-        let mut new_child = None;
         let found = rekeyed.and_then(|spi| Self::children_of(&mut self.sas, sa).iter().position(|c| c.spi_out == spi));
-        match found {
-            // Additional Child SAs are not offered yet.
-            None if rekeyed.is_none() => reply = refuse(NotifyType::NO_ADDITIONAL_SAS, vec![]),
-            None => reply = refuse(NotifyType::CHILD_SA_NOT_FOUND, vec![]),
-            Some(idx) => {
-                let proposals = inner.sa().cloned().unwrap_or_default();
-                let ni = inner.nonce().cloned().unwrap_or_default();
-                let ke = inner.ke().cloned();
-                let tsi = inner.tsi().cloned().unwrap_or_default();
-                let tsr = inner.tsr().cloned().unwrap_or_default();
-                let (ntsi, ntsr) = (narrow(&tsi, &conn.remote_ts), narrow(&tsr, &conn.local_ts));
-                match proposal::select(&conn.esp, &proposals, Kind::Esp, ke.is_some()) {
-                    _ if !(16..=256).contains(&ni.len()) => reply = refuse(NotifyType::INVALID_SYNTAX, vec![]),
-                    None => reply = refuse(NotifyType::NO_PROPOSAL_CHOSEN, vec![]),
-                    Some(_) if ntsi.is_empty() || ntsr.is_empty() => {
-                        reply = refuse(NotifyType::TS_UNACCEPTABLE, vec![])
-                    }
-                    Some((_, chosen)) if chosen.dh.is_some() && ke.as_ref().map(|k| k.group) != chosen.dh => {
-                        reply = refuse(NotifyType::INVALID_KE_PAYLOAD, chosen.dh.unwrap_or(0).to_be_bytes().to_vec())
-                    }
-                    Some((accepted, chosen)) => {
-                        let Spi::Four(spi_out) = accepted.spi else { return Err("ESP SPI is not 4 bytes".into()) };
-                        let spi_in = self.new_spi();
-                        let nr = self.provider.nonce(NONCE_LEN);
-                        let mut payloads = vec![Payload::Sa(vec![chosen.to_wire(
-                            accepted.number,
-                            ProtocolId::ESP,
-                            Spi::Four(spi_in),
-                        )])];
-                        payloads.push(Payload::Nonce(nr.clone()));
-                        let mut shared = None;
-                        if let (Some(g), Some(ke)) = (chosen.dh, &ke) {
-                            let d = self
-                                .provider
-                                .dh_private(DhGroup::from_id(g).map_err(|e| e.to_string())?)
-                                .map_err(|e| e.to_string())?;
-                            shared = Some(d.shared(&ke.data).map_err(|e| e.to_string())?);
-                            payloads.push(Payload::Ke(KeyExchange { group: g, data: d.public().to_vec() }));
-                        }
-                        payloads.push(Payload::TsI(ntsi.clone()));
-                        payloads.push(Payload::TsR(ntsr.clone()));
-                        let c = self.child_keys(
-                            sa,
-                            &conn,
-                            &chosen,
-                            spi_in,
-                            spi_out,
-                            ntsr,
-                            ntsi,
-                            (&ni, &nr),
-                            shared.as_ref().map(|s| s.expose()),
-                            false,
-                        )?;
-                        // The peer replaces this one and will delete it: we do not rekey it too.
-                        let old = &mut Self::children_of(&mut self.sas, sa)[idx];
-                        old.rekeyed = true;
-                        let old_spi_in = old.spi_in;
-                        if sa.rekey.as_ref().is_some_and(|r| r.old_spi_in == old_spi_in) {
-                            // Our rekey of it is in flight too: settled when its answer comes.
-                            sa.crossed_child_rekey = Some((old_spi_in, spi_in, lower_nonce(&ni, &nr).to_vec()));
-                        }
-                        new_child = Some(c);
-                        reply = payloads;
+        let (reply, new_child) = match (rekeyed, found) {
+            (Some(_), None) => (refuse(NotifyType::CHILD_SA_NOT_FOUND, vec![]), None),
+            // A new Child SA (RFC 7296 1.3.1): of the configuration its selectors fit.
+            (None, _) => self.answer_child(sa, &conn, None, &inner, true)?,
+            // A rekey (1.3.3): of the configuration of the Child SA it replaces.
+            (Some(_), Some(idx)) => {
+                let name = Self::children_of(&mut self.sas, sa)[idx].name.clone();
+                let cfg = conn.child_config(&name).cloned();
+                let answer = self.answer_child(sa, &conn, cfg.as_ref(), &inner, true)?;
+                if let Some((c, lower)) = &answer.1 {
+                    // The peer replaces this one and will delete it: we do not rekey it too.
+                    let old = &mut Self::children_of(&mut self.sas, sa)[idx];
+                    old.rekeyed = true;
+                    let old_spi_in = old.spi_in;
+                    if sa.rekey.as_ref().is_some_and(|r| r.old_spi_in == Some(old_spi_in)) {
+                        // Our rekey of it is in flight too: settled when its answer comes.
+                        sa.crossed_child_rekey = Some((old_spi_in, c.spi_in, lower.clone()));
                     }
                 }
+                answer
             }
-        }
+        };
         let out = self.seal(sa, header, &reply)?;
         self.respond(sa, id, out);
-        if let Some(c) = new_child {
+        if let Some((c, _)) = new_child {
             Self::children_of(&mut self.sas, sa).push(Child::of(&c, now));
             self.events.push_back(Event::ChildUp(c));
         }
         Ok(())
+    }
+
+    /// Our answer to the peer's request for a Child SA, in IKE_AUTH or (`create_child_sa`)
+    /// CREATE_CHILD_SA (RFC 7296 1.3): the payloads, and the new Child SA with the lower nonce
+    /// of the exchange if we accept. `cfg`: the child configuration (for a rekey); without it,
+    /// the first whose selectors the request's narrow to (2.9).
+    fn answer_child(
+        &mut self,
+        sa: &IkeSa,
+        conn: &Connection,
+        cfg: Option<&ChildConfig>,
+        inner: &[Payload],
+        create_child_sa: bool,
+    ) -> Result<(Vec<Payload>, Option<(ChildSa, Vec<u8>)>), String> {
+        let refuse = |t: NotifyType, data: Vec<u8>| Ok((vec![notify(t, data)], None));
+        let proposals = inner.sa().cloned().unwrap_or_default();
+        let tsi = inner.tsi().cloned().unwrap_or_default();
+        let tsr = inner.tsr().cloned().unwrap_or_default();
+        let fits = |c: &ChildConfig| !narrow(&tsi, &c.remote_ts).is_empty() && !narrow(&tsr, &c.local_ts).is_empty();
+        let cfg = cfg.or_else(|| conn.children.iter().find(|c| fits(c))).or(conn.children.first()).cloned();
+        let Some(cfg) = cfg else { return refuse(NotifyType::TS_UNACCEPTABLE, vec![]) };
+        let (ntsi, ntsr) = (narrow(&tsi, &cfg.remote_ts), narrow(&tsr, &cfg.local_ts));
+        let (ni, ke) = if create_child_sa {
+            (inner.nonce().cloned().unwrap_or_default(), inner.ke().cloned())
+        } else {
+            (sa.ni.clone(), None)
+        };
+        if create_child_sa && !(16..=256).contains(&ni.len()) {
+            return refuse(NotifyType::INVALID_SYNTAX, vec![]);
+        }
+        let Some((accepted, chosen)) = proposal::select(&conn.esp, &proposals, Kind::Esp, ke.is_some()) else {
+            return refuse(NotifyType::NO_PROPOSAL_CHOSEN, vec![]);
+        };
+        if ntsi.is_empty() || ntsr.is_empty() {
+            return refuse(NotifyType::TS_UNACCEPTABLE, vec![]);
+        }
+        if create_child_sa && chosen.dh.is_some() && ke.as_ref().map(|k| k.group) != chosen.dh {
+            return refuse(NotifyType::INVALID_KE_PAYLOAD, chosen.dh.unwrap_or(0).to_be_bytes().to_vec());
+        }
+        let Spi::Four(spi_out) = accepted.spi else { return Err("ESP SPI is not 4 bytes".into()) };
+        let spi_in = self.new_spi();
+        let mut payloads = vec![Payload::Sa(vec![chosen.to_wire(accepted.number, ProtocolId::ESP, Spi::Four(spi_in))])];
+        let nr = if create_child_sa {
+            let nr = self.provider.nonce(NONCE_LEN);
+            payloads.push(Payload::Nonce(nr.clone()));
+            nr
+        } else {
+            sa.nr.clone()
+        };
+        let mut shared = None;
+        if let (Some(g), Some(ke)) = (chosen.dh, &ke) {
+            let d =
+                self.provider.dh_private(DhGroup::from_id(g).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            shared = Some(d.shared(&ke.data).map_err(|e| e.to_string())?);
+            payloads.push(Payload::Ke(KeyExchange { group: g, data: d.public().to_vec() }));
+        }
+        payloads.push(Payload::TsI(ntsi.clone()));
+        payloads.push(Payload::TsR(ntsr.clone()));
+        let c = self.child_keys(
+            sa,
+            conn,
+            &cfg.name,
+            &chosen,
+            spi_in,
+            spi_out,
+            ntsr,
+            ntsi,
+            (&ni, &nr),
+            shared.as_ref().map(|s| s.expose()),
+            false,
+        )?;
+        Ok((payloads, Some((c, lower_nonce(&ni, &nr).to_vec()))))
     }
 
     fn request(&mut self, now: Instant, sa: &mut IkeSa, data: &[u8], msg: Message) -> Result<(), String> {
@@ -2076,45 +2209,9 @@ impl Endpoint {
         out_payloads.extend(certs);
         out_payloads.push(my_auth);
         // The first Child SA (RFC 7296 1.3): failing it leaves the IKE SA up.
-        let proposals = inner.sa().cloned().unwrap_or_default();
-        let tsi = inner.tsi().cloned().unwrap_or_default();
-        let tsr = inner.tsr().cloned().unwrap_or_default();
-        let (ntsi, ntsr) = (narrow(&tsi, &conn.remote_ts), narrow(&tsr, &conn.local_ts));
-        let mut child = None;
-        match proposal::select(&conn.esp, &proposals, Kind::Esp, false) {
-            None => out_payloads.push(notify(NotifyType::NO_PROPOSAL_CHOSEN, vec![])),
-            Some(_) if ntsi.is_empty() || ntsr.is_empty() => {
-                out_payloads.push(notify(NotifyType::TS_UNACCEPTABLE, vec![]))
-            }
-            Some((accepted, chosen)) => {
-                let Spi::Four(spi_out) = accepted.spi else { return Err("ESP SPI is not 4 bytes".into()) };
-                let mut spi = [0u8; 4];
-                while spi[0] == 0 {
-                    self.provider.rng().fill(&mut spi);
-                }
-                let spi_in = u32::from_be_bytes(spi);
-                out_payloads.push(Payload::Sa(vec![chosen.to_wire(
-                    accepted.number,
-                    ProtocolId::ESP,
-                    Spi::Four(spi_in),
-                )]));
-                out_payloads.push(Payload::TsI(ntsi.clone()));
-                out_payloads.push(Payload::TsR(ntsr.clone()));
-                let nonces = (sa.ni.clone(), sa.nr.clone());
-                child = Some(self.child_keys(
-                    sa,
-                    &conn,
-                    &chosen,
-                    spi_in,
-                    spi_out,
-                    ntsr,
-                    ntsi,
-                    (&nonces.0, &nonces.1),
-                    None,
-                    false,
-                )?);
-            }
-        }
+        let (payloads, child) = self.answer_child(sa, &conn, None, &inner, false)?;
+        out_payloads.extend(payloads);
+        let child = child.map(|(c, _)| c);
         let out = self.seal(sa, header, &out_payloads)?;
         sa.state = State::Established;
         sa.established = now;

@@ -5,7 +5,7 @@
 //! SAs down on both sides; liveness checks keep a live peer and notice a dead one.
 
 use ikev2::crypto::{Secret, TestProvider};
-use ikev2::ike::{Connection, Endpoint, Event, LocalAuth, RemoteAuth, Transmit};
+use ikev2::ike::{ChildConfig, Connection, Endpoint, Event, LocalAuth, RemoteAuth, Transmit};
 use ikev2::pki::{Cert, Dn, PrivateKey, TrustStore};
 use ikev2::proposal::{Algorithms, Kind};
 use ikev2::wire::{IdType, Identification, TrafficSelector};
@@ -25,9 +25,11 @@ fn conn(me: &str, peer: &str, psk: &str, ike: &[&str], local_net: u8, remote_net
             Algorithms::parse(Kind::Esp, "aes256gcm16").unwrap(),
             Algorithms::parse(Kind::Esp, "aes128gcm16").unwrap(),
         ],
-        child_name: "net".into(),
-        local_ts: vec![TrafficSelector::ipv4([10, local_net, 0, 0].into(), [10, local_net, 0, 255].into())],
-        remote_ts: vec![TrafficSelector::ipv4([10, remote_net, 0, 0].into(), [10, remote_net, 0, 255].into())],
+        children: vec![ChildConfig {
+            name: "net".into(),
+            local_ts: vec![TrafficSelector::ipv4([10, local_net, 0, 0].into(), [10, local_net, 0, 255].into())],
+            remote_ts: vec![TrafficSelector::ipv4([10, remote_net, 0, 0].into(), [10, remote_net, 0, 255].into())],
+        }],
         dpd_delay: None,
         child_rekey: None,
         ike_rekey: None,
@@ -409,6 +411,87 @@ fn simultaneous_ike_rekeys_keep_one_ike_sa_with_the_child_sas() {
     }
 }
 
+/// Two Child SAs: 10.{l}.0.0/24 to the lower and to the upper half of 10.{r}.0.0/24.
+fn two_children(c: &mut Connection, l: u8, r: u8) {
+    let half = |hi: bool| {
+        let lo = if hi { 128 } else { 0 };
+        vec![TrafficSelector::ipv4([10, r, 0, lo].into(), [10, r, 0, lo + 127].into())]
+    };
+    let local = vec![TrafficSelector::ipv4([10, l, 0, 0].into(), [10, l, 0, 255].into())];
+    c.children = vec![
+        ChildConfig { name: "low".into(), local_ts: local.clone(), remote_ts: half(false) },
+        ChildConfig { name: "high".into(), local_ts: local, remote_ts: half(true) },
+    ];
+}
+
+/// For the responder: the same halves seen from its side.
+fn two_children_mirrored(c: &mut Connection, l: u8, r: u8) {
+    let half = |hi: bool| {
+        let lo = if hi { 128 } else { 0 };
+        vec![TrafficSelector::ipv4([10, l, 0, lo].into(), [10, l, 0, lo + 127].into())]
+    };
+    let remote = vec![TrafficSelector::ipv4([10, r, 0, 0].into(), [10, r, 0, 255].into())];
+    c.children = vec![
+        ChildConfig { name: "low".into(), local_ts: half(false), remote_ts: remote.clone() },
+        ChildConfig { name: "high".into(), local_ts: half(true), remote_ts: remote },
+    ];
+}
+
+#[test]
+fn additional_child_sas_with_create_child_sa() {
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    let mut a = conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2);
+    let mut b = conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1);
+    two_children(&mut a, 1, 2);
+    two_children_mirrored(&mut b, 2, 1);
+    a.child_rekey = Some(Duration::from_secs(10));
+    let mut net = Net::new(a, b);
+    net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+    net.run(5, &|_| false);
+    // IKE_AUTH brought "low", CREATE_CHILD_SA "high"; each end names them the same.
+    let names = |ev: &[Event]| child_ups(ev).iter().map(|c| c.child.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&net.a_events), ["low", "high"]);
+    assert_eq!(names(&net.b_events), ["low", "high"]);
+    let (ua, ub) = (child_ups(&net.a_events), child_ups(&net.b_events));
+    for (x, y) in ua.iter().zip(&ub) {
+        assert_eq!((x.spi_in, x.spi_out), (y.spi_out, y.spi_in));
+        assert_eq!(x.key_in.expose(), y.key_out.expose());
+        assert_eq!(x.local_ts, y.remote_ts);
+    }
+    assert_eq!(ua[1].remote_ts, vec![TrafficSelector::ipv4([10, 2, 0, 128].into(), [10, 2, 0, 255].into())]);
+    // Both are rekeyed, each into its own kind.
+    let end = net.now + Duration::from_secs(12);
+    net.run_until(end, &|_| false);
+    assert_eq!(names(&net.a_events), ["low", "high", "low", "high"]);
+    assert_eq!(names(&net.b_events), ["low", "high", "low", "high"]);
+    assert_eq!(downs(&net.a_events).0, 2);
+    assert_eq!(net.a.list(net.now)[0].children.len(), 2);
+    assert!(!net.a_events.iter().chain(&net.b_events).any(|e| matches!(e, Event::Failed { .. })));
+}
+
+#[test]
+fn a_child_sa_the_responder_has_no_room_for_is_refused_alone() {
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    let mut a = conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2);
+    let b = conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1);
+    two_children(&mut a, 1, 2);
+    a.children[1].remote_ts = vec![TrafficSelector::ipv4([10, 9, 0, 0].into(), [10, 9, 0, 255].into())];
+    let mut net = Net::new(a, b);
+    net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+    net.run(5, &|_| false);
+    // TS_UNACCEPTABLE for the second; the IKE SA and the first Child SA stay.
+    assert_eq!(child_ups(&net.a_events).len(), 1);
+    assert_eq!(net.a.list(net.now)[0].children.len(), 1);
+    assert!(net.a.list(net.now)[0].established);
+    assert!(!net.a_events.iter().chain(&net.b_events).any(|e| matches!(e, Event::Failed { .. })));
+    // Asked for again by name (as an acquire would): refused again, nothing else changes.
+    let spi = net.a.list(net.now)[0].local_spi;
+    net.a.create_child(spi, "high").unwrap();
+    assert!(net.a.create_child(spi, "nonesuch").is_err());
+    net.run(5, &|_| false);
+    assert_eq!(child_ups(&net.a_events).len(), 1);
+}
+
 #[test]
 fn ipv6_endpoints_and_selectors() {
     let x = ["aes256gcm16-prfsha256-x25519"];
@@ -420,8 +503,8 @@ fn ipv6_endpoints_and_selectors() {
             std::net::Ipv6Addr::new(0xfd00, n, 0, 0, 0xffff, 0xffff, 0xffff, 0xffff),
         )
     };
-    (a.local_ts, a.remote_ts) = (vec![net6(1)], vec![net6(2)]);
-    (b.local_ts, b.remote_ts) = (vec![net6(2)], vec![net6(1)]);
+    (a.children[0].local_ts, a.children[0].remote_ts) = (vec![net6(1)], vec![net6(2)]);
+    (b.children[0].local_ts, b.children[0].remote_ts) = (vec![net6(2)], vec![net6(1)]);
     let mut net = Net::new(a, b);
     let (la, lb): (SocketAddr, SocketAddr) =
         ("[2001:db8::1]:500".parse().unwrap(), "[2001:db8::2]:500".parse().unwrap());
