@@ -464,6 +464,10 @@ fn id_body(id: &Identification) -> Vec<u8> {
     b
 }
 
+/// The payloads answering a Child SA request, and the new Child SA (with the lower nonce of
+/// the exchange) if it was accepted.
+type ChildAnswer = (Vec<Payload>, Option<(ChildSa, Vec<u8>)>);
+
 /// The lower of an exchange's two nonces, for settling rekey collisions (RFC 7296 2.8.1):
 /// nonces compare as octet strings.
 fn lower_nonce<'a>(a: &'a [u8], b: &'a [u8]) -> &'a [u8] {
@@ -2024,7 +2028,7 @@ impl Endpoint {
         cfg: Option<&ChildConfig>,
         inner: &[Payload],
         create_child_sa: bool,
-    ) -> Result<(Vec<Payload>, Option<(ChildSa, Vec<u8>)>), String> {
+    ) -> Result<ChildAnswer, String> {
         let refuse = |t: NotifyType, data: Vec<u8>| Ok((vec![notify(t, data)], None));
         let proposals = inner.sa().cloned().unwrap_or_default();
         let tsi = inner.tsi().cloned().unwrap_or_default();
