@@ -89,11 +89,13 @@ pub fn program(c: &ChildSa, rekey_bytes: Option<u64>) -> Result<Vec<Command>, St
     let inbound = sa("in", c.spi_in, c.key_in.expose());
     let outbound = sa("out", c.spi_out, c.key_out.expose());
     let mut cmds = vec![Command::AddSa { sa: inbound.clone() }, Command::AddSa { sa: outbound.clone() }];
-    for (i, l) in local_ts.iter().enumerate() {
-        for (j, r) in remote_ts.iter().enumerate() {
+    for l in &local_ts {
+        for r in &remote_ts {
             cmds.push(Command::SetPolicy {
                 policy: RawPolicy {
-                    name: format!("{}-{}-{i}-{j}", c.connection, c.child),
+                    // Named by its selectors: a rekey replaces it, and the Child SAs of many
+                    // branches on one connection (each its own subnet) sit side by side.
+                    name: format!("{}-{}-{l}-{r}", c.connection, c.child),
                     src: l.clone(),
                     dst: r.clone(),
                     action: "protect".into(),
@@ -158,6 +160,9 @@ fn views(cfg: &Config, sas: Vec<IkeSaInfo>) -> Vec<IkeSaView> {
         .collect()
 }
 
+/// SPD priority of trap policies: after those of negotiated Child SAs (100, lower first).
+const TRAP_PRIORITY: u32 = 1000;
+
 /// Policies that send traffic for a trap connection to "no SA yet": the dataplane drops it
 /// (counted NoSa) and reports an acquire, and we initiate.
 fn trap_policies(c: &crate::config::ConnConfig) -> Vec<Command> {
@@ -168,11 +173,13 @@ fn trap_policies(c: &crate::config::ConnConfig) -> Vec<Command> {
             for (j, dst) in r.iter().enumerate() {
                 out.push(Command::SetPolicy {
                     policy: RawPolicy {
-                        name: format!("{}-{}-{i}-{j}", c.conn.name, child.name),
+                        name: format!("{}-{}-trap-{i}-{j}", c.conn.name, child.name),
                         src: src.clone(),
                         dst: dst.clone(),
                         action: "protect".into(),
                         sa_out: Some(format!("{}-{}-trap", c.conn.name, child.name)),
+                        // Below the negotiated policies (priority 100), which may narrow it.
+                        priority: Some(TRAP_PRIORITY),
                         ..RawPolicy::default()
                     },
                 });

@@ -2222,6 +2222,21 @@ impl Endpoint {
         sa.peer_id = Some(idi.clone());
         self.half_open.retain(|_, v| *v != sa.spi_r);
         self.respond(sa, h.message_id, out);
+        if find_notify(&inner, NotifyType::INITIAL_CONTACT).is_some() {
+            // RFC 7296 2.4: the peer holds no other IKE SA with us (it restarted, say): those
+            // we still have with its identity are dead, and so are their Child SAs.
+            let stale: Vec<u64> = self
+                .sas
+                .iter()
+                .filter(|(_, s)| s.conn == ci && s.peer_id.as_ref() == Some(&idi))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in stale {
+                if let Some(old) = self.remove(k) {
+                    self.events.push_back(Event::IkeDown { connection: conn.name.clone(), local_spi: old.local_spi() });
+                }
+            }
+        }
         self.events.push_back(Event::IkeUp { connection: conn.name.clone(), local_spi: sa.spi_r, remote_id: idi });
         if let Some(c) = child {
             sa.children.push(Child::of(&c, now));

@@ -640,3 +640,110 @@ fn certificates_that_must_not_authenticate() {
         assert!(failed(&net.b_events).is_some(), "{what}: the responder knows");
     }
 }
+
+// ---- many branches against one responder connection ----
+
+/// Endpoints on one simulated network, each datagram delivered to the endpoint of its
+/// destination address.
+struct Lan {
+    nodes: Vec<(std::net::IpAddr, Endpoint, Vec<Event>)>,
+    now: Instant,
+}
+
+impl Lan {
+    fn run(&mut self, secs: u64) {
+        let end = self.now + Duration::from_secs(secs);
+        loop {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                while let Some(t) = self.nodes[i].1.poll_transmit() {
+                    moved = true;
+                    if let Some(dst) = self.nodes.iter_mut().find(|n| n.0 == t.remote.ip()) {
+                        dst.1.handle_datagram(self.now, t.remote, t.local, &t.data);
+                    }
+                }
+            }
+            for n in &mut self.nodes {
+                n.2.extend(std::iter::from_fn(|| n.1.poll_event()));
+            }
+            if moved {
+                continue;
+            }
+            match self.nodes.iter().filter_map(|n| n.1.poll_timeout()).min() {
+                Some(t) if t <= end => {
+                    self.now = t.max(self.now);
+                    for n in &mut self.nodes {
+                        n.1.handle_timeout(self.now);
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
+#[test]
+fn one_responder_connection_serves_many_branches_told_apart_by_identity() {
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    // The hub accepts any branch whose certificate the RSA CA issued, for any 10.x subnet.
+    let mut hub = conn("hub", "branch", "unused-psk-unused-psk", &x, 2, 0);
+    hub.local_id = Identification::fqdn("gw.example.test");
+    hub.local_auth = cert_auth("ec-gw.pem", &[], "ec-gw.key.pem");
+    hub.remote_id = Some(Identification::fqdn("*.example.test"));
+    hub.remote_auth = trust(&["rsa-ca.pem"]);
+    hub.children[0].remote_ts = vec![TrafficSelector::ipv4([10, 0, 0, 0].into(), [10, 255, 255, 255].into())];
+    let branch = |net: u8, id: &str, cert: &str, chain: &[&str], key: &str| {
+        let mut c = conn("branch", "hub", "unused-psk-unused-psk", &x, net, 2);
+        c.local_id = Identification::fqdn(id);
+        c.local_auth = cert_auth(cert, chain, key);
+        c.remote_id = Some(Identification::fqdn("gw.example.test"));
+        c.remote_auth = trust(&["ec-ca.pem"]);
+        c
+    };
+    let b7 = branch(7, "branch7.example.test", "rsa-gw.pem", &["rsa-sub.pem"], "rsa-gw.key.pem");
+    let b8 = branch(8, "p384.example.test", "p384.pem", &[], "p384.key.pem");
+    let now = Instant::now();
+    let node = |ip: &str, c: Connection, seed: &[u8]| {
+        let mut ep = Endpoint::new(vec![c], Box::new(TestProvider::new(seed)));
+        ep.set_wall_clock(now, CERT_TIME);
+        (ip.parse().unwrap(), ep, Vec::new())
+    };
+    let mut lan = Lan {
+        nodes: vec![
+            node("192.0.2.2", hub, b"hub"),
+            node("198.51.100.7", b7.clone(), b"branch 7"),
+            node("203.0.113.8", b8, b"branch 8"),
+        ],
+        now,
+    };
+    let hub_addr: SocketAddr = B.parse().unwrap();
+    for (i, ip) in [(1, "198.51.100.7:500"), (2, "203.0.113.8:500")] {
+        lan.nodes[i].1.initiate(lan.now, "branch-hub", ip.parse().unwrap(), hub_addr).unwrap();
+    }
+    lan.run(10);
+    let hub_sas = lan.nodes[0].1.list(lan.now);
+    let mut ids: Vec<String> = hub_sas.iter().filter_map(|s| s.remote_id.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, ["branch7.example.test", "p384.example.test"]);
+    // Each branch's Child SA is narrowed to its own subnet.
+    let mut nets: Vec<Vec<TrafficSelector>> = child_ups(&lan.nodes[0].2).iter().map(|c| c.remote_ts.clone()).collect();
+    nets.sort_by_key(|t| format!("{t:?}"));
+    assert_eq!(
+        nets,
+        [
+            vec![TrafficSelector::ipv4([10, 7, 0, 0].into(), [10, 7, 0, 255].into())],
+            vec![TrafficSelector::ipv4([10, 8, 0, 0].into(), [10, 8, 0, 255].into())],
+        ]
+    );
+    // Branch 7 restarts (a new endpoint, same identity): its INITIAL_CONTACT clears its old
+    // IKE SA on the hub, and branch 8 is untouched.
+    let mut again = Endpoint::new(vec![b7], Box::new(TestProvider::new(b"branch 7 again")));
+    again.set_wall_clock(lan.now, CERT_TIME);
+    lan.nodes[1].1 = again;
+    lan.nodes[1].1.initiate(lan.now, "branch-hub", "198.51.100.7:500".parse().unwrap(), hub_addr).unwrap();
+    lan.run(10);
+    let hub_sas = lan.nodes[0].1.list(lan.now);
+    assert_eq!(hub_sas.len(), 2, "{hub_sas:?}");
+    assert_eq!(downs(&lan.nodes[0].2), (1, 1), "the old SA of branch 7 only");
+    assert!(!lan.nodes.iter().flat_map(|n| &n.2).any(|e| matches!(e, Event::Failed { .. })));
+}
