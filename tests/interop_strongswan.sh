@@ -116,6 +116,8 @@ start_action = "$start_action"
 ${TRAP:+rekey_bytes = 20000000}
 # Short timers, so that rekeys and the dead-peer check below fit in a test.
 rekey_time = 4
+# Room for the daemon restart below: SAs outlive a dead control plane only this long.
+life_time = 30
 ike_rekey_time = 7
 dpd_delay = 2
 retransmit_base_ms = 300

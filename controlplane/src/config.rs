@@ -91,6 +91,10 @@ struct RawConnection {
     /// Bytes after which a Child SA is rekeyed (counted by the dataplane; it dies at 110%).
     #[serde(default)]
     rekey_bytes: Option<u64>,
+    /// Seconds after which a Child SA dies if no rekey replaced it (the dataplane removes it,
+    /// RFC 4301 4.4.2.1); by default 110% of rekey_time, as strongSwan does.
+    #[serde(default)]
+    life_time: Option<u64>,
     /// First retransmission after this many milliseconds (doubling), this many sends in all.
     #[serde(default)]
     retransmit_base_ms: Option<u64>,
@@ -128,6 +132,8 @@ pub struct ConnConfig {
     pub remote: Option<IpAddr>,
     pub start: StartAction,
     pub rekey_bytes: Option<u64>,
+    /// Child SA hard lifetime in seconds.
+    pub life_time: Option<u64>,
 }
 
 pub struct Config {
@@ -327,6 +333,12 @@ impl Config {
             if start != StartAction::None && remote.is_none() {
                 return Err(bad(f("start_action"), "a connection to %any can only wait for its peers"));
             }
+            let life_time = c.life_time.or(c.rekey_time.map(|r| r + r.div_ceil(10)));
+            if let (Some(life), Some(rekey)) = (life_time, c.rekey_time)
+                && life <= rekey
+            {
+                return Err(bad(f("life_time"), "must be longer than rekey_time"));
+            }
             let mut children = Vec::new();
             if c.children.is_empty() {
                 if c.local_ts.is_empty() || c.remote_ts.is_empty() {
@@ -373,6 +385,7 @@ impl Config {
                 remote,
                 start,
                 rekey_bytes: c.rekey_bytes,
+                life_time,
             });
         }
         Ok(Config {
@@ -427,6 +440,8 @@ start_action = "start"
         let e = Config::parse(&two.replace("name = \"b\"", "name = \"a\"")).err().unwrap().to_string();
         assert!(e.starts_with("connection[0].children[1].name"), "{e}");
         assert_eq!(c.connections[0].start, StartAction::Start);
+        let life = Config::parse(&GOOD.replace("start_action = \"start\"", "rekey_time = 600")).unwrap();
+        assert_eq!(life.connections[0].life_time, Some(660), "110% of rekey_time by default");
         let any = Config::parse(
             &GOOD
                 .replace("remote_addr = \"10.77.0.2\"", "remote_addr = \"%any\"")
@@ -440,6 +455,7 @@ start_action = "start"
             ("10.2.0.0/24", "10.2.0.0/99", "connection[0].remote_ts"),
             ("start_action = \"start\"", "start_action = \"soon\"", "connection[0].start_action"),
             ("remote_addr = \"10.77.0.2\"", "remote_addr = \"%any\"", "connection[0].start_action"),
+            ("start_action = \"start\"", "rekey_time = 60\nlife_time = 50", "connection[0].life_time"),
         ] {
             let e = Config::parse(&GOOD.replace(from, to)).err().unwrap().to_string();
             assert!(e.starts_with(field), "{e}");

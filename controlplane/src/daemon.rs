@@ -44,7 +44,7 @@ pub fn sa_name(connection: &str, child: &str, dir: &str, spi: u32) -> String {
 
 /// The dataplane's SA and policy for a Child SA (names carry the SPI, so a rekey's new SA
 /// sits beside the old one until that is removed: make-before-break).
-pub fn program(c: &ChildSa, rekey_bytes: Option<u64>) -> Result<Vec<Command>, String> {
+pub fn program(c: &ChildSa, rekey_bytes: Option<u64>, life_time: Option<u64>) -> Result<Vec<Command>, String> {
     let local_ts: Vec<String> =
         c.local_ts.iter().map(prefix).collect::<Option<_>>().ok_or("a local selector is not a prefix")?;
     let remote_ts: Vec<String> =
@@ -71,6 +71,8 @@ pub fn program(c: &ChildSa, rekey_bytes: Option<u64>) -> Result<Vec<Command>, St
             // the report (checked every 100 ms), our poll and the rekey exchange at line rate.
             soft_bytes: rekey_bytes,
             hard_bytes: rekey_bytes.map(|b| b.saturating_mul(2)),
+            // Rekeys by time are ours (the endpoint's timers); if none replaces the SA, it dies.
+            hard_secs: life_time,
             selectors: (dir == "in").then(|| {
                 local_ts
                     .iter()
@@ -235,8 +237,12 @@ fn dataplane_events(cfg: &Config, ep: &mut Endpoint) {
                     eprintln!("ike-daemon: {name}: soft lifetime reached, rekeying");
                 }
             }
-            ctlproto::SadEvent::HardExpire { name, .. } => {
-                eprintln!("ike-daemon: {name}: hard lifetime reached, removed")
+            ctlproto::SadEvent::HardExpire { name, spi, .. } => {
+                eprintln!("ike-daemon: {name}: hard lifetime reached, removed");
+                // The pair is dead: tell the peer (RFC 7296 1.4.1).
+                if ep.delete_child(spi) {
+                    eprintln!("ike-daemon: {name}: deleting its child SA with the peer");
+                }
             }
         }
     }
@@ -411,9 +417,8 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
                         if c.udp_encap { ", UDP-encapsulated" } else { "" }
                     );
                     if let Some(sock) = &cfg.dataplane_socket {
-                        let rekey_bytes =
-                            cfg.connections.iter().find(|x| x.conn.name == c.connection).and_then(|x| x.rekey_bytes);
-                        match program(&c, rekey_bytes) {
+                        let conn = cfg.connections.iter().find(|x| x.conn.name == c.connection);
+                        match program(&c, conn.and_then(|x| x.rekey_bytes), conn.and_then(|x| x.life_time)) {
                             // One batch: the peer may already send on the new SA.
                             Ok(cmds) => match ctlproto::request_many(sock, cmds) {
                                 Ok(answers) => {

@@ -840,6 +840,23 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Deletes the Child SA with this SPI (ours or the peer's) with the peer as soon as its IKE
+    /// SA is free (RFC 7296 1.4.1): its hard lifetime ran out in the dataplane. False if no
+    /// such Child SA.
+    pub fn delete_child(&mut self, spi: u32) -> bool {
+        for sa in self.sas.values_mut() {
+            if let Some(c) = sa.children.iter_mut().find(|c| c.spi_in == spi || c.spi_out == spi) {
+                // Not to be rekeyed any more: it is going.
+                c.rekeyed = true;
+                if !sa.deferred_deletes.contains(&c.spi_in) {
+                    sa.deferred_deletes.push(c.spi_in);
+                }
+                return true;
+            }
+        }
+        false
+    }
+
     /// Asks for the Child SA with this SPI (ours or the peer's) to be rekeyed as soon as its IKE
     /// SA is free: the dataplane reported its soft lifetime. False if no such Child SA.
     pub fn rekey_soon(&mut self, spi: u32) -> bool {

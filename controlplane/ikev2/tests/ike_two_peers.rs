@@ -228,6 +228,19 @@ fn delete_takes_both_sides_down() {
 }
 
 #[test]
+fn a_child_sa_past_its_hard_lifetime_is_deleted_with_the_peer() {
+    let mut net = up(&["aes256gcm16-prfsha256-x25519"], &["aes256gcm16-prfsha256-x25519"], &|_| false);
+    let c = child(&net.a_events).clone();
+    // The dataplane reports the hard lifetime of the outbound SA (the peer's SPI).
+    assert!(net.a.delete_child(c.spi_out));
+    assert!(!net.a.delete_child(0x1234));
+    net.run(5, &|_| false);
+    assert_eq!(downs(&net.a_events), (1, 0), "{:?}", net.a_events);
+    assert_eq!(downs(&net.b_events), (1, 0), "{:?}", net.b_events);
+    assert!(net.a.list(net.now)[0].established, "the IKE SA stays");
+}
+
+#[test]
 fn liveness_keeps_a_live_peer_and_buries_a_dead_one() {
     let x = ["aes256gcm16-prfsha256-x25519"];
     let mut net = up_dpd(&x, &x, &|_| false, Some(Duration::from_secs(30)));
