@@ -116,6 +116,8 @@ pub struct WorkerCounters {
     pub encrypted: Counter,
     pub decrypted: Counter,
     pub bypassed: Counter,
+    /// ESP frames parked until their inbound SA arrived (or it did not).
+    pub parked: Counter,
     drops: Vec<Counter>,
     /// Indexed like the configuration's SA list.
     pub sa: Vec<SaCounters>,
@@ -132,6 +134,7 @@ impl WorkerCounters {
             encrypted: Counter::default(),
             decrypted: Counter::default(),
             bypassed: Counter::default(),
+            parked: Counter::default(),
             drops: (0..DropReason::COUNT).map(|_| Counter::default()).collect(),
             sa: (0..n_sas).map(|_| SaCounters::default()).collect(),
         }
@@ -162,6 +165,7 @@ pub fn snapshot(workers: &[std::sync::Arc<WorkerCounters>], sas: Vec<SaInfo>) ->
             encrypted: w.encrypted.get(),
             decrypted: w.decrypted.get(),
             bypassed: w.bypassed.get(),
+            parked: w.parked.get(),
         })
         .collect();
     let drops = DropReason::ALL

@@ -72,6 +72,12 @@ pub enum Verdict {
         port: usize,
         hop: IpAddr,
     },
+    /// ESP for the gateway with an SPI no inbound SA has yet, untouched. The caller may keep
+    /// the frame briefly and offer it again ([`Pipeline::reprocess`]) once updates have been
+    /// applied: when we rekey, the peer may send on the new SA before the control plane can
+    /// install it (its keys need the peer's answer), and those packets are not lost. What
+    /// is not claimed in time counts as [`DropReason::UnknownSpi`].
+    Park,
     Drop(DropReason),
 }
 
@@ -244,10 +250,20 @@ impl Pipeline {
         verdicts: &mut [Verdict],
         now: u64,
     ) {
+        self.counters.rx.add(pkts.len() as u64);
+        self.process(ingress, pkts, verdicts, now);
+    }
+
+    /// Offers parked frames (all from data port `port`) again, after updates: like
+    /// [`Self::process_burst`], but they were counted received when they first came.
+    pub fn reprocess<B: PacketBuf>(&mut self, port: usize, pkts: &mut [B], verdicts: &mut [Verdict], now: u64) {
+        self.process(Ingress::Port(port), pkts, verdicts, now);
+    }
+
+    fn process<B: PacketBuf>(&mut self, ingress: Ingress, pkts: &mut [B], verdicts: &mut [Verdict], now: u64) {
         debug_assert!(verdicts.len() >= pkts.len());
         self.pending.clear();
         for (i, pkt) in pkts.iter_mut().enumerate() {
-            self.counters.rx.add(1);
             verdicts[i] = match ingress {
                 Ingress::Host(p) => {
                     self.counters.from_host.add(1);
@@ -261,7 +277,7 @@ impl Pipeline {
             match v {
                 Verdict::Drop(r) => self.counters.count_drop(*r),
                 Verdict::Host(_) => self.counters.to_host.add(1),
-                Verdict::Port(_) | Verdict::Hold { .. } => {}
+                Verdict::Port(_) | Verdict::Hold { .. } | Verdict::Park => {}
             }
         }
     }
@@ -323,6 +339,7 @@ impl Pipeline {
         // keepalives, ICMP) to the host stack.
         let esp = match ours.map(|_| wire::classify(ip)) {
             None => None,
+            Some(Ok(Classified::Esp(o))) if !self.inbound.contains_key(&o.spi) => return Verdict::Park,
             Some(Ok(Classified::Esp(o))) => Some(o),
             Some(Ok(Classified::Other)) => return Verdict::Host(port),
             Some(Err(e)) => return Verdict::Drop(e.into()),

@@ -40,6 +40,19 @@ struct Held {
     since: u64,
 }
 
+/// ESP frames for SPIs not installed yet ([`Verdict::Park`]) a worker keeps, and for how long
+/// (a fraction of a second): enough for the control plane to install the new inbound SA of a
+/// rekey it started, bounded so that ESP with made-up SPIs costs little. What is not claimed in
+/// time, or finds the parking full, is dropped, counted UnknownSpi.
+const MAX_PARKED: usize = 128;
+const PARK_TIME_DIVISOR: u64 = 20; // 50 ms
+
+struct Parked {
+    mbuf: Mbuf,
+    port: usize,
+    since: u64,
+}
+
 pub struct Worker {
     pub pipeline: Pipeline,
     pub ports: PortIds,
@@ -63,14 +76,20 @@ impl Worker {
         let mut tx_tap: Vec<Vec<Mbuf>> = (0..n_ports).map(|_| Vec::with_capacity(self.burst * 2)).collect();
         let mut solicit_frame = [0u8; 86];
         let mut held: Vec<Held> = Vec::with_capacity(MAX_HELD);
+        let mut parked: Vec<Parked> = Vec::with_capacity(MAX_PARKED);
         let mut idle_loops: u32 = 0;
 
         while !self.stop.load(Ordering::Relaxed) {
+            let mut updated = false;
             while let Some(u) = self.updates.pop() {
+                updated = true;
                 if let Some(r) = self.pipeline.apply(u) {
                     // A full ring frees it here instead: rare, and still between bursts.
                     let _ = self.events.push(Event::Retired(r));
                 }
+            }
+            if !parked.is_empty() {
+                self.unpark(&mut parked, updated, &mut tx_data, &mut tx_tap, &mut held);
             }
 
             let mut got = 0;
@@ -109,6 +128,13 @@ impl Worker {
                                     self.pipeline.counters().count_drop(DropReason::NoNeighbor);
                                 }
                             }
+                            Verdict::Park => match ingress {
+                                Ingress::Port(port) if parked.len() < MAX_PARKED => {
+                                    self.pipeline.counters().parked.add(1);
+                                    parked.push(Parked { mbuf: m, port, since: now })
+                                }
+                                _ => self.pipeline.counters().count_drop(DropReason::UnknownSpi),
+                            },
                             Verdict::Drop(_) => drop(m),
                         }
                     }
@@ -170,6 +196,65 @@ impl Worker {
                 idle_loops = 0;
             }
         }
+    }
+
+    /// Parked frames: offered again after updates (a new SA may claim them), dropped once too
+    /// old. They leave in arrival order with respect to each other.
+    fn unpark(
+        &mut self,
+        parked: &mut Vec<Parked>,
+        updated: bool,
+        tx_data: &mut [Vec<Mbuf>],
+        tx_tap: &mut [Vec<Mbuf>],
+        held: &mut Vec<Held>,
+    ) {
+        let now = dpdk::tsc();
+        let limit = dpdk::tsc_hz() / PARK_TIME_DIVISOR;
+        let before = parked.len();
+        parked.retain(|p| now.wrapping_sub(p.since) <= limit);
+        for _ in parked.len()..before {
+            self.pipeline.counters().count_drop(DropReason::UnknownSpi);
+        }
+        if !updated || parked.is_empty() {
+            return;
+        }
+        let mut verdicts = vec![Verdict::Park; parked.len()];
+        let mut again = Vec::with_capacity(parked.len());
+        // Frames from one port at a time, in their order.
+        for port in 0..self.ports.data.len() {
+            let (mut mine, since): (Vec<Mbuf>, Vec<u64>) = {
+                let mut m = Vec::new();
+                let mut s = Vec::new();
+                let mut i = 0;
+                while i < parked.len() {
+                    if parked[i].port == port {
+                        let p = parked.remove(i);
+                        m.push(p.mbuf);
+                        s.push(p.since);
+                    } else {
+                        i += 1;
+                    }
+                }
+                (m, s)
+            };
+            if mine.is_empty() {
+                continue;
+            }
+            self.pipeline.reprocess(port, &mut mine, &mut verdicts, now);
+            for ((m, v), since) in mine.drain(..).zip(verdicts.iter()).zip(since) {
+                match *v {
+                    Verdict::Port(o) => tx_data[o].push(m),
+                    Verdict::Host(o) => tx_tap[o].push(m),
+                    Verdict::Hold { port, hop } if held.len() < MAX_HELD => {
+                        held.push(Held { mbuf: m, port, hop, since: now })
+                    }
+                    Verdict::Hold { .. } => self.pipeline.counters().count_drop(DropReason::NoNeighbor),
+                    Verdict::Park => again.push(Parked { mbuf: m, port, since }),
+                    Verdict::Drop(_) => drop(m),
+                }
+            }
+        }
+        *parked = again;
     }
 
     fn flush(&self, port: u16, pkts: &mut Vec<Mbuf>) {

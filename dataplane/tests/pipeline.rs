@@ -250,7 +250,10 @@ fn bad_input_is_dropped_and_counted_by_reason() {
     // Unknown SPI.
     let mut f = bytes.clone();
     f[esp_at..esp_at + 4].copy_from_slice(&0x9999u32.to_be_bytes());
-    expect_drop(&mut b, &cb, Ingress::Port(1), VecBuf::new(&f, 128, 0), DropReason::UnknownSpi);
+    // (Parked, untouched, for the worker to offer again or drop: the SA may be on its way.)
+    let (v, parked) = run(&mut b, Ingress::Port(1), VecBuf::new(&f, 128, 0));
+    assert_eq!(v, Verdict::Park);
+    assert_eq!(parked.data(), &f[..]);
 
     // Wrong ICV (last byte), then a flipped ciphertext byte.
     let mut f = bytes.clone();
@@ -667,6 +670,42 @@ fn programmed_at_run_time_acquire_then_install_then_rekey_without_loss() {
     let listed = b.ctl.handle(Command::ListSas).sas.unwrap();
     assert_eq!(listed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["b-in-2"]);
     assert_eq!(listed[0].packets, 1, "the one packet sent after the switch");
+}
+
+#[test]
+fn esp_that_beats_its_inbound_sa_is_parked_then_delivered() {
+    // We started a rekey; the peer answered and sends on the new SA at once, before our
+    // control plane has installed the new inbound SA here (RFC 7296 2.8 make-before-break).
+    let mut a = Controlled::new("a");
+    let mut b = Controlled::new("b");
+    a.command(&sa_json("a-out-2", "out", 0x1002, KEY2, "192.0.2.1", "192.0.2.2", ""));
+    a.command(
+        r#"{"command":"set_policy","policy":{"name":"nets","src":"10.1.0.0/24","dst":"10.2.0.0/24","action":"protect","sa_out":"a-out-2"}}"#,
+    );
+    let inner = ipv4_udp("10.1.0.10", "10.2.0.10", 64);
+    let early = encrypt(&mut a.p, &inner);
+    let bytes = early.data().to_vec();
+    let (v, early) = run(&mut b.p, Ingress::Port(1), early);
+    assert_eq!(v, Verdict::Park);
+    assert_eq!(early.data(), &bytes[..], "a parked frame is untouched");
+    let rx = b.c.rx.get();
+    b.command(&sa_json(
+        "b-in-2",
+        "in",
+        0x1002,
+        KEY2,
+        "192.0.2.2",
+        "192.0.2.1",
+        r#","selectors":[{"src":"10.2.0.0/24","dst":"10.1.0.0/24"}]"#,
+    ));
+    let mut pkts = [early];
+    let mut v = [Verdict::Park];
+    b.p.reprocess(1, &mut pkts, &mut v, 2);
+    assert_eq!(v[0], Verdict::Port(0), "delivered once its SA is there");
+    // The inner packet, past the TTL and checksum the two gateways decremented.
+    assert_eq!(&pkts[0].data()[14 + 12..14 + inner.len()], &inner[12..]);
+    assert_eq!(b.c.rx.get(), rx, "received once, counted once");
+    assert_eq!(b.c.drops(DropReason::UnknownSpi), 0);
 }
 
 #[test]

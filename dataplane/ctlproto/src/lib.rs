@@ -150,6 +150,10 @@ pub struct CoreSnapshot {
     pub encrypted: u64,
     pub decrypted: u64,
     pub bypassed: u64,
+    /// ESP frames that arrived before their inbound SA and waited for it (delivered or, if
+    /// it never came, dropped as UnknownSpi).
+    #[serde(default)]
+    pub parked: u64,
 }
 
 /// Everything an operator reads: totals per SA and per drop reason, and per core.
@@ -168,14 +172,14 @@ impl Snapshot {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{:>6} {:>12} {:>12} {:>10} {:>10} {:>12} {:>12} {:>10}",
-            "lcore", "rx", "tx", "to-host", "from-host", "encrypted", "decrypted", "bypassed"
+            "{:>6} {:>12} {:>12} {:>10} {:>10} {:>12} {:>12} {:>10} {:>8}",
+            "lcore", "rx", "tx", "to-host", "from-host", "encrypted", "decrypted", "bypassed", "parked"
         );
         for c in &self.cores {
             let _ = writeln!(
                 s,
-                "{:>6} {:>12} {:>12} {:>10} {:>10} {:>12} {:>12} {:>10}",
-                c.lcore, c.rx, c.tx, c.to_host, c.from_host, c.encrypted, c.decrypted, c.bypassed
+                "{:>6} {:>12} {:>12} {:>10} {:>10} {:>12} {:>12} {:>10} {:>8}",
+                c.lcore, c.rx, c.tx, c.to_host, c.from_host, c.encrypted, c.decrypted, c.bypassed, c.parked
             );
         }
         let _ = writeln!(s, "\n{:<16} {:>10} {:>4} {:>12} {:>14}", "SA", "SPI", "dir", "packets", "bytes");
