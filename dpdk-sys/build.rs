@@ -1,5 +1,6 @@
 //! Binds libdpdk (found with `pkg-config`): bindgen over `wrapper.h`, plus the C wrappers that
-//! bindgen writes for static inline functions, compiled with the pkg-config cflags.
+//! bindgen writes for static inline functions, compiled with the pkg-config cflags; and
+//! intel-ipsec-mb (`ipsec_mb.h`), the AES-GCM library under DPDK's crypto_ipsec_mb PMD.
 
 use std::env;
 use std::path::PathBuf;
@@ -91,4 +92,26 @@ fn main() {
         build.flag(flag);
     }
     build.compile("dpdk_static_wrappers");
+
+    // intel-ipsec-mb: the manager (a table of function pointers chosen for this CPU) and the
+    // AES-GCM key and context structures. Nothing static inline is needed from it.
+    let imb_header = crate_dir.join("ipsec_mb.h");
+    println!("cargo:rerun-if-changed={}", imb_header.display());
+    println!("cargo:rustc-link-lib=dylib=IPSec_MB");
+    bindgen::Builder::default()
+        .header(imb_header.to_str().unwrap())
+        .allowlist_function(
+            "alloc_mb_mgr|free_mb_mgr|init_mb_mgr_auto|imb_get_version_str|imb_get_errno|imb_get_strerror",
+        )
+        .allowlist_type("IMB_MGR|IMB_ARCH|gcm_key_data|gcm_context_data")
+        .allowlist_var("IMB_VERSION_STR")
+        .derive_default(true)
+        .prepend_enum_name(false)
+        .layout_tests(false)
+        .generate_comments(false)
+        .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
+        .generate()
+        .expect("bindgen failed on ipsec_mb.h (install libipsec-mb-dev)")
+        .write_to_file(out_dir.join("ipsec_mb.rs"))
+        .expect("cannot write ipsec_mb.rs");
 }

@@ -60,6 +60,8 @@ struct RawDataplane {
     control_socket: Option<String>,
     rx_desc: Option<u16>,
     max_sas: Option<usize>,
+    /// AES-GCM implementation: "auto" (the fastest here), "aes-gcm", "aws-lc" or "ipsec-mb".
+    crypto: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,12 +183,17 @@ pub struct Config {
     pub control_socket: Option<String>,
     /// SA slots (the per-core per-SA counters are sized for them).
     pub max_sas: usize,
+    /// The AES-GCM backend by name, or "auto".
+    pub crypto: String,
     pub ports: Vec<PortConf>,
     pub routes: Vec<RouteConf>,
     pub neighbors: Vec<NeighborConf>,
     pub sas: Vec<SaConf>,
     pub policies: Vec<PolicyConf>,
 }
+
+/// The values of `[dataplane] crypto` (see [`crate::crypto`]).
+pub const CRYPTO_NAMES: [&str; 4] = ["auto", "aes-gcm", "aws-lc", "ipsec-mb"];
 
 fn parse_hex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim().trim_start_matches("0x");
@@ -265,8 +272,17 @@ pub fn check_sa(s: &RawSa, f: &dyn Fn(&str) -> String) -> Result<SaConf, ConfigE
     if !s.udp_encap && (s.udp_sport.is_some() || s.udp_dport.is_some()) {
         return Err(field(f("udp_sport"), "UDP ports need udp_encap = true"));
     }
-    let sa =
-        SaConfig { spi: s.spi, key, local, remote, encap, esn: s.esn, replay_window: s.replay_window.unwrap_or(1024) };
+    let sa = SaConfig {
+        spi: s.spi,
+        key,
+        local,
+        remote,
+        encap,
+        esn: s.esn,
+        replay_window: s.replay_window.unwrap_or(1024),
+        // The gateway's choice (`[dataplane] crypto`) is set when the SA is installed.
+        backend: Default::default(),
+    };
     if let Err(e) = sa.validate() {
         let which = if e.contains("SPI") { "spi" } else { "remote" };
         return Err(field(f(which), e));
@@ -455,6 +471,10 @@ impl Config {
             sas.push(sa);
         }
 
+        let crypto = d.crypto.clone().unwrap_or_else(|| "auto".into());
+        if !CRYPTO_NAMES.contains(&crypto.as_str()) {
+            return Err(field("dataplane.crypto".to_string(), format!("one of {}", CRYPTO_NAMES.join(", "))));
+        }
         let mut policies = Vec::new();
         for (i, p) in raw.policies.iter().enumerate() {
             let f = |n: &str| format!("policy[{i}].{n}");
@@ -470,6 +490,7 @@ impl Config {
             rx_desc: d.rx_desc.unwrap_or(1024),
             control_socket: d.control_socket.clone(),
             max_sas: d.max_sas.unwrap_or(4096).max(raw.sas.len()),
+            crypto,
             ports,
             routes,
             neighbors,

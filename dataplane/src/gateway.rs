@@ -33,6 +33,8 @@ pub enum GatewayError {
     Control { path: String, source: std::io::Error },
     #[error("{0}")]
     Sad(#[from] SadError),
+    #[error("dataplane.crypto: {0}")]
+    Crypto(String),
 }
 
 /// How long to run and where the control socket lives.
@@ -121,6 +123,16 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
 
     let hz = dpdk::tsc_hz();
     let (pipelines, sad) = build_pipelines(cfg, &macs, &worker_lcores, hz)?;
+    let (backend, speeds) = crate::crypto::choose(&cfg.crypto).map_err(GatewayError::Crypto)?;
+    let measured: Vec<String> = speeds
+        .iter()
+        .map(|s| format!("{} {:.1} Gbit/s at 1420 B, {:.1} Mpps at 64 B", s.backend.name(), s.gbps_1420(), s.mpps_64()))
+        .collect();
+    eprintln!(
+        "dataplane: AES-GCM by {}{}",
+        backend.name(),
+        if measured.is_empty() { String::new() } else { format!(" (fastest here: {})", measured.join("; ")) }
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut counters = Vec::new();
@@ -237,6 +249,7 @@ pub fn build_pipelines(
         .collect();
     let counters: Vec<Arc<WorkerCounters>> = pipelines.iter().map(|p| p.counters().clone()).collect();
     let mut sad = Sad::new(cfg.max_sas, lcores.len());
+    sad.set_backend(crate::crypto::choose(&cfg.crypto).map_err(GatewayError::Crypto)?.0);
     let mut apply = |updates: Vec<Vec<crate::pipeline::Update>>| {
         for (p, list) in pipelines.iter_mut().zip(updates) {
             for u in list {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod controller;
 pub mod counters;
+pub mod crypto;
 pub mod dpdk;
 pub mod gateway;
 pub mod net;

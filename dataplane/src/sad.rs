@@ -61,6 +61,7 @@ pub struct Sad {
     inbound_spis: HashMap<u32, usize>,
     policies: Vec<PolicyConf>,
     workers: usize,
+    backend: esp::aead::Backend,
 }
 
 /// Per-worker updates, indexed by worker.
@@ -76,6 +77,7 @@ impl Sad {
             inbound_spis: HashMap::new(),
             policies: Vec::new(),
             workers,
+            backend: esp::aead::Backend::default(),
         }
     }
 
@@ -97,7 +99,15 @@ impl Sad {
     /// Installs an SA. Inbound SAs without explicit selectors take those of the policies that
     /// name them as `sa_in`. Returns the slot and the workers' updates (with a new SPD when a
     /// policy was waiting for this SA).
+    /// The AES-GCM implementation of the SAs added from now on.
+    pub fn set_backend(&mut self, backend: esp::aead::Backend) {
+        self.backend = backend;
+    }
+
     pub fn add_sa(&mut self, conf: &SaConf, counters: &[Arc<WorkerCounters>]) -> Result<(usize, Updates), SadError> {
+        let mut with_backend = conf.sa.clone();
+        with_backend.backend = self.backend;
+        let sa_cfg = &with_backend;
         if self.by_name.contains_key(&conf.name) {
             return Err(SadError::NameTaken(conf.name.clone()));
         }
@@ -112,12 +122,12 @@ impl Sad {
                 // One counter for every worker's copy: sequence numbers stay unique (RFC 4303 3.3.3).
                 let seq = Arc::new(SeqCounter::default());
                 for u in &mut updates {
-                    let sa = OutboundSa::new(&conf.sa, seq.clone()).map_err(invalid)?;
+                    let sa = OutboundSa::new(sa_cfg, seq.clone()).map_err(invalid)?;
                     u.push(Update::AddOutbound { slot, sa: Box::new(sa) });
                 }
             }
             Direction::In => {
-                let sa = InboundSa::new(&conf.sa).map_err(invalid)?;
+                let sa = InboundSa::new(sa_cfg).map_err(invalid)?;
                 let selectors: Arc<[Selector]> = match &conf.selectors {
                     Some(s) => s.clone().into(),
                     None => self.selectors_naming(&conf.name).into(),

@@ -9,3 +9,11 @@
 #![allow(unnecessary_transmutes)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+
+/// intel-ipsec-mb 1.3 (libIPSec_MB): the multi-buffer manager and its AES-GCM types, generated
+/// by bindgen from `ipsec_mb.h`. The safe API is `dataplane::dpdk::ipsec_mb`.
+pub mod ipsec_mb {
+    #![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code)]
+    #![allow(clippy::all)]
+    include!(concat!(env!("OUT_DIR"), "/ipsec_mb.rs"));
+}

@@ -79,7 +79,16 @@ fn config(req: &Value) -> Result<SaConfig, String> {
         None => 64,
         Some(v) => v.as_u64().and_then(|w| u32::try_from(w).ok()).ok_or("window must be a u32")?,
     };
-    let cfg = SaConfig { spi, key, local, remote, encap, esn: bool_field(req, "esn")?, replay_window };
+    let cfg = SaConfig {
+        spi,
+        key,
+        local,
+        remote,
+        encap,
+        esn: bool_field(req, "esn")?,
+        replay_window,
+        backend: Default::default(),
+    };
     cfg.validate()?;
     Ok(cfg)
 }

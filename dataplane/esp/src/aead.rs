@@ -1,5 +1,7 @@
-//! The AEAD the ESP stages call, behind a trait so that other backends (aws-lc-rs,
-//! intel-ipsec-mb) can stand in for the pure-Rust `aes-gcm` one.
+//! The AEAD the ESP stages call, behind a trait so that other backends can stand in for the
+//! pure-Rust `aes-gcm` one: AWS-LC (`aws-lc` feature) here, intel-ipsec-mb from the dataplane
+//! (which owns the FFI) through [`Backend::External`]. [`Cipher`] dispatches with a `match`,
+//! so the built-in backends are called directly, without a virtual call.
 //!
 //! RFC 4106: AES-GCM with a 16-octet ICV, a 12-octet nonce made of the 4-octet salt from the key
 //! material and the 8-octet explicit IV carried in each packet.
@@ -25,6 +27,171 @@ pub trait Aead: Send + Sync {
     fn seal(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; ICV_LEN];
     /// Verifies `tag` and only then decrypts `buf` in place; on failure `buf` is unchanged.
     fn open(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; ICV_LEN]) -> Result<(), AuthError>;
+    /// [`Self::open`] with the tag in the last [`ICV_LEN`] octets of `buf`, as ESP carries it
+    /// (RFC 4303 2.8): backends that read it in place need no copy. On failure the contents
+    /// of `buf` are unspecified (AWS-LC clears them): the caller drops the packet.
+    fn open_appended(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> Result<(), AuthError> {
+        let at = buf.len().checked_sub(ICV_LEN).ok_or(AuthError)?;
+        let (data, tag) = buf.split_at_mut(at);
+        let tag: [u8; ICV_LEN] = (&*tag).try_into().map_err(|_| AuthError)?;
+        self.open(nonce, aad, data, &tag)
+    }
+}
+
+/// Which implementation of AES-GCM an SA uses. Backends compare by name.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Backend {
+    /// RustCrypto `aes-gcm`: pure Rust, AES-NI and CLMUL (or VAES) detected at run time.
+    #[default]
+    RustCrypto,
+    /// AWS-LC through `aws-lc-rs` (feature `aws-lc`).
+    AwsLc,
+    /// A backend from outside this crate: its name and how it makes a cipher from a key.
+    External(&'static str, fn(&KeyMaterial) -> Box<dyn Aead>),
+}
+
+impl PartialEq for Backend {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Backend {}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::RustCrypto => "aes-gcm",
+            Backend::AwsLc => "aws-lc",
+            Backend::External(name, _) => name,
+        }
+    }
+
+    /// Whether this build has it.
+    pub fn available(self) -> bool {
+        match self {
+            Backend::AwsLc => cfg!(feature = "aws-lc"),
+            _ => true,
+        }
+    }
+}
+
+/// An SA's AES-GCM, from one of the backends. Cloned for each core: the RustCrypto key
+/// schedule is copied, the others are shared read-only.
+#[derive(Clone)]
+pub enum Cipher {
+    RustCrypto(AesGcm),
+    #[cfg(feature = "aws-lc")]
+    AwsLc(std::sync::Arc<AwsLcGcm>),
+    External(std::sync::Arc<dyn Aead>),
+}
+
+impl Cipher {
+    /// The cipher for `km` from `backend`; a backend this build lacks falls back to RustCrypto.
+    pub fn new(backend: Backend, km: &KeyMaterial) -> Self {
+        match backend {
+            #[cfg(feature = "aws-lc")]
+            Backend::AwsLc => Cipher::AwsLc(std::sync::Arc::new(AwsLcGcm::new(km))),
+            Backend::External(_, make) => Cipher::External(make(km).into()),
+            _ => Cipher::RustCrypto(AesGcm::new(km)),
+        }
+    }
+}
+
+impl core::fmt::Debug for Cipher {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Cipher::RustCrypto(c) => c.fmt(f),
+            #[cfg(feature = "aws-lc")]
+            Cipher::AwsLc(_) => f.write_str("AwsLcGcm(<redacted>)"),
+            Cipher::External(_) => f.write_str("ExternalGcm(<redacted>)"),
+        }
+    }
+}
+
+impl Aead for Cipher {
+    #[inline]
+    fn seal(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; ICV_LEN] {
+        match self {
+            Cipher::RustCrypto(c) => c.seal(nonce, aad, buf),
+            #[cfg(feature = "aws-lc")]
+            Cipher::AwsLc(c) => c.seal(nonce, aad, buf),
+            Cipher::External(c) => c.seal(nonce, aad, buf),
+        }
+    }
+
+    #[inline]
+    fn open(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; ICV_LEN]) -> Result<(), AuthError> {
+        match self {
+            Cipher::RustCrypto(c) => c.open(nonce, aad, buf, tag),
+            #[cfg(feature = "aws-lc")]
+            Cipher::AwsLc(c) => c.open(nonce, aad, buf, tag),
+            Cipher::External(c) => c.open(nonce, aad, buf, tag),
+        }
+    }
+
+    #[inline]
+    fn open_appended(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> Result<(), AuthError> {
+        match self {
+            Cipher::RustCrypto(c) => c.open_appended(nonce, aad, buf),
+            #[cfg(feature = "aws-lc")]
+            Cipher::AwsLc(c) => c.open_appended(nonce, aad, buf),
+            Cipher::External(c) => c.open_appended(nonce, aad, buf),
+        }
+    }
+}
+
+/// AES-GCM from AWS-LC. AWS-LC keeps the expanded key and cleanses it when the key is freed.
+#[cfg(feature = "aws-lc")]
+pub struct AwsLcGcm {
+    key: aws_lc_rs::aead::LessSafeKey,
+}
+
+#[cfg(feature = "aws-lc")]
+impl AwsLcGcm {
+    pub fn new(km: &KeyMaterial) -> Self {
+        use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, LessSafeKey, UnboundKey};
+        let alg = match km.key_len() {
+            GcmKeyLen::Aes128 => &AES_128_GCM,
+            GcmKeyLen::Aes256 => &AES_256_GCM,
+        };
+        // The key length matches the algorithm by construction of KeyMaterial.
+        let key = UnboundKey::new(alg, km.key()).expect("AES key of the algorithm's length");
+        AwsLcGcm { key: LessSafeKey::new(key) }
+    }
+}
+
+#[cfg(feature = "aws-lc")]
+impl Aead for AwsLcGcm {
+    #[inline]
+    fn seal(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; ICV_LEN] {
+        use aws_lc_rs::aead::{Aad, Nonce};
+        let tag = self.key.seal_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), buf);
+        // Only fails for inputs over the GCM limit, which no packet reaches.
+        tag.ok().and_then(|t| t.as_ref().try_into().ok()).unwrap_or([0; ICV_LEN])
+    }
+
+    #[inline]
+    fn open(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; ICV_LEN]) -> Result<(), AuthError> {
+        use aws_lc_rs::aead::{Aad, Nonce};
+        // AWS-LC decrypts into a separate buffer only after the tag verified: `buf` stays as it
+        // is on failure.
+        let mut plain = vec![0u8; buf.len()];
+        self.key
+            .open_separate_gather(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), buf, tag, &mut plain)
+            .map_err(|_| AuthError)?;
+        buf.copy_from_slice(&plain);
+        Ok(())
+    }
+
+    #[inline]
+    fn open_appended(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> Result<(), AuthError> {
+        use aws_lc_rs::aead::{Aad, Nonce};
+        self.key
+            .open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), buf)
+            .map(|_| ())
+            .map_err(|_| AuthError)
+    }
 }
 
 /// AES key sizes for AES-GCM-16 (IKEv2 transform ENCR_AES_GCM_16 with 128 or 256 bit keys).
@@ -177,6 +344,49 @@ mod tests {
         assert_eq!(pt, copy, "a failed open leaves the ciphertext untouched");
         c.open(&iv, &aad, &mut pt, &tag).unwrap();
         assert_eq!(&pt[..4], &unhex("d9313225")[..]);
+    }
+
+    /// Every built-in backend gives the same ciphertext and tag, opens the others' output,
+    /// and refuses a bad tag.
+    #[test]
+    fn backends_agree() {
+        let backends = [Backend::RustCrypto, Backend::AwsLc];
+        for len in [GcmKeyLen::Aes128, GcmKeyLen::Aes256] {
+            let km = KeyMaterial::new(len, &vec![0x42; len.key_len()][..], &[9, 8, 7, 6]).unwrap();
+            for size in [0, 1, 15, 16, 17, 64, 1420, 9000] {
+                let plain: Vec<u8> = (0..size).map(|i| (i * 7) as u8).collect();
+                let nonce = [3u8; 12];
+                let aad = [1u8, 2, 3, 4, 5, 6, 7, 8];
+                let sealed: Vec<(Vec<u8>, [u8; ICV_LEN])> = backends
+                    .iter()
+                    .map(|&b| {
+                        let mut buf = plain.clone();
+                        let tag = Cipher::new(b, &km).seal(&nonce, &aad, &mut buf);
+                        (buf, tag)
+                    })
+                    .collect();
+                assert!(sealed.windows(2).all(|w| w[0] == w[1]), "{len:?} {size}");
+                for &b in &backends {
+                    let c = Cipher::new(b, &km);
+                    let (ct, tag) = &sealed[0];
+                    let mut buf = ct.clone();
+                    c.open(&nonce, &aad, &mut buf, tag).unwrap();
+                    assert_eq!(buf, plain, "{} open", b.name());
+                    let mut appended = [ct.as_slice(), tag].concat();
+                    c.open_appended(&nonce, &aad, &mut appended).unwrap();
+                    assert_eq!(&appended[..size], &plain[..], "{} open_appended", b.name());
+                    let mut bad = [ct.as_slice(), tag].concat();
+                    *bad.last_mut().unwrap() ^= 1;
+                    assert_eq!(c.open_appended(&nonce, &aad, &mut bad), Err(AuthError));
+                    let mut buf = ct.clone();
+                    let mut t = *tag;
+                    t[0] ^= 1;
+                    assert_eq!(c.open(&nonce, &aad, &mut buf, &t), Err(AuthError));
+                    assert_eq!(&buf, ct, "{}: a failed open leaves the buffer as it was", b.name());
+                }
+            }
+        }
+        assert_eq!(Backend::AwsLc.available(), cfg!(feature = "aws-lc"));
     }
 
     #[test]

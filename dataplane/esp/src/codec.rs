@@ -130,9 +130,7 @@ pub fn open(
     let mut aad_buf = [0u8; 12];
     let aad_len = aad(spi, seq, esn, &mut aad_buf);
     let icv_at = region.len() - ICV_LEN;
-    let mut tag = [0u8; ICV_LEN];
-    tag.copy_from_slice(&region[icv_at..]);
-    aead.open(&nonce(salt, &iv), &aad_buf[..aad_len], &mut region[ESP_PREFIX_LEN..icv_at], &tag)
+    aead.open_appended(&nonce(salt, &iv), &aad_buf[..aad_len], &mut region[ESP_PREFIX_LEN..])
         .map_err(|_| EspError::AuthFailed)?;
     let plain = &region[ESP_PREFIX_LEN..icv_at];
     let next_header = plain[plain.len() - 1];

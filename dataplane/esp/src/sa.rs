@@ -3,7 +3,7 @@
 //! opens and strips that again.
 
 use crate::EspError;
-use crate::aead::{AesGcm, IV_LEN, KeyMaterial, SALT_LEN};
+use crate::aead::{Backend, Cipher, IV_LEN, KeyMaterial, SALT_LEN};
 use crate::buf::PacketBuf;
 use crate::codec::{self, ESP_PREFIX_LEN, SealParams};
 use crate::replay::ReplayWindow;
@@ -39,6 +39,8 @@ pub struct SaConfig {
     pub esn: bool,
     /// Anti-replay window in packets (inbound only).
     pub replay_window: u32,
+    /// Which AES-GCM implementation seals and opens its packets.
+    pub backend: Backend,
 }
 
 impl SaConfig {
@@ -205,7 +207,7 @@ pub struct OutboundSa {
     pub local: IpAddr,
     pub remote: IpAddr,
     pub encap: Option<UdpEncap>,
-    aead: AesGcm,
+    aead: Cipher,
     salt: [u8; SALT_LEN],
     outer: OuterTemplate,
     seq: Arc<SeqCounter>,
@@ -227,7 +229,7 @@ impl OutboundSa {
             local: cfg.local,
             remote: cfg.remote,
             encap: cfg.encap,
-            aead: AesGcm::new(&cfg.key),
+            aead: Cipher::new(cfg.backend, &cfg.key),
             salt: cfg.key.salt(),
             outer: OuterTemplate::new(cfg.local, cfg.remote, cfg.encap),
             seq,
@@ -322,7 +324,7 @@ pub struct InboundSa {
     pub local: IpAddr,
     pub remote: IpAddr,
     pub encap: Option<UdpEncap>,
-    aead: AesGcm,
+    aead: Cipher,
     salt: [u8; SALT_LEN],
     replay: Arc<ReplayWindow>,
 }
@@ -341,7 +343,7 @@ impl InboundSa {
             local: cfg.local,
             remote: cfg.remote,
             encap: cfg.encap,
-            aead: AesGcm::new(&cfg.key),
+            aead: Cipher::new(cfg.backend, &cfg.key),
             salt: cfg.key.salt(),
             replay: Arc::new(ReplayWindow::new(cfg.replay_window, cfg.esn)?),
         })
@@ -453,6 +455,7 @@ mod tests {
             encap: None,
             esn,
             replay_window: 64,
+            backend: Default::default(),
         }
     }
 

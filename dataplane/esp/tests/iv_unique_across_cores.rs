@@ -18,6 +18,7 @@ fn ivs_stay_unique_across_threads() {
         encap: None,
         esn: true,
         replay_window: 64,
+        backend: Default::default(),
     };
     let seq = Arc::new(SeqCounter::default());
     let mut inner = vec![0u8; 48];

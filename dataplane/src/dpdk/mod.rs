@@ -53,6 +53,7 @@
 
 pub mod eal;
 mod error;
+pub mod ipsec_mb;
 pub mod mbuf;
 pub mod mempool;
 pub mod port;

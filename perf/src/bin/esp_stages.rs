@@ -137,6 +137,7 @@ fn sa_config(t: Tunnel, a_to_b: bool) -> SaConfig {
         encap: t.udp_encap.then_some(UdpEncap { sport: 4500, dport: 4500 }),
         esn: false,
         replay_window: 1024,
+        backend: Default::default(),
     }
 }
 

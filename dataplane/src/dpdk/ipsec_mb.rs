@@ -1,0 +1,204 @@
+//! AES-GCM from intel-ipsec-mb (libIPSec_MB, the library under DPDK's crypto_ipsec_mb PMD)
+//! through its synchronous direct API: one call seals or opens a packet in place, with the code
+//! path (SSE, AVX2, AVX-512, VAES) the library picked for this CPU. It stands behind
+//! [`esp::aead::Aead`] as the backend named `ipsec-mb`.
+
+use dpdk_sys::ipsec_mb as imb;
+use esp::aead::{Aead, AesGcm, AuthError, Backend, GcmKeyLen, ICV_LEN, KeyMaterial};
+use std::sync::OnceLock;
+
+/// The library's manager: after `init_mb_mgr_auto` a read-only table of function pointers for
+/// this CPU. It lives as long as the process.
+struct Manager(&'static imb::IMB_MGR);
+
+// Safety: the manager is written once, by `init_mb_mgr_auto` before it is shared, and only
+// read afterwards; the direct GCM functions keep no state in it.
+unsafe impl Send for Manager {}
+// Safety: as above, shared reads only.
+unsafe impl Sync for Manager {}
+
+fn manager() -> Option<&'static imb::IMB_MGR> {
+    static MGR: OnceLock<Option<Manager>> = OnceLock::new();
+    MGR.get_or_init(|| {
+        // Safety: alloc_mb_mgr returns an owned, suitably aligned manager or NULL; it is
+        // initialised before any use and never freed, so the 'static reference stays valid.
+        unsafe {
+            let m = imb::alloc_mb_mgr(0);
+            if m.is_null() {
+                return None;
+            }
+            let mut arch: imb::IMB_ARCH = 0;
+            imb::init_mb_mgr_auto(m, &mut arch);
+            if imb::imb_get_errno(m) != 0 {
+                imb::free_mb_mgr(m);
+                return None;
+            }
+            Some(Manager(&*m))
+        }
+    })
+    .as_ref()
+    .map(|m| m.0)
+}
+
+/// Whether the library initialised on this CPU.
+pub fn available() -> bool {
+    manager().is_some()
+}
+
+/// The backend for SAs: AES-GCM by intel-ipsec-mb, or RustCrypto's where the library is
+/// missing (never chosen then: see `crypto::choose`).
+pub fn backend() -> Backend {
+    Backend::External("ipsec-mb", |km| match IpsecMbGcm::new(km) {
+        Some(c) => Box::new(c),
+        None => Box::new(AesGcm::new(km)),
+    })
+}
+
+/// The expanded key and GHASH tables, aligned as the library's AVX-512 code wants them.
+#[repr(C, align(64))]
+struct KeyData(imb::gcm_key_data);
+
+type GcmFn = unsafe extern "C" fn(
+    *const imb::gcm_key_data,
+    *mut imb::gcm_context_data,
+    *mut u8,
+    *const u8,
+    u64,
+    *const u8,
+    *const u8,
+    u64,
+    *mut u8,
+    u64,
+);
+
+/// One SA's AES-GCM-128 or -256 key for intel-ipsec-mb. The key schedule is wiped on drop.
+pub struct IpsecMbGcm {
+    key: Box<KeyData>,
+    enc: GcmFn,
+    dec: GcmFn,
+}
+
+impl IpsecMbGcm {
+    pub fn new(km: &KeyMaterial) -> Option<Self> {
+        let m = manager()?;
+        let (pre, enc, dec) = match km.key_len() {
+            GcmKeyLen::Aes128 => (m.gcm128_pre, m.gcm128_enc, m.gcm128_dec),
+            GcmKeyLen::Aes256 => (m.gcm256_pre, m.gcm256_enc, m.gcm256_dec),
+        };
+        let (pre, enc, dec) = (pre?, enc?, dec?);
+        let mut key = Box::new(KeyData(imb::gcm_key_data::default()));
+        // Safety: `pre` reads key_len() bytes of AES key and fills the key structure, both valid
+        // for the call.
+        unsafe { pre(km.key().as_ptr().cast(), &mut key.0) };
+        Some(IpsecMbGcm { key, enc, dec })
+    }
+
+    /// Runs `f` (the library's encrypt or decrypt) over `buf` in place.
+    fn run(&self, f: GcmFn, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &mut [u8; ICV_LEN]) {
+        let mut ctx = imb::gcm_context_data::default();
+        let p = buf.as_mut_ptr();
+        // Safety: the key was prepared by the matching `pre`; `buf` is valid for reads and
+        // writes of its length, and the library supports in == out; the IV is 12 bytes as the
+        // direct API expects; `aad` and `tag` are valid for their lengths.
+        unsafe {
+            f(
+                &self.key.0,
+                &mut ctx,
+                p,
+                p.cast_const(),
+                buf.len() as u64,
+                nonce.as_ptr(),
+                aad.as_ptr(),
+                aad.len() as u64,
+                tag.as_mut_ptr(),
+                ICV_LEN as u64,
+            )
+        };
+    }
+}
+
+impl Drop for IpsecMbGcm {
+    fn drop(&mut self) {
+        // Volatile writes keep the wipe from being optimised away.
+        let bytes = std::ptr::from_mut(&mut self.key.0).cast::<u8>();
+        for i in 0..std::mem::size_of::<imb::gcm_key_data>() {
+            // Safety: the key structure is plain bytes, `i` stays within it, and we own it.
+            unsafe { bytes.add(i).write_volatile(0) };
+        }
+    }
+}
+
+/// Tag comparison in time independent of where the tags differ.
+fn tags_equal(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
+}
+
+impl Aead for IpsecMbGcm {
+    #[inline]
+    fn seal(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; ICV_LEN] {
+        let mut tag = [0u8; ICV_LEN];
+        self.run(self.enc, nonce, aad, buf, &mut tag);
+        tag
+    }
+
+    fn open(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; ICV_LEN]) -> Result<(), AuthError> {
+        let mut computed = [0u8; ICV_LEN];
+        self.run(self.dec, nonce, aad, buf, &mut computed);
+        if tags_equal(&computed, tag) {
+            return Ok(());
+        }
+        // The library decrypts before the tag is known: put the ciphertext back (CTR mode is
+        // its own inverse) so that a failed open leaves `buf` as it was.
+        let mut ignored = [0u8; ICV_LEN];
+        self.run(self.enc, nonce, aad, buf, &mut ignored);
+        Err(AuthError)
+    }
+
+    #[inline]
+    fn open_appended(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> Result<(), AuthError> {
+        let at = buf.len().checked_sub(ICV_LEN).ok_or(AuthError)?;
+        let (data, tag) = buf.split_at_mut(at);
+        let mut computed = [0u8; ICV_LEN];
+        self.run(self.dec, nonce, aad, data, &mut computed);
+        // On failure the packet is dropped: its contents need not be restored.
+        if tags_equal(&computed, tag) { Ok(()) } else { Err(AuthError) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use esp::aead::Cipher;
+
+    #[test]
+    fn agrees_with_the_other_backends() {
+        if !available() {
+            eprintln!("intel-ipsec-mb did not initialise here; nothing to compare");
+            return;
+        }
+        for len in [GcmKeyLen::Aes128, GcmKeyLen::Aes256] {
+            let km = KeyMaterial::new(len, &vec![0x5a; len.key_len()], &[1, 2, 3, 4]).unwrap();
+            let ours = Cipher::new(backend(), &km);
+            for size in [0, 1, 16, 63, 64, 1420, 9000] {
+                let plain: Vec<u8> = (0..size).map(|i| (i * 13) as u8).collect();
+                let (nonce, aad) = ([7u8; 12], [9u8; 12]);
+                let (mut a, mut b) = (plain.clone(), plain.clone());
+                let ta = ours.seal(&nonce, &aad, &mut a);
+                let tb = Cipher::new(Backend::RustCrypto, &km).seal(&nonce, &aad, &mut b);
+                assert_eq!((&a, ta), (&b, tb), "{len:?} {size}");
+                let mut bad = ta;
+                bad[3] ^= 0x10;
+                assert_eq!(ours.open(&nonce, &aad, &mut a, &bad), Err(AuthError));
+                assert_eq!(a, b, "restored after a failed open");
+                ours.open(&nonce, &aad, &mut a, &ta).unwrap();
+                assert_eq!(a, plain);
+                let mut appended = [b.as_slice(), &tb].concat();
+                ours.open_appended(&nonce, &aad, &mut appended).unwrap();
+                assert_eq!(&appended[..size], &plain[..]);
+                let mut tampered = [b.as_slice(), &tb].concat();
+                tampered[0] ^= 1;
+                assert_eq!(ours.open_appended(&nonce, &aad, &mut tampered), Err(AuthError));
+            }
+        }
+    }
+}
