@@ -5,7 +5,7 @@ set -euo pipefail
 
 need_apt=()
 pkgs=(
-  libdpdk-dev dpdk dpdk-dev pkg-config clang libclang-dev libipsec-mb-dev cmake
+  libdpdk-dev dpdk dpdk-dev pkg-config clang libclang-dev libipsec-mb-dev
   tshark tcpdump iperf3 iputils-ping iproute2 nftables ethtool procps
   strongswan-swanctl strongswan-charon strongswan-pki libcharon-extra-plugins
   libstrongswan-standard-plugins libstrongswan-extra-plugins
