@@ -353,6 +353,22 @@ impl InboundSa {
         &self.replay
     }
 
+    /// The same SA (the cipher's key schedule shared, not rebuilt) with a fresh anti-replay
+    /// window of the same size: for measurements that offer the same packets again.
+    pub fn with_new_window(&self) -> Result<Self, &'static str> {
+        let w = &self.replay;
+        let size = u32::try_from(w.size()).map_err(|_| "replay window too large")?;
+        Ok(InboundSa {
+            spi: self.spi,
+            local: self.local,
+            remote: self.remote,
+            encap: self.encap,
+            aead: self.aead.clone(),
+            salt: self.salt,
+            replay: Arc::new(ReplayWindow::new(size, w.esn())?),
+        })
+    }
+
     /// Checks, authenticates, decrypts and strips an ESP packet classified as `outer`, leaving
     /// the inner IP packet in `buf`. The order is RFC 4303 3.4.3 and 3.4.4: replay check, ICV
     /// check and decryption, and only then the window update.
