@@ -62,6 +62,8 @@ struct RawDataplane {
     max_sas: Option<usize>,
     /// AES-GCM implementation: "auto" (the fastest here), "aes-gcm", "aws-lc" or "ipsec-mb".
     crypto: Option<String>,
+    /// false: no TAPs; what would go to the host stack is dropped (benchmarks).
+    exception_path: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +187,8 @@ pub struct Config {
     pub max_sas: usize,
     /// The AES-GCM backend by name, or "auto".
     pub crypto: String,
+    /// Kernel TAPs for traffic to the gateway itself (ARP, ND, IKE); off only for benchmarks.
+    pub exception_path: bool,
     pub ports: Vec<PortConf>,
     pub routes: Vec<RouteConf>,
     pub neighbors: Vec<NeighborConf>,
@@ -491,6 +495,7 @@ impl Config {
             control_socket: d.control_socket.clone(),
             max_sas: d.max_sas.unwrap_or(4096).max(raw.sas.len()),
             crypto,
+            exception_path: d.exception_path.unwrap_or(true),
             ports,
             routes,
             neighbors,

@@ -62,12 +62,22 @@ fn tap_vdev(i: usize) -> String {
     format!("net_tapexc{i}")
 }
 
+/// Without an exception path (`[dataplane] exception_path = false`, for benchmarks), a
+/// `net_null` device that receives nothing and drops what is sent stands in for each TAP.
+fn null_vdev(i: usize) -> String {
+    format!("net_nullexc{i}")
+}
+
 pub fn run(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayError> {
     let mut args = vec!["dataplane".to_string()];
     args.extend(cfg.eal_args.iter().cloned());
     args.extend(opts.extra_eal_args.iter().cloned());
     for (i, p) in cfg.ports.iter().enumerate() {
-        args.push(format!("--vdev={},iface={}", tap_vdev(i), p.tap));
+        if cfg.exception_path {
+            args.push(format!("--vdev={},iface={}", tap_vdev(i), p.tap));
+        } else {
+            args.push(format!("--vdev={},no-rx=1", null_vdev(i)));
+        }
     }
     let eal = Eal::init(&args)?;
     let result = run_with_eal(cfg, opts);
@@ -101,9 +111,16 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
             }
             None => dpdk::port_mac(id)?,
         };
-        let tap_id = dpdk::port_by_name(&tap_vdev(i))
+        let exc = if cfg.exception_path { tap_vdev(i) } else { null_vdev(i) };
+        let tap_id = dpdk::port_by_name(&exc)
             .ok_or_else(|| GatewayError::Tap { iface: p.tap.clone(), reason: "TAP vdev did not appear".into() })?;
         started.push(Port::configure(tap_id, nq, nq, 512, &pool)?);
+        if !cfg.exception_path {
+            ids.data.push(id);
+            ids.tap.push(tap_id);
+            macs.push(Mac(mac));
+            continue;
+        }
         // The host stack answers ARP and ICMP for the port's addresses: it must use the port's MAC.
         dpdk::set_port_mac(tap_id, mac)?;
         let tap_err = |reason: String| GatewayError::Tap { iface: p.tap.clone(), reason };

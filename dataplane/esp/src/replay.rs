@@ -41,10 +41,15 @@ fn block_of(seq: u64) -> u32 {
 }
 
 impl ReplayWindow {
-    /// `size` is rounded up to a multiple of 64 and must lie in [`MIN_WINDOW`, `MAX_WINDOW`].
+    /// `size` is rounded up to a multiple of 64 and must lie in [`MIN_WINDOW`, `MAX_WINDOW`];
+    /// 0 disables anti-replay, which RFC 4303 3.4.3 leaves to the receiver (for manually keyed
+    /// SAs, or to measure as DPDK's ipsec-secgw does by default). ESN needs the window.
     pub fn new(size: u32, esn: bool) -> Result<Self, &'static str> {
+        if size == 0 && !esn {
+            return Ok(ReplayWindow { top: AtomicU64::new(0), size: 0, esn, slots: Box::new([]) });
+        }
         if !(MIN_WINDOW..=MAX_WINDOW).contains(&size) {
-            return Err("replay window must be between 64 and 65536 packets");
+            return Err("replay window must be between 64 and 65536 packets, or 0 (off, without ESN)");
         }
         let size = u64::from(size).div_ceil(64) * 64;
         // One slot more than the window spans, rounded up to a power of two for a cheap index.
@@ -89,6 +94,9 @@ impl ReplayWindow {
     /// Checks a received sequence number before authentication. Returns the full 64-bit number
     /// to authenticate with (it goes into the AAD under ESN, RFC 4106 section 5).
     pub fn check(&self, seq_low: u32) -> Result<u64, EspError> {
+        if self.size == 0 {
+            return Ok(u64::from(seq_low));
+        }
         let seq = self.infer(seq_low).ok_or(EspError::ReplayTooOld)?;
         self.check_full(seq).map(|()| seq)
     }
@@ -129,6 +137,9 @@ impl ReplayWindow {
     /// Records an authenticated sequence number and slides the window. Fails, changing nothing,
     /// if the number was committed already (by any core) or has fallen out of the window.
     pub fn commit(&self, seq: u64) -> Result<(), EspError> {
+        if self.size == 0 {
+            return Ok(());
+        }
         self.in_window(seq)?;
         let slot = self.slot(seq);
         let bit = 1u64 << (seq % BLOCK);
@@ -180,6 +191,16 @@ mod tests {
         assert_eq!(accept(&w, 36), Err(EspError::ReplayTooOld), "100 - 36 = 64 = window size");
         assert_eq!(accept(&w, 37), Err(EspError::ReplayDuplicate));
         assert_eq!(w.top(), 100);
+    }
+
+    #[test]
+    fn size_zero_turns_anti_replay_off_without_esn_only() {
+        let w = ReplayWindow::new(0, false).unwrap();
+        for _ in 0..3 {
+            assert_eq!(accept(&w, 7), Ok(7), "the same number again and again");
+        }
+        assert!(ReplayWindow::new(0, true).is_err());
+        assert!(ReplayWindow::new(32, false).is_err());
     }
 
     #[test]

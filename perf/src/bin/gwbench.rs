@@ -1,0 +1,875 @@
+//! gwbench: how fast the gateway forwards, next to the I/O ceiling and the raw AEAD.
+//!
+//! For each direction, packet size, crypto backend, core count and run it:
+//! 1. writes a pcap of test traffic: clear IPv4/IPv6 UDP frames over `--flows` flows for
+//!    outbound, or the ESP frames a peer gateway would send for inbound (sealed here with the
+//!    `esp` crate);
+//! 2. runs `dpdk-testpmd --forward-mode=io` from a `net_pcap` port replaying that file
+//!    (`infinite_rx=1`) to a `net_null` port, on the same lcores: the I/O ceiling;
+//! 3. runs the real `dataplane` binary over the same two vdevs (the pcap port on the input side,
+//!    `net_null` on the output side, no exception path) and reads its counters over the
+//!    control socket after a warm-up: packets forwarded per second, with every packet checked to
+//!    have been encrypted (or decrypted) and sent, none dropped;
+//! 4. measures the backend's bare AES-GCM seal speed on the same payload sizes.
+//!
+//! It prints Mpps, Gbit/s (inner IP bytes), cycles per packet, the ratio to the testpmd ceiling
+//! and to the raw AEAD, as medians over `--runs` runs with their spread, and writes JSON and an
+//! SVG chart. Inbound SAs run with anti-replay off (`replay_window = 0`): the pcap repeats its
+//! sequence numbers, as in DPDK's ipsec-secgw measurements.
+
+use clap::{Parser, ValueEnum};
+use esp::aead::{Backend, GcmKeyLen, KeyMaterial};
+use esp::buf::{PacketBuf, VecBuf};
+use esp::sa::{OutboundSa, SaConfig, SeqCounter};
+use perf::{IMIX, ipv4_udp, median_min_max};
+use serde::Serialize;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Dir {
+    /// Clear in on the protected side, ESP out.
+    Out,
+    /// ESP in on the unprotected side, clear out.
+    In,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Family {
+    V4,
+    V6,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "gwbench", about = "Gateway throughput on DPDK vdevs next to dpdk-testpmd and the raw AEAD")]
+struct Args {
+    /// Inner IP packet sizes in bytes (64 to 1500), or imix (7:4:1 of 64/576/1500).
+    #[arg(long, value_delimiter = ',', default_value = "64,576,1420,imix")]
+    sizes: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "out,in")]
+    dirs: Vec<Dir>,
+    /// IP version, inner and outer.
+    #[arg(long, default_value = "v4")]
+    family: Family,
+    /// AES-GCM backends: aes-gcm, aws-lc, ipsec-mb, or auto (the dataplane's choice).
+    #[arg(long, value_delimiter = ',', default_value = "auto")]
+    backends: Vec<String>,
+    /// Worker cores (each figure is measured for each count): 1 or 2 on this machine.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    cores: Vec<usize>,
+    /// Distinct flows (UDP port pairs and addresses) in the traffic.
+    #[arg(long, default_value_t = 64)]
+    flows: usize,
+    /// SA pairs (and policies), the flows spread over them.
+    #[arg(long, default_value_t = 1)]
+    sas: usize,
+    /// AES key size: 128 or 256.
+    #[arg(long, default_value_t = 128)]
+    aes: u16,
+    /// Runs of each measurement: the tables show the median and the min-max spread.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Measured seconds of each run, after the warm-up.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Packets in each pcap (the replay loops over them).
+    #[arg(long, default_value_t = 2048)]
+    packets: usize,
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// The dataplane binary (default: beside this one).
+    #[arg(long)]
+    dataplane: Option<PathBuf>,
+    #[arg(long, default_value = "dpdk-testpmd")]
+    testpmd: PathBuf,
+    /// Where the pcaps, configurations and logs go (default: a fresh directory under /tmp).
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    /// Skip the testpmd ceiling (ratios are then left out).
+    #[arg(long)]
+    no_ceiling: bool,
+}
+
+const PROT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const UNPROT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
+const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x20];
+const KEY_OUT: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+const KEY_IN: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+const SALT: [u8; 4] = [0x0a, 0x0b, 0x0c, 0x0d];
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+}
+
+/// The addresses of the benchmark topology: our gateway, the peer gateway, the host behind us
+/// (every inbound packet goes to it) and the peer's subnet (flows spread over it).
+struct Topo {
+    gw: IpAddr,
+    peer: IpAddr,
+    host: IpAddr,
+    prot_prefix: String,
+    unprot_prefix: String,
+    local_net: String,
+    remote_net: String,
+}
+
+impl Topo {
+    fn new(f: Family) -> Self {
+        match f {
+            Family::V4 => Topo {
+                gw: "192.0.2.1".parse().unwrap(),
+                peer: "192.0.2.2".parse().unwrap(),
+                host: "10.1.0.10".parse().unwrap(),
+                prot_prefix: "10.1.0.1/24".into(),
+                unprot_prefix: "192.0.2.1/24".into(),
+                local_net: "10.1.0.0/24".into(),
+                remote_net: "10.2.0.0/16".into(),
+            },
+            Family::V6 => Topo {
+                gw: "2001:db8::1".parse().unwrap(),
+                peer: "2001:db8::2".parse().unwrap(),
+                host: "fd01::10".parse().unwrap(),
+                prot_prefix: "fd01::1/64".into(),
+                unprot_prefix: "2001:db8::1/64".into(),
+                local_net: "fd01::/64".into(),
+                remote_net: "fd02::/48".into(),
+            },
+        }
+    }
+
+    /// The peer-side address of a flow: with one SA pair the flows spread over the peer's
+    /// subnet; with several, each SA pair's flows share its own address (its policy's /32 or
+    /// /128).
+    fn remote_addr(&self, sas: usize, sa: usize, flow: usize) -> IpAddr {
+        let i = if sas > 1 { sa } else { flow } as u32;
+        match self.host {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(10, 2, (i >> 8) as u8, i as u8)),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(0xfd02, 0, 0, 0, 0, 0, (i >> 16) as u16, i as u16)),
+        }
+    }
+
+    fn host_len(&self) -> u8 {
+        if self.host.is_ipv4() { 32 } else { 128 }
+    }
+}
+
+/// An IPv6/UDP packet of exactly `total` bytes (at least 48).
+fn ipv6_udp(src: Ipv6Addr, dst: Ipv6Addr, total: usize, sport: u16, dport: u16) -> Vec<u8> {
+    let mut p = vec![0u8; total];
+    p[0] = 0x60;
+    p[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
+    p[6] = 17;
+    p[7] = 64;
+    p[8..24].copy_from_slice(&src.octets());
+    p[24..40].copy_from_slice(&dst.octets());
+    p[40..42].copy_from_slice(&sport.to_be_bytes());
+    p[42..44].copy_from_slice(&dport.to_be_bytes());
+    p[44..46].copy_from_slice(&((total - 40) as u16).to_be_bytes());
+    // UDP checksum over IPv6 is mandatory (RFC 8200 8.1); the gateway does not check it, but
+    // the packet should be valid for whatever reads the capture.
+    let mut sum: u32 = 0;
+    for c in p[8..40].chunks(2).chain(p[40..].chunks(2)) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    sum += 17 + (total - 40) as u32;
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let ck = !(sum as u16);
+    p[46..48].copy_from_slice(&(if ck == 0 { 0xffff } else { ck }).to_be_bytes());
+    p
+}
+
+fn frame(dst: [u8; 6], src: [u8; 6], ip: &[u8]) -> Vec<u8> {
+    let ethertype: u16 = if ip[0] >> 4 == 6 { 0x86dd } else { 0x0800 };
+    let mut f = Vec::with_capacity(14 + ip.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(ip);
+    f
+}
+
+fn write_pcap(path: &Path, frames: &[Vec<u8>]) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    // Classic pcap, microsecond timestamps, Ethernet (LINKTYPE_ETHERNET = 1).
+    out.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
+    out.write_all(&2u16.to_le_bytes())?;
+    out.write_all(&4u16.to_le_bytes())?;
+    out.write_all(&[0; 8])?;
+    out.write_all(&65535u32.to_le_bytes())?;
+    out.write_all(&1u32.to_le_bytes())?;
+    for (i, f) in frames.iter().enumerate() {
+        out.write_all(&0u32.to_le_bytes())?;
+        out.write_all(&(i as u32).to_le_bytes())?;
+        out.write_all(&(f.len() as u32).to_le_bytes())?;
+        out.write_all(&(f.len() as u32).to_le_bytes())?;
+        out.write_all(f)?;
+    }
+    out.flush()
+}
+
+/// Inner IP packet lengths of `n` packets of a size case.
+fn lengths(size: &str, n: usize) -> Result<Vec<usize>, String> {
+    if size.eq_ignore_ascii_case("imix") {
+        return Ok((0..n).map(|j| IMIX[j % IMIX.len()]).collect());
+    }
+    let s: usize = size.parse().map_err(|_| format!("size {size:?} is neither a number nor imix"))?;
+    if !(64..=1500).contains(&s) {
+        return Err(format!("size {s}: 64 to 1500 bytes"));
+    }
+    Ok(vec![s; n])
+}
+
+struct Case<'a> {
+    dir: Dir,
+    size: &'a str,
+    backend: &'a str,
+    cores: usize,
+}
+
+fn aes(args: &Args) -> GcmKeyLen {
+    if args.aes == 256 { GcmKeyLen::Aes256 } else { GcmKeyLen::Aes128 }
+}
+
+fn algorithm(args: &Args) -> &'static str {
+    if args.aes == 256 { "aes256gcm16" } else { "aes128gcm16" }
+}
+
+fn key_hex(args: &Args, k: &str) -> String {
+    k[..if args.aes == 256 { 64 } else { 32 }].to_string()
+}
+
+/// The traffic of a case: inner packets, and for inbound their ESP form as the peer sends it.
+fn traffic(args: &Args, t: &Topo, case: &Case) -> Result<(Vec<Vec<u8>>, u64), String> {
+    let lens = lengths(case.size, args.packets)?;
+    let inner_bytes: u64 = lens.iter().map(|&l| l as u64).sum();
+    // The peer's outbound SAs (our inbound), one per SA pair.
+    let peer_sas: Vec<OutboundSa> = if case.dir == Dir::In {
+        (0..args.sas)
+            .map(|k| {
+                let key = KeyMaterial::new(aes(args), &hex(&key_hex(args, KEY_IN)), &SALT).expect("key");
+                let cfg = SaConfig {
+                    spi: 0x2000 + k as u32,
+                    key,
+                    local: t.peer,
+                    remote: t.gw,
+                    encap: None,
+                    esn: false,
+                    replay_window: 64,
+                    backend: Backend::RustCrypto,
+                };
+                OutboundSa::new(&cfg, Arc::new(SeqCounter::default())).expect("SA")
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut frames = Vec::with_capacity(lens.len());
+    for (j, &len) in lens.iter().enumerate() {
+        let flow = j % args.flows.max(1);
+        let sa = flow % args.sas.max(1);
+        let remote = t.remote_addr(args.sas, sa, flow);
+        let (sport, dport) = (10000 + flow as u16, 20000 + (flow / 7) as u16);
+        // Outbound: host -> remote subnet. Inbound: remote subnet -> host.
+        let (src, dst) = if case.dir == Dir::Out { (t.host, remote) } else { (remote, t.host) };
+        let ip = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let mut p = ipv4_udp(s, d, len, j);
+                p[20..22].copy_from_slice(&sport.to_be_bytes());
+                p[22..24].copy_from_slice(&dport.to_be_bytes());
+                p
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => ipv6_udp(s, d, len, sport, dport),
+            _ => unreachable!("one family"),
+        };
+        frames.push(match case.dir {
+            Dir::Out => frame(PROT_MAC, HOST_MAC, &ip),
+            Dir::In => {
+                let mut b = VecBuf::new(&ip, 128, 64);
+                peer_sas[sa].encapsulate(j as u64 / args.sas.max(1) as u64 + 1, &mut b).map_err(|e| e.to_string())?;
+                frame(UNPROT_MAC, PEER_MAC, b.data())
+            }
+        });
+    }
+    Ok((frames, inner_bytes))
+}
+
+/// The gateway's configuration for a case: the pcap port on the input side, net_null on the
+/// output side, static neighbours, the SA pairs and their policies.
+fn gateway_config(args: &Args, t: &Topo, case: &Case, socket: &Path) -> String {
+    let (prot_port, unprot_port) =
+        if case.dir == Dir::Out { ("net_pcap0", "net_null0") } else { ("net_null0", "net_pcap0") };
+    let mut c = format!(
+        r#"[dataplane]
+crypto = "{backend}"
+exception_path = false
+control_socket = "{socket}"
+mbufs = 32767
+burst = 32
+max_sas = {max_sas}
+
+[[port]]
+name = "{prot_port}"
+role = "protected"
+mac = "02:00:00:00:00:01"
+addresses = ["{prot}"]
+mtu = 9000
+
+[[port]]
+name = "{unprot_port}"
+role = "unprotected"
+mac = "02:00:00:00:00:02"
+addresses = ["{unprot}"]
+mtu = 9000
+
+[[neighbor]]
+port = "{prot_port}"
+ip = "{host}"
+mac = "02:00:00:00:00:10"
+
+[[neighbor]]
+port = "{unprot_port}"
+ip = "{peer}"
+mac = "02:00:00:00:00:20"
+"#,
+        backend = case.backend,
+        socket = socket.display(),
+        max_sas = (2 * args.sas).max(16),
+        prot = t.prot_prefix,
+        unprot = t.unprot_prefix,
+        host = t.host,
+        peer = t.peer,
+    );
+    for k in 0..args.sas {
+        let remote = t.remote_addr(args.sas, k, 0);
+        let dst = if args.sas == 1 { t.remote_net.clone() } else { format!("{remote}/{}", t.host_len()) };
+        c += &format!(
+            r#"
+[[sa]]
+name = "out{k}"
+spi = {spi_out}
+direction = "out"
+algorithm = "{alg}"
+key = "{key_out}"
+salt = "0a0b0c0d"
+local = "{gw}"
+remote = "{peer}"
+
+[[sa]]
+name = "in{k}"
+spi = {spi_in}
+direction = "in"
+algorithm = "{alg}"
+key = "{key_in}"
+salt = "0a0b0c0d"
+local = "{gw}"
+remote = "{peer}"
+replay_window = 0
+
+[[policy]]
+name = "p{k}"
+src = "{local_net}"
+dst = "{dst}"
+action = "protect"
+sa_out = "out{k}"
+sa_in = "in{k}"
+"#,
+            spi_out = 0x1000 + k,
+            spi_in = 0x2000 + k,
+            alg = algorithm(args),
+            key_out = key_hex(args, KEY_OUT),
+            key_in = key_hex(args, KEY_IN),
+            gw = t.gw,
+            peer = t.peer,
+            local_net = t.local_net,
+        );
+    }
+    c
+}
+
+/// The EAL arguments both programs get: the lcores, memory without hugepages, and the two
+/// vdevs (one pcap RX queue per core).
+fn eal_args(pcap: &Path, cores: usize, prefix: &str, testpmd: bool) -> Vec<String> {
+    let lcores = match (cores, testpmd) {
+        // testpmd forwards on lcores other than its main one: main on CPU 0, forwarding on 1.
+        (1, true) => "0,1".to_string(),
+        (1, false) => "1".to_string(),
+        // Two forwarding lcores on CPUs 0 and 1, testpmd's (mostly sleeping) main beside them.
+        (_, true) => "0@0,1@0,2@1".to_string(),
+        (_, false) => "0,1".to_string(),
+    };
+    let lflag = if lcores.contains('@') { "--lcores" } else { "-l" };
+    let rx = (0..cores).map(|_| format!("rx_pcap={}", pcap.display())).collect::<Vec<_>>().join(",");
+    vec![
+        lflag.into(),
+        lcores,
+        "--no-huge".into(),
+        "-m".into(),
+        "1024".into(),
+        format!("--file-prefix={prefix}"),
+        "--no-pci".into(),
+        format!("--vdev=net_pcap0,{rx},infinite_rx=1"),
+        "--vdev=net_null0,no-rx=1".into(),
+        "--log-level=lib.eal:error".into(),
+    ]
+}
+
+/// testpmd io forwarding over the same vdevs: the median of its per-second RX rates on the
+/// pcap port after the warm-up.
+fn ceiling(args: &Args, pcap: &Path, cores: usize, log: &Path) -> Result<f64, String> {
+    let mut cmd = Command::new(&args.testpmd);
+    cmd.args(eal_args(pcap, cores, "gwbench-tp", true));
+    cmd.args(["--", "--forward-mode=io", "--stats-period=1", "--total-num-mbufs=32767", "--no-lsc-interrupt"]);
+    cmd.arg(format!("--nb-cores={cores}")).arg(format!("--rxq={cores}")).arg(format!("--txq={cores}"));
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", args.testpmd.display()))?;
+    let stdout = child.stdout.take().expect("piped");
+    let want = (args.warmup.ceil() as usize) + (args.seconds.ceil() as usize).max(1);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let mut port0 = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            text.push_str(&line);
+            text.push('\n');
+            if line.contains("statistics for port 0") {
+                port0 = true;
+            } else if line.contains("statistics for port") {
+                port0 = false;
+            }
+            if port0 && let Some(v) = line.trim().strip_prefix("Rx-pps:") {
+                let pps: f64 = v.split_whitespace().next().and_then(|x| x.parse().ok()).unwrap_or(0.0);
+                if tx.send(pps).is_err() {
+                    break;
+                }
+            }
+        }
+        text
+    });
+    let mut rates = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs_f64(args.warmup + args.seconds + 20.0);
+    while rates.len() < want && Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(r) => rates.push(r),
+            Err(_) => break,
+        }
+    }
+    stop(&mut child);
+    drop(rx);
+    let text = reader.join().unwrap_or_default();
+    let _ = std::fs::write(log, &text);
+    let measured: Vec<f64> = rates.into_iter().skip(args.warmup.ceil() as usize).filter(|&r| r > 0.0).collect();
+    if measured.is_empty() {
+        return Err(format!("testpmd reported no rates (log: {})", log.display()));
+    }
+    Ok(median_min_max(&measured).0)
+}
+
+fn stop(child: &mut Child) {
+    // SIGINT: testpmd and the dataplane stop their ports and release the vdevs cleanly.
+    let _ = Command::new("kill").arg("-INT").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// What one run of the dataplane measured.
+#[derive(Clone, Debug, Serialize)]
+struct GwRun {
+    pps: f64,
+    /// Packets in and out, and dropped, over the measured interval (all cores).
+    rx: u64,
+    tx: u64,
+    dropped: u64,
+    /// Encrypted (outbound) or decrypted (inbound).
+    processed: u64,
+}
+
+fn totals(s: &ctlproto::Snapshot, dir: Dir) -> (u64, u64, u64, u64) {
+    let rx = s.cores.iter().map(|c| c.rx).sum();
+    let tx = s.cores.iter().map(|c| c.tx).sum();
+    let processed = s.cores.iter().map(|c| if dir == Dir::Out { c.encrypted } else { c.decrypted }).sum();
+    let dropped = s.drops.iter().map(|d| d.count).sum();
+    (rx, tx, processed, dropped)
+}
+
+fn gateway(args: &Args, config: &Path, socket: &Path, pcap: &Path, case: &Case, log: &Path) -> Result<GwRun, String> {
+    let bin = match &args.dataplane {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("dataplane"),
+    };
+    let _ = std::fs::remove_file(socket);
+    let logf = std::fs::File::create(log).map_err(|e| e.to_string())?;
+    let mut child = Command::new(&bin)
+        .args(["run", "--config"])
+        .arg(config)
+        .arg("--")
+        .args(eal_args(pcap, case.cores, "gwbench-gw", false))
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().map_err(|e| e.to_string())?)
+        .stderr(logf)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    let result = (|| {
+        let start = Instant::now();
+        while !socket.exists() {
+            if start.elapsed() > Duration::from_secs(30) || matches!(child.try_wait(), Ok(Some(_))) {
+                return Err(format!("the dataplane did not start (log: {})", log.display()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_secs_f64(args.warmup));
+        let read = || -> Result<(Instant, ctlproto::Snapshot), String> {
+            let r = ctlproto::request(socket, ctlproto::Command::Stats).map_err(|e| e.to_string())?;
+            Ok((Instant::now(), r.stats.ok_or("no stats in the answer")?))
+        };
+        let (t0, s0) = read()?;
+        std::thread::sleep(Duration::from_secs_f64(args.seconds));
+        let (t1, s1) = read()?;
+        let (a, b) = (totals(&s0, case.dir), totals(&s1, case.dir));
+        let dt = (t1 - t0).as_secs_f64();
+        let rx = b.0 - a.0;
+        Ok(GwRun { pps: rx as f64 / dt, rx, tx: b.1 - a.1, processed: b.2 - a.2, dropped: b.3 - a.3 })
+    })();
+    stop(&mut child);
+    result
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct Stat {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn stat(v: &[f64]) -> Stat {
+    let (median, min, max) = median_min_max(v);
+    Stat { median, min, max }
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct Row {
+    dir: Dir,
+    size: String,
+    backend: String,
+    cores: usize,
+    /// Mean inner IP packet length.
+    mean_len: f64,
+    mpps: Stat,
+    gbps: Stat,
+    cycles_per_pkt: Option<f64>,
+    ceiling_mpps: Option<Stat>,
+    ratio_to_ceiling: Option<Stat>,
+    aead_mpps: f64,
+    ratio_to_aead: f64,
+    runs: Vec<GwRun>,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(&args) {
+        eprintln!("gwbench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let work = match &args.workdir {
+        Some(w) => w.clone(),
+        None => std::env::temp_dir().join(format!("gwbench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let topo = Topo::new(args.family);
+    let hz = perf::tsc_per_ns(50).map(|t| t * 1e9);
+    // The backend names as the dataplane resolves them (auto: the fastest here).
+    let mut backends = Vec::new();
+    for b in &args.backends {
+        let (backend, _) = dataplane::crypto::choose(b)?;
+        if !backends.iter().any(|(x, _): &(Backend, String)| *x == backend) {
+            backends.push((backend, b.clone()));
+        }
+    }
+    let total = args.dirs.len() * args.sizes.len() * backends.len() * args.cores.len();
+    println!(
+        "gwbench: {} cases x {} runs, {:.1} s each (+{:.1} s warm-up), {} flows, {} SA pair(s), AES-{}-GCM, {:?}; work dir {}",
+        total,
+        args.runs,
+        args.seconds,
+        args.warmup,
+        args.flows,
+        args.sas,
+        args.aes,
+        args.family,
+        work.display()
+    );
+    let mut rows = Vec::new();
+    let mut n = 0;
+    for &dir in &args.dirs {
+        for size in &args.sizes {
+            for (backend, _) in &backends {
+                for &cores in &args.cores {
+                    n += 1;
+                    let case = Case { dir, size, backend: backend.name(), cores };
+                    rows.push(measure(args, &topo, &case, &work, hz, (n, total))?);
+                }
+            }
+        }
+    }
+    print_table(&rows);
+    if let Some(p) = &args.json {
+        let doc = serde_json::json!({
+            "tool": "gwbench",
+            "args": format!("{:?}", std::env::args().skip(1).collect::<Vec<_>>()),
+            "family": args.family,
+            "aes_bits": args.aes,
+            "flows": args.flows,
+            "sas": args.sas,
+            "seconds": args.seconds,
+            "rows": rows,
+        });
+        std::fs::write(p, serde_json::to_string_pretty(&doc).expect("json")).map_err(|e| e.to_string())?;
+        println!("JSON: {}", p.display());
+    }
+    if let Some(p) = &args.svg {
+        std::fs::write(p, svg(&rows, args)).map_err(|e| e.to_string())?;
+        println!("SVG: {}", p.display());
+    }
+    Ok(())
+}
+
+fn measure(
+    args: &Args,
+    t: &Topo,
+    case: &Case,
+    work: &Path,
+    hz: Option<f64>,
+    (n, total): (usize, usize),
+) -> Result<Row, String> {
+    let tag = format!("{:?}-{}-{}-{}c", case.dir, case.size, case.backend, case.cores).to_lowercase();
+    let (frames, inner_bytes) = traffic(args, t, case)?;
+    let pcap = work.join(format!("{tag}.pcap"));
+    write_pcap(&pcap, &frames).map_err(|e| e.to_string())?;
+    let socket = work.join("gw.sock");
+    let config = work.join(format!("{tag}.toml"));
+    std::fs::write(&config, gateway_config(args, t, case, &socket)).map_err(|e| e.to_string())?;
+    let mean_len = inner_bytes as f64 / frames.len() as f64;
+    let mut ours = Vec::new();
+    let mut ceil = Vec::new();
+    for r in 0..args.runs {
+        print!("[{n}/{total}] {tag} run {}/{}: ", r + 1, args.runs);
+        let _ = std::io::stdout().flush();
+        // Interleaved, so that slow drifts of the machine touch both alike.
+        if !args.no_ceiling {
+            let c = ceiling(args, &pcap, case.cores, &work.join(format!("{tag}-testpmd-{r}.log")))?;
+            print!("testpmd {:.2} Mpps, ", c / 1e6);
+            ceil.push(c);
+        }
+        let g = gateway(args, &config, &socket, &pcap, case, &work.join(format!("{tag}-gw-{r}.log")))?;
+        println!("gateway {:.2} Mpps ({} in, {} out, {} dropped)", g.pps / 1e6, g.rx, g.tx, g.dropped);
+        if g.dropped > 0 || g.processed + 64 * case.cores as u64 * 32 < g.rx {
+            return Err(format!(
+                "{tag}: the gateway dropped {} and processed {} of {} packets (log: {})",
+                g.dropped,
+                g.processed,
+                g.rx,
+                work.join(format!("{tag}-gw-{r}.log")).display()
+            ));
+        }
+        ours.push(g);
+    }
+    let mpps: Vec<f64> = ours.iter().map(|g| g.pps / 1e6).collect();
+    let gbps: Vec<f64> = ours.iter().map(|g| g.pps * mean_len * 8.0 / 1e9).collect();
+    let ceiling_mpps = (!ceil.is_empty()).then(|| stat(&ceil.iter().map(|c| c / 1e6).collect::<Vec<_>>()));
+    let ratio = (!ceil.is_empty()).then(|| stat(&ours.iter().zip(&ceil).map(|(g, c)| g.pps / c).collect::<Vec<_>>()));
+    let m = stat(&mpps);
+    let backend = dataplane::crypto::choose(case.backend)?.0;
+    let aead = aead_mpps(backend, aes(args), case.size)?;
+    Ok(Row {
+        dir: case.dir,
+        size: case.size.to_string(),
+        backend: case.backend.to_string(),
+        cores: case.cores,
+        mean_len,
+        cycles_per_pkt: hz.map(|h| h * case.cores as f64 / (m.median * 1e6)),
+        ratio_to_aead: m.median / aead,
+        mpps: m,
+        gbps: stat(&gbps),
+        ceiling_mpps,
+        ratio_to_ceiling: ratio,
+        aead_mpps: aead,
+        runs: ours,
+    })
+}
+
+/// The backend's bare AES-GCM seal rate on the payload sizes of a case, one core.
+fn aead_mpps(backend: Backend, len: GcmKeyLen, size: &str) -> Result<f64, String> {
+    let lens = lengths(size, 12)?;
+    let km = KeyMaterial::new(len, &vec![7u8; len.key_len()], &SALT).expect("key");
+    let c = esp::aead::Cipher::new(backend, &km);
+    let mut bufs: Vec<Vec<u8>> = lens.iter().map(|&l| vec![0x5a; l]).collect();
+    let (mut n, start) = (0u64, Instant::now());
+    let mut nonce = [0u8; 12];
+    while start.elapsed() < Duration::from_millis(300) {
+        for b in bufs.iter_mut() {
+            nonce[4..].copy_from_slice(&n.to_be_bytes());
+            std::hint::black_box(esp::aead::Aead::seal(&c, &nonce, &[0u8; 8], b));
+            n += 1;
+        }
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64() / 1e6)
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!(
+        "{:<4} {:<6} {:<9} {:>2} | {:>7} {:>15} {:>7} {:>7} | {:>8} {:>17} | {:>8} {:>7}",
+        "dir",
+        "size",
+        "backend",
+        "c",
+        "Mpps",
+        "[min-max]",
+        "Gbps",
+        "cyc/pkt",
+        "ceil",
+        "ratio [min-max]",
+        "AEAD",
+        "r-AEAD"
+    );
+    for r in rows {
+        let ceil = r.ceiling_mpps.as_ref().map_or("-".to_string(), |c| format!("{:.2}", c.median));
+        let ratio = r
+            .ratio_to_ceiling
+            .as_ref()
+            .map_or("-".to_string(), |c| format!("{:.3} [{:.3}-{:.3}]", c.median, c.min, c.max));
+        println!(
+            "{:<4} {:<6} {:<9} {:>2} | {:>7.2} {:>15} {:>7.2} {:>7} | {:>8} {:>17} | {:>8.2} {:>7.3}",
+            format!("{:?}", r.dir).to_lowercase(),
+            r.size,
+            r.backend,
+            r.cores,
+            r.mpps.median,
+            format!("[{:.2}-{:.2}]", r.mpps.min, r.mpps.max),
+            r.gbps.median,
+            r.cycles_per_pkt.map_or("-".into(), |c| format!("{c:.0}")),
+            ceil,
+            ratio,
+            r.aead_mpps,
+            r.ratio_to_aead
+        );
+    }
+    println!(
+        "  Mpps/Gbps: packets forwarded by the dataplane (Gbps on inner IP bytes); ceil: dpdk-testpmd io forwarding over \
+         the same vdevs and lcores (Mpps); ratio = gateway / ceiling per interleaved run; AEAD: the backend's bare \
+         seal on the same payload sizes, one core (Mpps); r-AEAD = gateway Mpps / AEAD Mpps."
+    );
+}
+
+/// Throughput against packet size: one line per direction, backend and core count, and the
+/// testpmd ceiling of each direction dashed, on a shared Gbit/s axis.
+fn svg(rows: &[Row], args: &Args) -> String {
+    let sizes: Vec<&str> = args.sizes.iter().map(String::as_str).collect();
+    let (w, h, left, right, top, bottom) = (760.0, 440.0, 70.0, 200.0, 40.0, 50.0);
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let gbps_of = |r: &Row, mpps: f64| mpps * r.mean_len * 8.0 / 1e3;
+    let max = rows
+        .iter()
+        .flat_map(|r| [gbps_of(r, r.mpps.max), r.ceiling_mpps.as_ref().map_or(0.0, |c| gbps_of(r, c.median))])
+        .fold(1.0f64, f64::max)
+        * 1.1;
+    let x = |i: usize| left + if sizes.len() > 1 { pw * i as f64 / (sizes.len() - 1) as f64 } else { pw / 2.0 };
+    let y = |v: f64| top + ph - ph * v / max;
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{left}" y="22" font-size="14">Gateway throughput vs inner packet size (AES-{}-GCM, {:?}, {} SA, {} flows)</text>
+"#,
+        args.aes, args.family, args.sas, args.flows
+    );
+    for k in 0..=5 {
+        let v = max * k as f64 / 5.0;
+        s += &format!(
+            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.1}</text>\n",
+            left + pw,
+            left - 6.0,
+            y(v) + 4.0,
+            y = y(v)
+        );
+    }
+    for (i, sz) in sizes.iter().enumerate() {
+        s += &format!("<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{sz}</text>\n", x(i), top + ph + 18.0);
+    }
+    s += &format!(
+        "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">inner IP packet size (bytes)</text>\n<text x=\"18\" y=\"{:.1}\" transform=\"rotate(-90 18 {:.1})\" text-anchor=\"middle\">Gbit/s</text>\n",
+        left + pw / 2.0,
+        h - 10.0,
+        top + ph / 2.0,
+        top + ph / 2.0
+    );
+    let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"];
+    let mut series: Vec<(String, bool, Vec<(usize, f64)>)> = Vec::new();
+    for r in rows {
+        let idx = sizes.iter().position(|z| *z == r.size).unwrap_or(0);
+        let name = format!("{:?} {} {}c", r.dir, r.backend, r.cores).to_lowercase();
+        match series.iter_mut().find(|s| s.0 == name) {
+            Some(s) => s.2.push((idx, r.gbps.median)),
+            None => series.push((name, false, vec![(idx, r.gbps.median)])),
+        }
+        if let Some(c) = &r.ceiling_mpps {
+            let name = format!("testpmd {:?} {}c", r.dir, r.cores).to_lowercase();
+            let v = gbps_of(r, c.median);
+            match series.iter_mut().find(|s| s.0 == name) {
+                Some(s) if !s.2.iter().any(|p| p.0 == idx) => s.2.push((idx, v)),
+                Some(_) => {}
+                None => series.push((name, true, vec![(idx, v)])),
+            }
+        }
+    }
+    for (k, (name, dashed, pts)) in series.iter().enumerate() {
+        let color = if *dashed { "#555" } else { colors[k % colors.len()] };
+        let mut pts = pts.clone();
+        pts.sort_by_key(|p| p.0);
+        let path: Vec<String> = pts.iter().map(|&(i, v)| format!("{:.1},{:.1}", x(i), y(v))).collect();
+        s += &format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"{} points=\"{}\"/>\n",
+            if *dashed { " stroke-dasharray=\"6 4\"" } else { "" },
+            path.join(" ")
+        );
+        for &(i, v) in &pts {
+            s += &format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"/>\n", x(i), y(v));
+        }
+        let ly = top + 14.0 + 18.0 * k as f64;
+        s += &format!(
+            "<line x1=\"{}\" x2=\"{}\" y1=\"{ly}\" y2=\"{ly}\" stroke=\"{color}\" stroke-width=\"2\"{}/><text x=\"{}\" y=\"{}\">{name}</text>\n",
+            left + pw + 12.0,
+            left + pw + 36.0,
+            if *dashed { " stroke-dasharray=\"6 4\"" } else { "" },
+            left + pw + 42.0,
+            ly + 4.0
+        );
+    }
+    s += "</svg>\n";
+    s
+}
