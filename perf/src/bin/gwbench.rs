@@ -829,7 +829,9 @@ fn svg(rows: &[Row], args: &Args) -> String {
         top + ph / 2.0
     );
     let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"];
-    let mut series: Vec<(String, bool, Vec<(usize, f64)>)> = Vec::new();
+    // (legend, dashed (a ceiling), points as (size index, Gbit/s))
+    type Series = (String, bool, Vec<(usize, f64)>);
+    let mut series: Vec<Series> = Vec::new();
     for r in rows {
         let idx = sizes.iter().position(|z| *z == r.size).unwrap_or(0);
         let name = format!("{:?} {} {}c", r.dir, r.backend, r.cores).to_lowercase();
