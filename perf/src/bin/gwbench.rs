@@ -656,6 +656,10 @@ fn run(args: &Args) -> Result<(), String> {
         std::fs::write(p, svg(&rows, args)).map_err(|e| e.to_string())?;
         println!("SVG: {}", p.display());
     }
+    if args.workdir.is_none() {
+        // Our own scratch directory: pcaps, configurations and logs go with it.
+        let _ = std::fs::remove_dir_all(&work);
+    }
     Ok(())
 }
 
