@@ -910,93 +910,67 @@ impl Endpoint {
             p.next = now + conn.retransmit_base * 2u32.pow(p.tries - 1);
             self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: p.data.clone() });
         }
-        let quiet: Vec<u64> = self
-            .sas
-            .iter()
-            .filter(|(_, s)| {
-                s.state == State::Established
-                    && s.pending.is_none()
-                    && self.connections[s.conn]
-                        .dpd_delay
-                        .is_some_and(|d| now.saturating_duration_since(s.last_seen) >= d)
+        // Requests an idle IKE SA may owe: a liveness check, a delete, a wanted Child SA, its
+        // own rekey, a Child SA rekey, in that order, one at a time (a window of one, 2.3).
+        self.on_idle(
+            now,
+            |s, c| c.dpd_delay.is_some_and(|d| now.saturating_duration_since(s.last_seen) >= d),
+            |ep, now, sa| ep.informational(now, sa, &[], Request::Liveness),
+        );
+        self.on_idle(
+            now,
+            |s, _| !s.deferred_deletes.is_empty(),
+            |ep, now, sa| {
+                let x = sa.deferred_deletes.remove(0);
+                let del = Payload::Delete(wire::Delete { protocol: ProtocolId::ESP, spis: vec![x] });
+                ep.informational(now, sa, &[del], Request::DeleteChild(x))
+            },
+        );
+        self.on_idle(
+            now,
+            |s, _| !s.wanted_children.is_empty(),
+            |ep, now, sa| {
+                let name = sa.wanted_children.remove(0);
+                ep.new_child(now, sa, &name)
+            },
+        );
+        self.on_idle(
+            now,
+            |s, c| !s.ike_rekeyed && c.ike_rekey.is_some_and(|d| now.saturating_duration_since(s.established) >= d),
+            |ep, now, sa| ep.rekey_ike(now, sa),
+        );
+        let child_due = |s: &IkeSa, c: &Connection| {
+            s.children.iter().position(|x| {
+                !x.rekeyed && (x.due || c.child_rekey.is_some_and(|e| now.saturating_duration_since(x.created) >= e))
             })
-            .map(|(k, _)| *k)
-            .collect();
-        for spi in quiet {
-            let Some(mut sa) = self.sas.remove(&spi) else { continue };
-            let r = self.informational(now, &mut sa, &[], Request::Liveness);
-            self.sas.insert(spi, sa);
-            if let Err(e) = r {
-                self.fail(spi, e);
-            }
-        }
-        let deferred: Vec<u64> = self
+        };
+        self.on_idle(
+            now,
+            |s, c| child_due(s, c).is_some(),
+            |ep, now, sa| match child_due(sa, &ep.connections[sa.conn]) {
+                Some(idx) => ep.rekey_child(now, sa, idx),
+                None => Ok(()),
+            },
+        );
+    }
+
+    /// Runs `act` on each established IKE SA with no request outstanding for which `due`
+    /// holds; an error fails the IKE SA.
+    fn on_idle(
+        &mut self,
+        now: Instant,
+        due: impl Fn(&IkeSa, &Connection) -> bool,
+        mut act: impl FnMut(&mut Self, Instant, &mut IkeSa) -> Result<(), String>,
+    ) {
+        let spis: Vec<u64> = self
             .sas
             .iter()
-            .filter(|(_, s)| s.state == State::Established && s.pending.is_none() && !s.deferred_deletes.is_empty())
+            .filter(|(_, s)| s.state == State::Established && s.pending.is_none() && due(s, &self.connections[s.conn]))
             .map(|(k, _)| *k)
             .collect();
-        for spi in deferred {
+        for spi in spis {
             let Some(mut sa) = self.sas.remove(&spi) else { continue };
-            let x = sa.deferred_deletes.remove(0);
-            let del = Payload::Delete(wire::Delete { protocol: ProtocolId::ESP, spis: vec![x] });
-            let r = self.informational(now, &mut sa, &[del], Request::DeleteChild(x));
-            self.sas.insert(spi, sa);
-            if let Err(e) = r {
-                self.fail(spi, e);
-            }
-        }
-        let wanted: Vec<u64> = self
-            .sas
-            .iter()
-            .filter(|(_, s)| s.state == State::Established && s.pending.is_none() && !s.wanted_children.is_empty())
-            .map(|(k, _)| *k)
-            .collect();
-        for spi in wanted {
-            let Some(mut sa) = self.sas.remove(&spi) else { continue };
-            let name = sa.wanted_children.remove(0);
-            let r = self.new_child(now, &mut sa, &name);
-            self.sas.insert(spi, sa);
-            if let Err(e) = r {
-                self.fail(spi, e);
-            }
-        }
-        let ike_due: Vec<u64> = self
-            .sas
-            .iter()
-            .filter(|(_, s)| {
-                s.state == State::Established
-                    && s.pending.is_none()
-                    && !s.ike_rekeyed
-                    && self.connections[s.conn]
-                        .ike_rekey
-                        .is_some_and(|d| now.saturating_duration_since(s.established) >= d)
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for spi in ike_due {
-            let Some(mut sa) = self.sas.remove(&spi) else { continue };
-            let r = self.rekey_ike(now, &mut sa);
-            self.sas.insert(spi, sa);
-            if let Err(e) = r {
-                self.fail(spi, e);
-            }
-        }
-        let rekey: Vec<(u64, usize)> = self
-            .sas
-            .iter()
-            .filter(|(_, s)| s.state == State::Established && s.pending.is_none())
-            .filter_map(|(k, s)| {
-                let every = self.connections[s.conn].child_rekey;
-                let idx = s.children.iter().position(|c| {
-                    !c.rekeyed && (c.due || every.is_some_and(|e| now.saturating_duration_since(c.created) >= e))
-                })?;
-                Some((*k, idx))
-            })
-            .collect();
-        for (spi, idx) in rekey {
-            let Some(mut sa) = self.sas.remove(&spi) else { continue };
-            let r = self.rekey_child(now, &mut sa, idx);
+            let r = act(self, now, &mut sa);
             self.sas.insert(spi, sa);
             if let Err(e) = r {
                 self.fail(spi, e);
