@@ -169,6 +169,22 @@ pub struct Pipeline {
     pending: Vec<(usize, usize)>,
     /// TSC of the last ICMP error sent, for rate limiting.
     last_icmp: u64,
+    /// Where each outbound SA's packets leave (by slot), looked up once instead of per packet;
+    /// valid while `egress_gen` is unchanged.
+    egress: Vec<Option<Egress>>,
+    /// Bumped by every change to SAs, policies or neighbours.
+    egress_gen: u64,
+}
+
+/// The egress of an outbound SA's packets: port, Ethernet header and the port's MTU.
+#[derive(Clone, Copy, Debug)]
+struct Egress {
+    generation: u64,
+    port: usize,
+    dst: Mac,
+    src: Mac,
+    ethertype: u16,
+    mtu: usize,
 }
 
 impl Pipeline {
@@ -197,12 +213,15 @@ impl Pipeline {
             tsc_hz: tsc_hz.max(1),
             pending: Vec::with_capacity(256),
             last_icmp: 0,
+            egress: (0..max_sas).map(|_| None).collect(),
+            egress_gen: 1,
         }
     }
 
     /// Applies a change from the control thread (between bursts). What it replaces is handed
     /// back, to be freed off the fast path.
     pub fn apply(&mut self, u: Update) -> Option<Retired> {
+        self.egress_gen += 1;
         match u {
             Update::Neighbor(n) => {
                 self.set_neighbor(n);
@@ -229,7 +248,28 @@ impl Pipeline {
 
     /// Adds or refreshes a neighbour (static configuration or shared by the control thread).
     pub fn set_neighbor(&mut self, n: Neighbor) {
-        self.neighbors.insert((n.port, n.ip), n.mac);
+        if self.neighbors.insert((n.port, n.ip), n.mac) != Some(n.mac) {
+            self.egress_gen += 1;
+        }
+    }
+
+    /// Where outbound SA `slot`'s packets go: its route and resolved next hop, cached. `None`
+    /// while the next hop is unresolved (the slow path asks for it and holds the packet).
+    #[inline]
+    fn egress(&mut self, slot: usize) -> Option<Egress> {
+        if let Some(e) = self.egress.get(slot).copied().flatten()
+            && e.generation == self.egress_gen
+        {
+            return Some(e);
+        }
+        let remote = self.outbound.get(slot)?.as_ref()?.remote;
+        let (port, hop) = self.routes.lookup(remote)?;
+        let dst = *self.neighbors.get(&(port, hop))?;
+        let ethertype = if remote.is_ipv4() { ETHERTYPE_IPV4 } else { ETHERTYPE_IPV6 };
+        let p = &self.ports[port];
+        let e = Egress { generation: self.egress_gen, port, dst, src: p.mac, ethertype, mtu: usize::from(p.mtu) };
+        self.egress[slot] = Some(e);
+        Some(e)
     }
 
     pub fn neighbor(&self, port: usize, ip: IpAddr) -> Option<Mac> {
@@ -471,6 +511,22 @@ impl Pipeline {
         }
     }
 
+    /// Frames an encapsulated packet for its SA's known egress (what [`Self::send`] does,
+    /// without the lookups).
+    #[inline]
+    fn frame_for<B: PacketBuf>(pkt: &mut B, e: &Egress) -> Verdict {
+        if pkt.len() > e.mtu {
+            return Verdict::Drop(DropReason::MtuExceeded);
+        }
+        match pkt.prepend(ETH_HDR_LEN) {
+            Some(f) => {
+                net::write_eth(f, e.dst, e.src, e.ethertype);
+                Verdict::Port(e.port)
+            }
+            None => Verdict::Drop(DropReason::NoRoom),
+        }
+    }
+
     /// Path MTU discovery through the tunnel (RFC 4301 8.1, RFC 1191, RFC 8201): a packet
     /// that would not fit the egress port once encapsulated is answered with ICMP
     /// "fragmentation needed" (IPv4 with DF set) or ICMPv6 "packet too big", carrying the
@@ -482,9 +538,14 @@ impl Pipeline {
         pkt: &mut B,
         now: u64,
     ) -> Option<Verdict> {
+        let mtu = match self.egress(sa_idx) {
+            Some(e) => e.mtu,
+            None => {
+                let remote = self.outbound.get(sa_idx)?.as_ref()?.remote;
+                usize::from(self.ports[self.routes.lookup(remote)?.0].mtu)
+            }
+        };
         let sa = self.outbound.get(sa_idx)?.as_ref()?;
-        let (eport, _) = self.routes.lookup(sa.remote)?;
-        let mtu = usize::from(self.ports[eport].mtu);
         if sa.encapsulated_len(pkt.len()) <= mtu {
             return None;
         }
@@ -534,6 +595,7 @@ impl Pipeline {
             // One atomic add per run: these numbers belong to this core alone.
             let first = sa.seq_counter().reserve(run as u64);
             let remote = sa.remote;
+            let egress = self.egress(sa_idx);
             for (k, p) in pending[i..i + run].iter().enumerate() {
                 let pkt = &mut pkts[p.0];
                 let inner_len = pkt.len() as u64;
@@ -545,7 +607,10 @@ impl Pipeline {
                             c.packets.add(1);
                             c.bytes.add(inner_len);
                         }
-                        self.send(pkt, remote, now)
+                        match egress {
+                            Some(e) => Self::frame_for(pkt, &e),
+                            None => self.send(pkt, remote, now),
+                        }
                     }
                     Err(e) => Verdict::Drop(e.into()),
                 };
@@ -563,8 +628,11 @@ impl Pipeline {
         if self.ports[port].addresses.iter().any(|a| a.addr == ip) {
             return;
         }
-        if self.neighbors.insert((port, ip), mac) != Some(mac) && self.learned.len() < MAX_PENDING {
-            self.learned.push(Neighbor { port, ip, mac });
+        if self.neighbors.insert((port, ip), mac) != Some(mac) {
+            self.egress_gen += 1;
+            if self.learned.len() < MAX_PENDING {
+                self.learned.push(Neighbor { port, ip, mac });
+            }
         }
     }
 

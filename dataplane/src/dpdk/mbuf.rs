@@ -68,6 +68,15 @@ impl Mbuf {
         unsafe { self.0.as_ref() }
     }
 
+    /// The mbuf's header for changing its data bounds; `None` for a multi-segment mbuf, whose
+    /// bounds the grow/shrink methods leave alone.
+    #[inline]
+    fn raw_mut(&mut self) -> Option<&mut sys::rte_mbuf> {
+        // Safety: self owns a valid mbuf exclusively (refcnt 1) for its whole life.
+        let m = unsafe { self.0.as_mut() };
+        (m.nb_segs == 1).then_some(m)
+    }
+
     /// The bytes of the first segment.
     #[inline]
     pub fn data(&self) -> &[u8] {
@@ -185,51 +194,57 @@ impl PacketBuf for Mbuf {
         Mbuf::data_mut(self)
     }
 
+    // The four below do what rte_pktmbuf_prepend/append/adj/trim do for a one-segment mbuf,
+    // in Rust so that they inline: through bindgen's C wrappers each was a call per packet.
+
     #[inline]
     fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
         let n = u16::try_from(n).ok()?;
-        if !self.is_contiguous() {
+        let m = self.raw_mut()?;
+        if n > m.data_off {
             return None;
         }
-        // Safety: exclusive ownership of a valid mbuf; rte_pktmbuf_prepend returns NULL and
-        // changes nothing when n exceeds the headroom.
-        let p = unsafe { sys::rte_pktmbuf_prepend(self.0.as_ptr(), n) };
-        if p.is_null() { None } else { Some(self.data_mut()) }
+        m.data_off -= n;
+        m.data_len += n;
+        m.pkt_len += u32::from(n);
+        Some(self.data_mut())
     }
 
     #[inline]
     fn append(&mut self, n: usize) -> Option<&mut [u8]> {
         let n = u16::try_from(n).ok()?;
-        if !self.is_contiguous() {
+        let m = self.raw_mut()?;
+        if usize::from(n) > usize::from(m.buf_len) - usize::from(m.data_off) - usize::from(m.data_len) {
             return None;
         }
-        // Safety: as in prepend; NULL and no change when n exceeds the tailroom.
-        let p = unsafe { sys::rte_pktmbuf_append(self.0.as_ptr(), n) };
-        if p.is_null() { None } else { Some(self.data_mut()) }
+        m.data_len += n;
+        m.pkt_len += u32::from(n);
+        Some(self.data_mut())
     }
 
     #[inline]
     fn adj(&mut self, n: usize) -> bool {
-        let Ok(n) = u16::try_from(n) else {
-            return false;
-        };
-        if !self.is_contiguous() {
+        let Ok(n) = u16::try_from(n) else { return false };
+        let Some(m) = self.raw_mut() else { return false };
+        if n > m.data_len {
             return false;
         }
-        // Safety: as in prepend; NULL and no change when n exceeds the data length.
-        !unsafe { sys::rte_pktmbuf_adj(self.0.as_ptr(), n) }.is_null()
+        m.data_off += n;
+        m.data_len -= n;
+        m.pkt_len -= u32::from(n);
+        true
     }
 
     #[inline]
     fn trim(&mut self, n: usize) -> bool {
-        let Ok(n) = u16::try_from(n) else {
-            return false;
-        };
-        if !self.is_contiguous() {
+        let Ok(n) = u16::try_from(n) else { return false };
+        let Some(m) = self.raw_mut() else { return false };
+        if n > m.data_len {
             return false;
         }
-        // Safety: as in prepend; -1 and no change when n exceeds the data length.
-        unsafe { sys::rte_pktmbuf_trim(self.0.as_ptr(), n) == 0 }
+        m.data_len -= n;
+        m.pkt_len -= u32::from(n);
+        true
     }
 
     #[inline]
