@@ -76,14 +76,25 @@ impl Backend {
     }
 }
 
-/// An SA's AES-GCM, from one of the backends. Cloned for each core: the RustCrypto key
-/// schedule is copied, the others are shared read-only.
-#[derive(Clone)]
+/// An SA's AES-GCM, from one of the backends. Each core gets its own (a clone builds a new
+/// key schedule, from the key material kept for it and zeroized on drop): a worker's key
+/// state stays in its own caches and no backend has to be safe for concurrent use of one key.
 pub enum Cipher {
     RustCrypto(AesGcm),
     #[cfg(feature = "aws-lc")]
-    AwsLc(std::sync::Arc<AwsLcGcm>),
-    External(std::sync::Arc<dyn Aead>),
+    AwsLc(AwsLcGcm, KeyMaterial),
+    External(Box<dyn Aead>, KeyMaterial, fn(&KeyMaterial) -> Box<dyn Aead>),
+}
+
+impl Clone for Cipher {
+    fn clone(&self) -> Self {
+        match self {
+            Cipher::RustCrypto(c) => Cipher::RustCrypto(c.clone()),
+            #[cfg(feature = "aws-lc")]
+            Cipher::AwsLc(_, km) => Cipher::AwsLc(AwsLcGcm::new(km), km.clone()),
+            Cipher::External(_, km, make) => Cipher::External(make(km), km.clone(), *make),
+        }
+    }
 }
 
 impl Cipher {
@@ -91,8 +102,8 @@ impl Cipher {
     pub fn new(backend: Backend, km: &KeyMaterial) -> Self {
         match backend {
             #[cfg(feature = "aws-lc")]
-            Backend::AwsLc => Cipher::AwsLc(std::sync::Arc::new(AwsLcGcm::new(km))),
-            Backend::External(_, make) => Cipher::External(make(km).into()),
+            Backend::AwsLc => Cipher::AwsLc(AwsLcGcm::new(km), km.clone()),
+            Backend::External(_, make) => Cipher::External(make(km), km.clone(), make),
             _ => Cipher::RustCrypto(AesGcm::new(km)),
         }
     }
@@ -103,8 +114,8 @@ impl core::fmt::Debug for Cipher {
         match self {
             Cipher::RustCrypto(c) => c.fmt(f),
             #[cfg(feature = "aws-lc")]
-            Cipher::AwsLc(_) => f.write_str("AwsLcGcm(<redacted>)"),
-            Cipher::External(_) => f.write_str("ExternalGcm(<redacted>)"),
+            Cipher::AwsLc(..) => f.write_str("AwsLcGcm(<redacted>)"),
+            Cipher::External(..) => f.write_str("ExternalGcm(<redacted>)"),
         }
     }
 }
@@ -115,8 +126,8 @@ impl Aead for Cipher {
         match self {
             Cipher::RustCrypto(c) => c.seal(nonce, aad, buf),
             #[cfg(feature = "aws-lc")]
-            Cipher::AwsLc(c) => c.seal(nonce, aad, buf),
-            Cipher::External(c) => c.seal(nonce, aad, buf),
+            Cipher::AwsLc(c, _) => c.seal(nonce, aad, buf),
+            Cipher::External(c, ..) => c.seal(nonce, aad, buf),
         }
     }
 
@@ -125,8 +136,8 @@ impl Aead for Cipher {
         match self {
             Cipher::RustCrypto(c) => c.open(nonce, aad, buf, tag),
             #[cfg(feature = "aws-lc")]
-            Cipher::AwsLc(c) => c.open(nonce, aad, buf, tag),
-            Cipher::External(c) => c.open(nonce, aad, buf, tag),
+            Cipher::AwsLc(c, _) => c.open(nonce, aad, buf, tag),
+            Cipher::External(c, ..) => c.open(nonce, aad, buf, tag),
         }
     }
 
@@ -135,8 +146,8 @@ impl Aead for Cipher {
         match self {
             Cipher::RustCrypto(c) => c.open_appended(nonce, aad, buf),
             #[cfg(feature = "aws-lc")]
-            Cipher::AwsLc(c) => c.open_appended(nonce, aad, buf),
-            Cipher::External(c) => c.open_appended(nonce, aad, buf),
+            Cipher::AwsLc(c, _) => c.open_appended(nonce, aad, buf),
+            Cipher::External(c, ..) => c.open_appended(nonce, aad, buf),
         }
     }
 }

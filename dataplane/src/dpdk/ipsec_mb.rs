@@ -54,6 +54,10 @@ pub fn backend() -> Backend {
     })
 }
 
+/// One 16-byte block, aligned as the library's vector loads like it.
+#[repr(C, align(16))]
+struct Block([u8; 16]);
+
 /// The expanded key and GHASH tables, aligned as the library's AVX-512 code wants them.
 #[repr(C, align(64))]
 struct KeyData(imb::gcm_key_data);
@@ -96,6 +100,20 @@ impl IpsecMbGcm {
     /// Runs `f` (the library's encrypt or decrypt) over `buf` in place.
     fn run(&self, f: GcmFn, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &mut [u8; ICV_LEN]) {
         let mut ctx = imb::gcm_context_data::default();
+        // The IV and the AAD in zero-padded whole blocks: the library's vector code loads
+        // 16 bytes at a time, and what lies past a 12-byte IV or an 8-byte AAD on our stack
+        // must not be whatever the caller's frame left there. J0 = IV || 0x00000001 (NIST SP
+        // 800-38D 7.1) fills the IV block.
+        let mut iv = Block([0u8; 16]);
+        iv.0[..12].copy_from_slice(nonce);
+        iv.0[15] = 1;
+        let mut aad_block = Block([0u8; 16]);
+        let aad: &[u8] = if aad.len() <= 16 {
+            aad_block.0[..aad.len()].copy_from_slice(aad);
+            &aad_block.0[..aad.len()]
+        } else {
+            aad
+        };
         let p = buf.as_mut_ptr();
         // Safety: the key was prepared by the matching `pre`; `buf` is valid for reads and
         // writes of its length, and the library supports in == out; the IV is 12 bytes as the
@@ -107,7 +125,7 @@ impl IpsecMbGcm {
                 p,
                 p.cast_const(),
                 buf.len() as u64,
-                nonce.as_ptr(),
+                iv.0.as_ptr(),
                 aad.as_ptr(),
                 aad.len() as u64,
                 tag.as_mut_ptr(),

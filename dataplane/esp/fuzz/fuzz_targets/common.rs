@@ -26,6 +26,7 @@ pub fn config(esn: bool, udp: bool, v6: bool, aes256: bool) -> SaConfig {
         encap: udp.then_some(UdpEncap { sport: 4500, dport: 4500 }),
         esn,
         replay_window: 64,
+        backend: Default::default(),
     }
 }
 
