@@ -744,11 +744,24 @@ impl Endpoint {
 
     /// Sends an INFORMATIONAL request with `inner` (RFC 7296 1.4, 1.5, 2.4).
     fn informational(&mut self, now: Instant, sa: &mut IkeSa, inner: &[Payload], kind: Request) -> Result<(), String> {
+        self.new_request(now, sa, ExchangeType::INFORMATIONAL, inner, kind)
+    }
+
+    /// Seals `inner` in a request of `exchange` with our next message ID (RFC 7296 2.2) and
+    /// sends it, to be retransmitted until answered.
+    fn new_request(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        exchange: ExchangeType,
+        inner: &[Payload],
+        kind: Request,
+    ) -> Result<(), String> {
         let header = Header {
             spi_i: sa.spi_i,
             spi_r: sa.spi_r,
             next_payload: 0,
-            exchange: ExchangeType::INFORMATIONAL,
+            exchange,
             initiator: sa.initiator,
             response: false,
             message_id: sa.my_next_id,
@@ -1490,20 +1503,8 @@ impl Endpoint {
         let first = conn.children.first().ok_or("no child SA configured")?;
         inner.push(Payload::TsI(first.local_ts.clone()));
         inner.push(Payload::TsR(first.remote_ts.clone()));
-        let header = Header {
-            spi_i: sa.spi_i,
-            spi_r: sa.spi_r,
-            next_payload: 0,
-            exchange: ExchangeType::IKE_AUTH,
-            initiator: true,
-            response: false,
-            message_id: sa.my_next_id,
-            length: 0,
-        };
-        let data = self.seal(sa, header, &inner)?;
-        sa.my_next_id += 1;
+        self.new_request(now, sa, ExchangeType::IKE_AUTH, &inner, Request::Auth)?;
         sa.state = State::AuthSent;
-        self.send_request(now, sa, data, Request::Auth);
         Ok(())
     }
 
@@ -1652,20 +1653,8 @@ impl Endpoint {
         }
         inner.push(Payload::TsI(local_ts));
         inner.push(Payload::TsR(remote_ts));
-        let header = Header {
-            spi_i: sa.spi_i,
-            spi_r: sa.spi_r,
-            next_payload: 0,
-            exchange: ExchangeType::CREATE_CHILD_SA,
-            initiator: sa.initiator,
-            response: false,
-            message_id: sa.my_next_id,
-            length: 0,
-        };
-        let data = self.seal(sa, header, &inner)?;
-        sa.my_next_id += 1;
+        self.new_request(now, sa, ExchangeType::CREATE_CHILD_SA, &inner, Request::RekeyChild)?;
         sa.rekey = Some(RekeyState { old_spi_in: rekey_of, child, new_spi_in, ni, dh });
-        self.send_request(now, sa, data, Request::RekeyChild);
         Ok(())
     }
 
@@ -1779,21 +1768,9 @@ impl Endpoint {
             Payload::Nonce(ni.clone()),
             Payload::Ke(KeyExchange { group, data: dh.public().to_vec() }),
         ];
-        let header = Header {
-            spi_i: sa.spi_i,
-            spi_r: sa.spi_r,
-            next_payload: 0,
-            exchange: ExchangeType::CREATE_CHILD_SA,
-            initiator: sa.initiator,
-            response: false,
-            message_id: sa.my_next_id,
-            length: 0,
-        };
-        let data = self.seal(sa, header, &inner)?;
-        sa.my_next_id += 1;
+        self.new_request(now, sa, ExchangeType::CREATE_CHILD_SA, &inner, Request::RekeyIke)?;
         sa.ike_rekeyed = true;
         sa.ike_rekey = Some(IkeRekeyState { new_spi, ni, dh });
-        self.send_request(now, sa, data, Request::RekeyIke);
         Ok(())
     }
 
