@@ -100,10 +100,9 @@ impl IpsecMbGcm {
     /// Runs `f` (the library's encrypt or decrypt) over `buf` in place.
     fn run(&self, f: GcmFn, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &mut [u8; ICV_LEN]) {
         let mut ctx = imb::gcm_context_data::default();
-        // The IV and the AAD in zero-padded whole blocks: the library's vector code loads
-        // 16 bytes at a time, and what lies past a 12-byte IV or an 8-byte AAD on our stack
-        // must not be whatever the caller's frame left there. J0 = IV || 0x00000001 (NIST SP
-        // 800-38D 7.1) fills the IV block.
+        // The IV and the AAD in zero-padded whole blocks, so that whatever the library's
+        // vector code may load past a 12-byte IV or an 8-byte AAD is defined (two 16-byte
+        // copies a packet). J0 = IV || 0x00000001 (NIST SP 800-38D 7.1) fills the IV block.
         let mut iv = Block([0u8; 16]);
         iv.0[..12].copy_from_slice(nonce);
         iv.0[15] = 1;
