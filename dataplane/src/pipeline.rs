@@ -72,7 +72,8 @@ pub enum Verdict {
         port: usize,
         hop: IpAddr,
     },
-    /// ESP for the gateway with an SPI no inbound SA has yet, untouched. The caller may keep
+    /// ESP for the gateway with an SPI no inbound SA has yet, the frame as it came (less any
+    /// Ethernet padding). The caller may keep
     /// the frame briefly and offer it again ([`Pipeline::reprocess`]) once updates have been
     /// applied: when we rekey, the peer may send on the new SA before the control plane can
     /// install it (its keys need the peer's answer), and those packets are not lost. What
@@ -379,7 +380,6 @@ impl Pipeline {
         // keepalives, ICMP) to the host stack.
         let esp = match ours.map(|_| wire::classify(ip)) {
             None => None,
-            Some(Ok(Classified::Esp(o))) if !self.inbound.contains_key(&o.spi) => return Verdict::Park,
             Some(Ok(Classified::Esp(o))) => Some(o),
             Some(Ok(Classified::Other)) => return Verdict::Host(port),
             Some(Err(e)) => return Verdict::Drop(e.into()),
@@ -439,7 +439,12 @@ impl Pipeline {
     /// ESP addressed to the gateway, plain or in UDP 4500, classified as `outer`.
     fn inbound_esp<B: PacketBuf>(&mut self, pkt: &mut B, outer: &wire::EspOuter, now: u64) -> Verdict {
         let Some(entry) = self.inbound.get(&outer.spi) else {
-            return Verdict::Drop(DropReason::UnknownSpi);
+            // No SA (yet): give the frame back as it came, its Ethernet header still in front
+            // of the data, for the worker to park (see Verdict::Park).
+            return match pkt.prepend(ETH_HDR_LEN) {
+                Some(_) => Verdict::Park,
+                None => Verdict::Drop(DropReason::UnknownSpi),
+            };
         };
         let sa_idx = entry.slot;
         if let Err(e) = entry.sa.decapsulate(outer, pkt) {
