@@ -69,7 +69,11 @@ impl ReplayWindow {
     }
 
     /// The 64-bit sequence number a received low-order 32 bits stand for (RFC 4303 A2.2).
-    /// Without ESN the high half is always 0. `None` if it would lie below zero.
+    /// Without ESN the high half is always 0. `None` if it would lie below zero, or if A2.2
+    /// would place it more than 2^31 above the window: such a packet is one that arrived
+    /// later than the window reaches (reordered across cores or queues), not one from 2^31
+    /// packets ahead. A2.2 would have it fail authentication; calling it too old saves the
+    /// decryption and tells the operator what happened (the same bound as A3's resync).
     pub fn infer(&self, seq_low: u32) -> Option<u64> {
         if !self.esn {
             return Some(u64::from(seq_low));
@@ -88,7 +92,8 @@ impl ReplayWindow {
         } else {
             Some(th)
         };
-        seq_high.map(|h| (u64::from(h) << 32) | u64::from(seq_low))
+        let seq = (u64::from(seq_high?) << 32) | u64::from(seq_low);
+        (seq <= top || seq - top <= 1 << 31).then_some(seq)
     }
 
     /// Checks a received sequence number before authentication. Returns the full 64-bit number
@@ -280,9 +285,24 @@ mod tests {
         assert_eq!(w.check(0xffff_fffe), Ok(0xffff_fffe));
         assert_eq!(w.check(0xffff_fff0), Err(EspError::ReplayDuplicate));
         assert_eq!(w.check(7), Ok(0x1_0000_0007));
-        // Below the window's bottom in the lower subspace reads as the far future of the upper
-        // one (A2.2 case B); such an old packet then fails authentication, as the RFC intends.
-        assert_eq!(w.check(0xffff_ff00), Ok(0x1_ffff_ff00));
+        // Below the window's bottom in the lower subspace: A2.2 case B reads it as the far
+        // future of the upper one (0x1_ffff_ff00), but it is a late packet.
+        assert_eq!(w.check(0xffff_ff00), Err(EspError::ReplayTooOld));
+    }
+
+    /// A packet reordered further back than the window (say by a queue that fell behind) is
+    /// too old, not a packet from the next 2^32 block (which A2.2 case A would make it, and
+    /// which would then fail authentication as if forged).
+    #[test]
+    fn esn_late_packet_below_the_window_is_too_old() {
+        let w = ReplayWindow::new(1024, true).unwrap();
+        w.commit(0x7_0000_5000).unwrap();
+        assert_eq!(w.check(0x5000 - 1023), Ok(0x7_0000_5000 - 1023), "the window's bottom");
+        assert_eq!(w.check(0x5000 - 1024), Err(EspError::ReplayTooOld));
+        assert_eq!(w.check(3), Err(EspError::ReplayTooOld));
+        // Near the top of the block, small numbers are the sender's next block.
+        w.commit(0x7_8000_0100).unwrap();
+        assert_eq!(w.check(3), Ok(0x8_0000_0003));
     }
 
     #[test]
