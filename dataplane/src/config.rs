@@ -462,16 +462,20 @@ impl Config {
             neighbors.push(NeighborConf { ip, mac, port });
         }
 
+        // Indexed, so that a configuration of 100,000 tunnels loads in linear time.
         let mut sas: Vec<SaConf> = Vec::new();
+        let mut directions: std::collections::HashMap<&str, Direction> = Default::default();
+        let mut inbound_spis = std::collections::HashSet::new();
         for (i, s) in raw.sas.iter().enumerate() {
             let f = |n: &str| format!("sa[{i}].{n}");
-            if sas.iter().any(|o| o.name == s.name) {
+            if directions.contains_key(s.name.as_str()) {
                 return Err(field(f("name"), format!("SA name {:?} is used twice", s.name)));
             }
             let sa = check_sa(s, &f)?;
-            if sa.direction == Direction::In && sas.iter().any(|o| o.direction == Direction::In && o.sa.spi == s.spi) {
+            if sa.direction == Direction::In && !inbound_spis.insert(s.spi) {
                 return Err(field(f("spi"), format!("inbound SPI {:#x} is used twice", s.spi)));
             }
+            directions.insert(&s.name, sa.direction);
             sas.push(sa);
         }
 
@@ -482,7 +486,7 @@ impl Config {
         let mut policies = Vec::new();
         for (i, p) in raw.policies.iter().enumerate() {
             let f = |n: &str| format!("policy[{i}].{n}");
-            let find = |name: &str| sas.iter().find(|s| s.name == name).map(|s| s.direction);
+            let find = |name: &str| directions.get(name).copied();
             policies.push(check_policy(p, &f, &find, false)?);
         }
 

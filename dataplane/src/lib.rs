@@ -10,6 +10,7 @@ pub mod counters;
 pub mod crypto;
 pub mod dpdk;
 pub mod gateway;
+pub mod hash;
 pub mod net;
 pub mod pipeline;
 pub mod policy;

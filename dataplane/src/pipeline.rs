@@ -8,54 +8,15 @@
 
 use crate::config::Role;
 use crate::counters::{DropReason, WorkerCounters};
+use crate::hash::FastMap;
 use crate::net::{self, ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, Mac, Prefix};
-use crate::policy::{Action, Selector, Spd};
+use crate::policy::{Action, Policy, Selector, Spd};
 use crate::route::RouteTable;
 use esp::buf::PacketBuf;
 use esp::sa::{InboundSa, OutboundSa};
 use esp::wire::{self, Classified, FlowKey, Ipv4Packet, Ipv6Packet, PROTO_ICMPV6};
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 
-/// A multiply-rotate hasher (the one rustc uses, "FxHash") for the per-packet lookups of SPIs
-/// and neighbours: several times cheaper than SipHash. Flooding is not a concern: the tables
-/// hold only SAs we installed and neighbours on our own subnets.
-#[derive(Default, Clone, Copy)]
-pub struct FastHasher(u64);
-
-impl Hasher for FastHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for c in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..c.len()].copy_from_slice(c);
-            self.write_u64(u64::from_le_bytes(w));
-        }
-    }
-    #[inline]
-    fn write_u64(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    #[inline]
-    fn write_u32(&mut self, w: u32) {
-        self.write_u64(u64::from(w));
-    }
-    #[inline]
-    fn write_usize(&mut self, w: usize) {
-        self.write_u64(w as u64);
-    }
-    #[inline]
-    fn write_u8(&mut self, w: u8) {
-        self.write_u64(u64::from(w));
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 use std::sync::Arc;
 
 /// Where a frame goes.
@@ -121,11 +82,22 @@ pub struct InboundEntry {
 #[derive(Debug)]
 pub enum Update {
     Neighbor(Neighbor),
-    AddOutbound { slot: usize, sa: Box<OutboundSa> },
-    DelOutbound { slot: usize },
+    AddOutbound {
+        slot: usize,
+        sa: Box<OutboundSa>,
+    },
+    DelOutbound {
+        slot: usize,
+    },
     AddInbound(Box<InboundEntry>),
-    DelInbound { spi: u32 },
-    Spd(Arc<Spd>),
+    DelInbound {
+        spi: u32,
+    },
+    /// Adds a policy, or replaces the one with the same id.
+    SetPolicy(Policy),
+    DelPolicy {
+        id: u32,
+    },
 }
 
 /// What an update replaced, returned to the control thread to be dropped there.
@@ -133,7 +105,6 @@ pub enum Update {
 pub enum Retired {
     Outbound(Box<OutboundSa>),
     Inbound(Box<InboundEntry>),
-    Spd(Arc<Spd>),
 }
 
 /// How often one worker may ask for the same neighbour, in TSC ticks per second divided by this.
@@ -148,7 +119,8 @@ const ICMP_ERRORS_PER_SECOND: u64 = 100;
 /// policy and routing tables.
 pub struct Pipeline {
     ports: Vec<PortInfo>,
-    spd: Arc<Spd>,
+    /// This worker's own copy of the SPD, changed policy by policy.
+    spd: Spd,
     routes: Arc<RouteTable>,
     /// Outbound SAs by slot (the control thread hands out slots); `None` where empty.
     outbound: Vec<Option<Box<OutboundSa>>>,
@@ -200,7 +172,8 @@ impl Pipeline {
     ) -> Self {
         Pipeline {
             ports,
-            spd: Arc::new(Spd::default()),
+            // About one policy per SA pair.
+            spd: Spd::with_capacity(max_sas / 2),
             routes,
             outbound: (0..max_sas).map(|_| None).collect(),
             inbound: FastMap::default(),
@@ -235,7 +208,14 @@ impl Pipeline {
             Update::DelOutbound { slot } => self.outbound.get_mut(slot)?.take().map(Retired::Outbound),
             Update::AddInbound(e) => self.inbound.insert(e.sa.spi, e).map(Retired::Inbound),
             Update::DelInbound { spi } => self.inbound.remove(&spi).map(Retired::Inbound),
-            Update::Spd(spd) => Some(Retired::Spd(std::mem::replace(&mut self.spd, spd))),
+            Update::SetPolicy(p) => {
+                self.spd.insert(p);
+                None
+            }
+            Update::DelPolicy { id } => {
+                self.spd.remove(id);
+                None
+            }
         }
     }
 

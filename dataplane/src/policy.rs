@@ -3,8 +3,10 @@
 //! Protect entries are used in both directions: outbound as written, inbound mirrored (the
 //! decrypted packet travels from the policy's `dst` to its `src`).
 
+use crate::hash::FastMap;
 use crate::net::Prefix;
 use esp::wire::FlowKey;
+use std::net::IpAddr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortRange {
@@ -84,39 +86,170 @@ pub enum Action {
     Discard,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
     pub selector: Selector,
     pub action: Action,
     pub priority: u32,
-    /// The control thread's number for the policy, reported back with acquires.
+    /// The control thread's number for the policy, reported back with acquires. Numbers are
+    /// handed out in configuration order and kept when a policy is replaced, so they also
+    /// order policies of equal priority.
     pub id: u32,
 }
 
-/// Policies ordered by priority (lower first), then by configuration order.
+impl Policy {
+    /// Lower ranks win.
+    #[inline]
+    fn rank(&self) -> (u32, u32) {
+        (self.priority, self.id)
+    }
+}
+
+/// The SPD: the first matching policy by priority (lower first), then by id.
+///
+/// Indexed so that a lookup stays cheap with 100,000 policies (one per branch tunnel): a
+/// tuple-space search (Srinivasan, Suri and Varghese, SIGCOMM 1999; Open vSwitch's classifier
+/// works this way). Policies are grouped by address family and the lengths of their two
+/// prefixes; within a group a hash table keyed by the two network addresses holds the
+/// candidates, best first. A lookup masks the packet's addresses once per group (a handful in
+/// practice: the branches of a hub usually share prefix lengths) and checks the few
+/// candidates found.
 #[derive(Clone, Debug, Default)]
 pub struct Spd {
-    entries: Vec<Policy>,
+    by_id: FastMap<u32, Policy>,
+    groups: Vec<Group>,
+    /// Table size reserved for the first group, so that a worker does not rehash a large
+    /// table between two bursts while tunnels are being installed.
+    reserve: usize,
+}
+
+#[derive(Clone, Debug)]
+struct Group {
+    v6: bool,
+    src_len: u8,
+    dst_len: u8,
+    src_mask: u128,
+    dst_mask: u128,
+    /// (source network, destination network) to the policies with those prefixes, best first.
+    buckets: FastMap<(u128, u128), Vec<Policy>>,
+}
+
+/// An address as a number, IPv4 in the low 32 bits.
+#[inline]
+fn bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+fn mask(v6: bool, len: u8) -> u128 {
+    match (v6, len) {
+        (_, 0) => 0,
+        (false, l) => u128::from(u32::MAX << (32 - u32::from(l.min(32)))),
+        (true, l) => u128::MAX << (128 - u32::from(l.min(128))),
+    }
+}
+
+impl Group {
+    fn key(&self, sel: &Selector) -> (u128, u128) {
+        (bits(sel.src.addr) & self.src_mask, bits(sel.dst.addr) & self.dst_mask)
+    }
 }
 
 impl Spd {
-    pub fn new(mut entries: Vec<Policy>) -> Self {
-        // A stable sort keeps configuration order among equal priorities.
-        entries.sort_by_key(|p| p.priority);
-        Spd { entries }
+    pub fn new(entries: Vec<Policy>) -> Self {
+        let mut spd = Spd::default();
+        for p in entries {
+            spd.insert(p);
+        }
+        spd
+    }
+
+    /// An empty SPD that expects about `n` policies.
+    pub fn with_capacity(n: usize) -> Self {
+        let mut by_id = FastMap::default();
+        by_id.reserve(n);
+        Spd { by_id, groups: Vec::new(), reserve: n }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Adds a policy, or replaces the one with the same id.
+    pub fn insert(&mut self, p: Policy) {
+        self.remove(p.id);
+        self.by_id.insert(p.id, p);
+        let (v6, src_len, dst_len) = (p.selector.src.addr.is_ipv6(), p.selector.src.len, p.selector.dst.len);
+        let g = match self.groups.iter().position(|g| (g.v6, g.src_len, g.dst_len) == (v6, src_len, dst_len)) {
+            Some(i) => i,
+            None => {
+                let mut buckets = FastMap::default();
+                buckets.reserve(std::mem::take(&mut self.reserve));
+                let (src_mask, dst_mask) = (mask(v6, src_len), mask(v6, dst_len));
+                self.groups.push(Group { v6, src_len, dst_len, src_mask, dst_mask, buckets });
+                self.groups.len() - 1
+            }
+        };
+        let g = &mut self.groups[g];
+        let bucket = g.buckets.entry(g.key(&p.selector)).or_default();
+        let at = bucket.partition_point(|q| q.rank() < p.rank());
+        bucket.insert(at, p);
+    }
+
+    /// Removes the policy with this id; false if there is none.
+    pub fn remove(&mut self, id: u32) -> bool {
+        let Some(p) = self.by_id.remove(&id) else { return false };
+        let (v6, src_len, dst_len) = (p.selector.src.addr.is_ipv6(), p.selector.src.len, p.selector.dst.len);
+        if let Some(gi) = self.groups.iter().position(|g| (g.v6, g.src_len, g.dst_len) == (v6, src_len, dst_len)) {
+            let g = &mut self.groups[gi];
+            let key = g.key(&p.selector);
+            if let Some(bucket) = g.buckets.get_mut(&key) {
+                bucket.retain(|q| q.id != id);
+                if bucket.is_empty() {
+                    g.buckets.remove(&key);
+                }
+            }
+            if g.buckets.is_empty() {
+                self.groups.swap_remove(gi);
+            }
+        }
+        true
     }
 
     /// The first policy that matches an outbound packet (from a protected network).
     #[inline]
     pub fn lookup_outbound(&self, k: &FlowKey) -> Option<&Policy> {
-        self.entries.iter().find(|p| p.selector.matches(k))
+        self.first(k.src.is_ipv6(), bits(k.src), bits(k.dst), |s| s.matches(k))
     }
 
     /// The first policy that matches a packet arriving in the clear from the unprotected side
     /// (RFC 4301 5.2: traffic matching a protect policy must arrive through its SA).
     #[inline]
     pub fn lookup_inbound_clear(&self, k: &FlowKey) -> Option<&Policy> {
-        self.entries.iter().find(|p| p.selector.matches_reverse(k))
+        // Mirrored: the packet's destination is in the policy's source prefix.
+        self.first(k.src.is_ipv6(), bits(k.dst), bits(k.src), |s| s.matches_reverse(k))
+    }
+
+    /// The best-ranked policy whose prefixes hold `src` and `dst` (as the policy's source and
+    /// destination) and that `matches` accepts.
+    #[inline]
+    fn first(&self, v6: bool, src: u128, dst: u128, matches: impl Fn(&Selector) -> bool) -> Option<&Policy> {
+        let mut best: Option<&Policy> = None;
+        for g in self.groups.iter().filter(|g| g.v6 == v6) {
+            let Some(bucket) = g.buckets.get(&(src & g.src_mask, dst & g.dst_mask)) else { continue };
+            if let Some(p) = bucket.iter().find(|p| matches(&p.selector))
+                && best.is_none_or(|b| p.rank() < b.rank())
+            {
+                best = Some(p);
+            }
+        }
+        best
     }
 }
 
@@ -159,6 +292,75 @@ mod tests {
         assert!(protect.matches_reverse(&back));
         assert!(!protect.matches_reverse(&key("10.9.0.9", "10.1.0.5", 6, 80, 40000)), "outside the selectors");
         assert!(matches!(spd.lookup_inbound_clear(&back).unwrap().action, Action::Protect { .. }));
+    }
+
+    /// The index answers as a scan in rank order does, through inserts, replacements and
+    /// removals of random policies (both families, overlapping prefixes, ports, protocols),
+    /// for random packets in both directions.
+    #[test]
+    fn index_agrees_with_a_linear_scan() {
+        use std::net::{Ipv4Addr, Ipv6Addr};
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        // A small address space, so that random packets often hit policies.
+        let addr = |r: u64, v6: bool| -> IpAddr {
+            if v6 {
+                IpAddr::V6(Ipv6Addr::from((0x2001_0db8u128 << 96) | u128::from(r & 0xffff)))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (r & 0xffff) as u32))
+            }
+        };
+        let mut spd = Spd::with_capacity(64);
+        let mut lookups = 0;
+        let mut hits = 0;
+        for _ in 0..3000 {
+            let v6 = rnd(4) == 0;
+            if rnd(5) == 0 {
+                spd.remove(rnd(200) as u32);
+            } else {
+                let lens: &[u8] = if v6 { &[0, 112, 120, 124, 128] } else { &[0, 16, 24, 28, 32] };
+                let pre = |a, l| Prefix::new(a, l).unwrap();
+                let ports = [PortRange::ANY, PortRange { lo: 80, hi: 80 }, PortRange { lo: 1000, hi: 2000 }];
+                let selector = Selector {
+                    src: pre(addr(rnd(1 << 16), v6), lens[rnd(5) as usize]),
+                    dst: pre(addr(rnd(1 << 16), v6), lens[rnd(5) as usize]),
+                    proto: [None, Some(6), Some(17)][rnd(3) as usize],
+                    sport: ports[rnd(3) as usize],
+                    dport: ports[rnd(3) as usize],
+                };
+                let action = [Action::Bypass, Action::Discard, Action::Protect { sa_out: Some(1) }][rnd(3) as usize];
+                spd.insert(Policy { selector, action, priority: rnd(4) as u32 * 10, id: rnd(200) as u32 });
+            }
+            let mut scan: Vec<Policy> = spd.by_id.values().copied().collect();
+            scan.sort_by_key(Policy::rank);
+            for _ in 0..20 {
+                let port = |r| [80, 1500, 5000][r as usize];
+                let k = FlowKey {
+                    src: addr(rnd(1 << 16), v6),
+                    dst: addr(rnd(1 << 16), v6),
+                    proto: [6, 17, 1][rnd(3) as usize],
+                    sport: port(rnd(3)),
+                    dport: port(rnd(3)),
+                };
+                let want = scan.iter().find(|p| p.selector.matches(&k)).map(|p| p.id);
+                assert_eq!(spd.lookup_outbound(&k).map(|p| p.id), want, "outbound {k:?}");
+                let want = scan.iter().find(|p| p.selector.matches_reverse(&k)).map(|p| p.id);
+                assert_eq!(spd.lookup_inbound_clear(&k).map(|p| p.id), want, "inbound {k:?}");
+                lookups += 2;
+                hits += usize::from(want.is_some());
+            }
+        }
+        assert!(hits * 10 > lookups / 2, "too few matches to test anything: {hits} of {lookups}");
+        // Removing everything leaves no group behind.
+        for id in 0..200 {
+            spd.remove(id);
+        }
+        assert!(spd.is_empty() && spd.groups.is_empty());
     }
 
     #[test]

@@ -5,10 +5,11 @@
 
 use crate::config::{Direction, Lifetime, PolicyAction, PolicyConf, SaConf};
 use crate::counters::WorkerCounters;
+use crate::hash::FastMap;
 use crate::pipeline::{InboundEntry, Update};
-use crate::policy::{Action, Policy, Selector, Spd};
+use crate::policy::{Action, Policy, Selector};
 use esp::sa::{InboundSa, OutboundSa, SeqCounter};
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,9 +58,16 @@ fn dir_name(d: Direction) -> String {
 pub struct Sad {
     slots: Vec<Option<SaMeta>>,
     free: Vec<usize>,
-    by_name: HashMap<String, usize>,
-    inbound_spis: HashMap<u32, usize>,
-    policies: Vec<PolicyConf>,
+    by_name: FastMap<String, usize>,
+    inbound_spis: FastMap<u32, usize>,
+    /// Policies by name, each with the id the workers know it by.
+    policies: FastMap<String, (u32, PolicyConf)>,
+    policy_names: FastMap<u32, String>,
+    next_policy_id: u32,
+    /// Ids of the policies naming an SA as `sa_out` / `sa_in`, so that installing or removing
+    /// an SA touches only its own policies (100,000 tunnels must not cost 100,000² steps).
+    by_sa_out: FastMap<String, BTreeSet<u32>>,
+    by_sa_in: FastMap<String, BTreeSet<u32>>,
     workers: usize,
     backend: esp::aead::Backend,
 }
@@ -73,9 +81,13 @@ impl Sad {
             slots: (0..max_sas).map(|_| None).collect(),
             // Hand out low slots first.
             free: (0..max_sas).rev().collect(),
-            by_name: HashMap::new(),
-            inbound_spis: HashMap::new(),
-            policies: Vec::new(),
+            by_name: FastMap::default(),
+            inbound_spis: FastMap::default(),
+            policies: FastMap::default(),
+            policy_names: FastMap::default(),
+            next_policy_id: 0,
+            by_sa_out: FastMap::default(),
+            by_sa_in: FastMap::default(),
             workers,
             backend: esp::aead::Backend::default(),
         }
@@ -154,12 +166,8 @@ impl Sad {
             soft_reported: false,
         });
         self.by_name.insert(conf.name.clone(), slot);
-        if self
-            .policies
-            .iter()
-            .any(|p| matches!(&p.action, PolicyAction::Protect { sa_out, .. } if *sa_out == conf.name))
-        {
-            self.push_spd(&mut updates);
+        if conf.direction == Direction::Out {
+            self.push_policies_naming(&conf.name, &mut updates);
         }
         Ok((slot, updates))
     }
@@ -176,35 +184,70 @@ impl Sad {
                 Direction::In => Update::DelInbound { spi: meta.spi },
             });
         }
-        if meta.direction == Direction::In {
-            self.inbound_spis.remove(&meta.spi);
-        }
-        if self.policies.iter().any(|p| matches!(&p.action, PolicyAction::Protect { sa_out, .. } if sa_out == name)) {
-            self.push_spd(&mut updates);
+        match meta.direction {
+            Direction::In => {
+                self.inbound_spis.remove(&meta.spi);
+            }
+            Direction::Out => self.push_policies_naming(name, &mut updates),
         }
         Ok(updates)
     }
 
-    /// Adds a policy, or replaces the one of the same name in place.
+    /// Adds a policy, or replaces the one of the same name in place (keeping its id, and with
+    /// it its place among policies of equal priority).
     pub fn set_policy(&mut self, p: PolicyConf) -> Updates {
-        match self.policies.iter_mut().find(|q| q.name == p.name) {
-            Some(q) => *q = p,
-            None => self.policies.push(p),
+        let id = match self.policies.get(&p.name) {
+            Some(&(id, _)) => {
+                self.unindex(id);
+                id
+            }
+            None => {
+                let id = self.next_policy_id;
+                self.next_policy_id += 1;
+                self.policy_names.insert(id, p.name.clone());
+                id
+            }
+        };
+        if let PolicyAction::Protect { sa_out, sa_in } = &p.action {
+            self.by_sa_out.entry(sa_out.clone()).or_default().insert(id);
+            if let Some(n) = sa_in {
+                self.by_sa_in.entry(n.clone()).or_default().insert(id);
+            }
         }
-        let mut updates = self.empty_updates();
-        self.push_spd(&mut updates);
-        updates
+        let policy = self.resolve(id, &p);
+        self.policies.insert(p.name.clone(), (id, p));
+        self.broadcast(|| Update::SetPolicy(policy))
     }
 
     pub fn del_policy(&mut self, name: &str) -> Result<Updates, SadError> {
-        let before = self.policies.len();
-        self.policies.retain(|p| p.name != name);
-        if self.policies.len() == before {
-            return Err(SadError::NoSuchPolicy(name.to_string()));
+        let (id, _) = *self.policies.get(name).ok_or_else(|| SadError::NoSuchPolicy(name.to_string()))?;
+        self.unindex(id);
+        self.policies.remove(name);
+        self.policy_names.remove(&id);
+        Ok(self.broadcast(|| Update::DelPolicy { id }))
+    }
+
+    /// Forgets which SAs policy `id` names.
+    fn unindex(&mut self, id: u32) {
+        let Some(PolicyAction::Protect { sa_out, sa_in }) =
+            self.policy_names.get(&id).and_then(|n| self.policies.get(n)).map(|(_, p)| p.action.clone())
+        else {
+            return;
+        };
+        for (index, name) in [(&mut self.by_sa_out, Some(sa_out)), (&mut self.by_sa_in, sa_in)] {
+            let Some(name) = name else { continue };
+            if let Some(ids) = index.get_mut(&name) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    index.remove(&name);
+                }
+            }
         }
-        let mut updates = self.empty_updates();
-        self.push_spd(&mut updates);
-        Ok(updates)
+    }
+
+    /// The same update for every worker.
+    fn broadcast(&self, make: impl Fn() -> Update) -> Updates {
+        (0..self.workers).map(|_| vec![make()]).collect()
     }
 
     /// Whether an SA of this name exists, and its direction.
@@ -213,44 +256,46 @@ impl Sad {
     }
 
     pub fn policy_name(&self, id: u32) -> Option<&str> {
-        self.policies.get(id as usize).map(|p| p.name.as_str())
+        self.policy_names.get(&id).map(String::as_str)
     }
 
-    /// The selectors of the policies that name `sa_in` as their inbound SA.
+    /// The selectors of the policies that name `sa_in` as their inbound SA, in the order the
+    /// policies were configured.
     fn selectors_naming(&self, sa_in: &str) -> Vec<Selector> {
-        self.policies
-            .iter()
-            .filter(|p| matches!(&p.action, PolicyAction::Protect { sa_in: Some(n), .. } if n == sa_in))
-            .map(|p| p.selector)
+        self.by_sa_in
+            .get(sa_in)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.policies.get(self.policy_names.get(id)?))
+            .map(|(_, p)| p.selector)
             .collect()
     }
 
-    /// The SPD the workers run: policies in order, SA names resolved to slots.
-    pub fn spd(&self) -> Spd {
-        Spd::new(
-            self.policies
-                .iter()
-                .enumerate()
-                .map(|(id, p)| Policy {
-                    selector: p.selector,
-                    action: match &p.action {
-                        PolicyAction::Protect { sa_out, .. } => {
-                            Action::Protect { sa_out: self.by_name.get(sa_out).copied() }
-                        }
-                        PolicyAction::Bypass => Action::Bypass,
-                        PolicyAction::Discard => Action::Discard,
-                    },
-                    priority: p.priority,
-                    id: id as u32,
-                })
-                .collect(),
-        )
+    /// A policy as the workers run it: its outbound SA's name resolved to a slot.
+    fn resolve(&self, id: u32, p: &PolicyConf) -> Policy {
+        let action = match &p.action {
+            PolicyAction::Protect { sa_out, .. } => Action::Protect {
+                sa_out: self
+                    .by_name
+                    .get(sa_out)
+                    .copied()
+                    .filter(|&s| self.slots[s].as_ref().is_some_and(|m| m.direction == Direction::Out)),
+            },
+            PolicyAction::Bypass => Action::Bypass,
+            PolicyAction::Discard => Action::Discard,
+        };
+        Policy { selector: p.selector, action, priority: p.priority, id }
     }
 
-    fn push_spd(&self, updates: &mut Updates) {
-        let spd = Arc::new(self.spd());
-        for u in updates {
-            u.push(Update::Spd(spd.clone()));
+    /// Hands the workers the policies that name outbound SA `name`, resolved again after it
+    /// was installed or removed. They follow the SA's own update in the ring.
+    fn push_policies_naming(&self, name: &str, updates: &mut Updates) {
+        for id in self.by_sa_out.get(name).into_iter().flatten() {
+            let Some((_, p)) = self.policy_names.get(id).and_then(|n| self.policies.get(n)) else { continue };
+            let policy = self.resolve(*id, p);
+            for u in updates.iter_mut() {
+                u.push(Update::SetPolicy(policy));
+            }
         }
     }
 
@@ -284,6 +329,9 @@ impl Sad {
         let mut hard = Vec::new();
         for (slot, m) in self.slots.iter_mut().enumerate() {
             let Some(m) = m else { continue };
+            if m.lifetime == Lifetime::default() {
+                continue;
+            }
             let (p, b) = Self::sums(counters, slot);
             let (packets, bytes) = (p - m.base_packets, b - m.base_bytes);
             let age = now.saturating_duration_since(m.installed);
