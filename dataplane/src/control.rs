@@ -44,16 +44,15 @@ impl Drop for ControlServer {
     }
 }
 
-/// At most this many requests on one connection: a batch (an SA pair and its policy) is
-/// applied in one go, and no client holds the control thread for long.
-const MAX_BATCH: usize = 64;
+use ctlproto::MAX_BATCH;
 
 fn serve(stream: UnixStream, handle: &mut dyn FnMut(Command) -> Response) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(1)))?;
     stream.set_write_timeout(Some(Duration::from_secs(1)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
-    let mut w = stream;
+    // Buffered: serde_json writes token by token, which would be a system call each.
+    let mut w = std::io::BufWriter::new(stream);
     for _ in 0..MAX_BATCH {
         let mut line = String::new();
         if (&mut reader).take(64 * 1024).read_line(&mut line)? == 0 {
@@ -73,8 +72,12 @@ fn serve(stream: UnixStream, handle: &mut dyn FnMut(Command) -> Response) -> std
         };
         serde_json::to_writer(&mut w, &resp)?;
         w.write_all(b"\n")?;
+        // One write per batch of requests that arrived together.
+        if reader.buffer().is_empty() {
+            w.flush()?;
+        }
     }
-    Ok(())
+    w.flush()
 }
 
 /// Why a request was refused, without echoing the values it carried: a malformed key must not

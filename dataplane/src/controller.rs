@@ -162,6 +162,9 @@ impl Controller {
     pub fn handle(&mut self, cmd: Command) -> Response {
         match cmd {
             Command::Stats => Response { stats: Some(self.snapshot()), ..Self::ok() },
+            Command::Totals => {
+                Response { stats: Some(crate::counters::snapshot(&self.counters, Vec::new())), ..Self::ok() }
+            }
             Command::ListSas => Response { sas: Some(self.sad.list(&self.counters)), ..Self::ok() },
             Command::AddSa { sa } => self.add_sa(&sa),
             Command::DelSa { name } => match self.sad.del_sa(&name) {
