@@ -66,9 +66,15 @@ struct Args {
     /// Distinct flows (UDP port pairs and addresses) in the traffic.
     #[arg(long, default_value_t = 64)]
     flows: usize,
-    /// SA pairs (and policies), the flows spread over them.
+    /// SA pairs (and policies), the flows spread over them (every pair gets traffic: flows and
+    /// packets are raised to at least this). Installed through the control socket.
     #[arg(long, default_value_t = 1)]
     sas: usize,
+    /// SA programming rate instead of throughput: with traffic flowing through one established
+    /// SA pair, install this many more SA pairs and policies through the control socket, and
+    /// report how long it took and whether any packet of the established pair was lost.
+    #[arg(long)]
+    program: Option<usize>,
     /// AES key size: 128 or 256.
     #[arg(long, default_value_t = 128)]
     aes: u16,
@@ -149,13 +155,25 @@ impl Topo {
     }
 
     /// The peer-side address of a flow: with one SA pair the flows spread over the peer's
-    /// subnet; with several, each SA pair's flows share its own address (its policy's /32 or
-    /// /128).
+    /// subnet (`remote_net`); with several, each SA pair's flows share its own address (its
+    /// policy's /32 or /128), outside that subnet.
     fn remote_addr(&self, sas: usize, sa: usize, flow: usize) -> IpAddr {
-        let i = if sas > 1 { sa } else { flow } as u32;
+        if sas > 1 {
+            return self.sa_addr(sa);
+        }
+        let i = flow as u32;
         match self.host {
             IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(10, 2, (i >> 8) as u8, i as u8)),
             IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(0xfd02, 0, 0, 0, 0, 0, (i >> 16) as u16, i as u16)),
+        }
+    }
+
+    /// The peer-side address of SA pair `k`'s policy (10.16.0.0 up, or fd03::).
+    fn sa_addr(&self, k: usize) -> IpAddr {
+        let i = k as u32;
+        match self.host {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 16, 0, 0)) + i)),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(0xfd03, 0, 0, 0, 0, 0, (i >> 16) as u16, i as u16)),
         }
     }
 
@@ -237,6 +255,8 @@ struct Case<'a> {
     size: &'a str,
     backend: &'a str,
     cores: usize,
+    /// SA pairs carrying the traffic.
+    sas: usize,
 }
 
 fn aes(args: &Args) -> GcmKeyLen {
@@ -253,15 +273,16 @@ fn key_hex(args: &Args, k: &str) -> String {
 
 /// The traffic of a case: inner packets, and for inbound their ESP form as the peer sends it.
 fn traffic(args: &Args, t: &Topo, case: &Case) -> Result<(Vec<Vec<u8>>, u64), String> {
-    let lens = lengths(case.size, args.packets)?;
+    let lens = lengths(case.size, packets(args, case))?;
+    let (sas, flows) = (case.sas, args.flows.max(case.sas));
     let inner_bytes: u64 = lens.iter().map(|&l| l as u64).sum();
     // The peer's outbound SAs (our inbound), one per SA pair.
     let peer_sas: Vec<OutboundSa> = if case.dir == Dir::In {
-        (0..args.sas)
+        (0..sas)
             .map(|k| {
                 let key = KeyMaterial::new(aes(args), &hex(&key_hex(args, KEY_IN)), &SALT).expect("key");
                 let cfg = SaConfig {
-                    spi: 0x2000 + k as u32,
+                    spi: (SPI_IN + k) as u32,
                     key,
                     local: t.peer,
                     remote: t.gw,
@@ -278,9 +299,9 @@ fn traffic(args: &Args, t: &Topo, case: &Case) -> Result<(Vec<Vec<u8>>, u64), St
     };
     let mut frames = Vec::with_capacity(lens.len());
     for (j, &len) in lens.iter().enumerate() {
-        let flow = j % args.flows.max(1);
-        let sa = flow % args.sas.max(1);
-        let remote = t.remote_addr(args.sas, sa, flow);
+        let flow = j % flows.max(1);
+        let sa = flow % sas.max(1);
+        let remote = t.remote_addr(sas, sa, flow);
         let (sport, dport) = (10000 + flow as u16, 20000 + (flow / 7) as u16);
         // Outbound: host -> remote subnet. Inbound: remote subnet -> host.
         let (src, dst) = if case.dir == Dir::Out { (t.host, remote) } else { (remote, t.host) };
@@ -298,7 +319,7 @@ fn traffic(args: &Args, t: &Topo, case: &Case) -> Result<(Vec<Vec<u8>>, u64), St
             Dir::Out => frame(PROT_MAC, HOST_MAC, &ip),
             Dir::In => {
                 let mut b = VecBuf::new(&ip, 128, 64);
-                peer_sas[sa].encapsulate(j as u64 / args.sas.max(1) as u64 + 1, &mut b).map_err(|e| e.to_string())?;
+                peer_sas[sa].encapsulate(j as u64 / sas.max(1) as u64 + 1, &mut b).map_err(|e| e.to_string())?;
                 frame(UNPROT_MAC, PEER_MAC, b.data())
             }
         });
@@ -306,17 +327,28 @@ fn traffic(args: &Args, t: &Topo, case: &Case) -> Result<(Vec<Vec<u8>>, u64), St
     Ok((frames, inner_bytes))
 }
 
+/// Packets in a case's pcap: at least one per SA pair.
+fn packets(args: &Args, case: &Case) -> usize {
+    args.packets.max(case.sas)
+}
+
+/// mbufs for a program replaying the pcap: each RX queue holds the whole file in memory
+/// (infinite_rx), plus room for the packets in flight.
+fn mbufs(args: &Args, case: &Case) -> usize {
+    case.cores * packets(args, case) + 32767
+}
+
 /// The gateway's configuration for a case: the pcap port on the input side, net_null on the
-/// output side, static neighbours, the SA pairs and their policies.
+/// output side, static neighbours. The SAs and policies come through the control socket.
 fn gateway_config(args: &Args, t: &Topo, case: &Case, socket: &Path) -> String {
     let (prot_port, unprot_port) =
         if case.dir == Dir::Out { ("net_pcap0", "net_null0") } else { ("net_null0", "net_pcap0") };
-    let mut c = format!(
+    format!(
         r#"[dataplane]
 crypto = "{backend}"
 exception_path = false
 control_socket = "{socket}"
-mbufs = 32767
+mbufs = {mbufs}
 burst = 32
 max_sas = {max_sas}
 
@@ -346,62 +378,80 @@ mac = "02:00:00:00:00:20"
 "#,
         backend = case.backend,
         socket = socket.display(),
-        max_sas = (2 * args.sas).max(16),
+        mbufs = mbufs(args, case),
+        max_sas = (2 * (case.sas + args.program.unwrap_or(0))).max(16),
         prot = t.prot_prefix,
         unprot = t.unprot_prefix,
         host = t.host,
         peer = t.peer,
-    );
-    for k in 0..args.sas {
-        let remote = t.remote_addr(args.sas, k, 0);
-        let dst = if args.sas == 1 { t.remote_net.clone() } else { format!("{remote}/{}", t.host_len()) };
-        c += &format!(
-            r#"
-[[sa]]
-name = "out{k}"
-spi = {spi_out}
-direction = "out"
-algorithm = "{alg}"
-key = "{key_out}"
-salt = "0a0b0c0d"
-local = "{gw}"
-remote = "{peer}"
+    )
+}
 
-[[sa]]
-name = "in{k}"
-spi = {spi_in}
-direction = "in"
-algorithm = "{alg}"
-key = "{key_in}"
-salt = "0a0b0c0d"
-local = "{gw}"
-remote = "{peer}"
-replay_window = 0
+/// SA pair `k` (SPIs 0x1000 + k out and 0x100000 + k in) and its policy as control-socket
+/// commands. With `subnet`, the policy covers the peer's subnet; otherwise the pair's own
+/// address.
+fn sa_pair(args: &Args, t: &Topo, k: usize, subnet: bool) -> [ctlproto::Command; 3] {
+    let sa = |dir: &str, spi: usize, key: &str| ctlproto::RawSa {
+        name: format!("{dir}{k}"),
+        spi: spi as u32,
+        direction: dir.into(),
+        algorithm: algorithm(args).into(),
+        key: key_hex(args, key),
+        salt: "0a0b0c0d".into(),
+        local: t.gw.to_string(),
+        remote: t.peer.to_string(),
+        replay_window: (dir == "in").then_some(0),
+        ..Default::default()
+    };
+    let dst = if subnet { t.remote_net.clone() } else { format!("{}/{}", t.sa_addr(k), t.host_len()) };
+    let policy = ctlproto::RawPolicy {
+        name: format!("p{k}"),
+        src: t.local_net.clone(),
+        dst,
+        action: "protect".into(),
+        sa_out: Some(format!("out{k}")),
+        sa_in: Some(format!("in{k}")),
+        ..Default::default()
+    };
+    [
+        ctlproto::Command::SetPolicy { policy },
+        ctlproto::Command::AddSa { sa: sa("out", SPI_OUT + k, KEY_OUT) },
+        ctlproto::Command::AddSa { sa: sa("in", SPI_IN + k, KEY_IN) },
+    ]
+}
 
-[[policy]]
-name = "p{k}"
-src = "{local_net}"
-dst = "{dst}"
-action = "protect"
-sa_out = "out{k}"
-sa_in = "in{k}"
-"#,
-            spi_out = 0x1000 + k,
-            spi_in = 0x2000 + k,
-            alg = algorithm(args),
-            key_out = key_hex(args, KEY_OUT),
-            key_in = key_hex(args, KEY_IN),
-            gw = t.gw,
-            peer = t.peer,
-            local_net = t.local_net,
-        );
+const SPI_OUT: usize = 0x1000;
+const SPI_IN: usize = 0x10_0000;
+
+/// Sends commands through the control socket in batches of whole SA pairs (as many as one
+/// connection takes); fails on the first refused one.
+fn install(socket: &Path, commands: impl Iterator<Item = ctlproto::Command>) -> Result<(), String> {
+    let per_batch = ctlproto::MAX_BATCH / 3 * 3;
+    let mut batch = Vec::with_capacity(per_batch);
+    let send = |batch: &mut Vec<ctlproto::Command>| -> Result<(), String> {
+        let answers = ctlproto::request_many(socket, std::mem::take(batch))?;
+        match answers.into_iter().find_map(|a| a.error) {
+            Some(e) => Err(format!("the dataplane refused an SA or policy: {e}")),
+            None => Ok(()),
+        }
+    };
+    for c in commands {
+        batch.push(c);
+        if batch.len() == per_batch {
+            send(&mut batch)?;
+        }
     }
-    c
+    if !batch.is_empty() {
+        send(&mut batch)?;
+    }
+    Ok(())
 }
 
 /// The EAL arguments both programs get: the lcores, memory without hugepages, and the two
 /// vdevs (one pcap RX queue per core).
-fn eal_args(pcap: &Path, cores: usize, prefix: &str, testpmd: bool) -> Vec<String> {
+fn eal_args(pcap: &Path, cores: usize, mbufs: usize, prefix: &str, testpmd: bool) -> Vec<String> {
+    // About 2.4 KiB per mbuf with its headers, plus the rest of DPDK.
+    let memory_mb = (mbufs * 3 / 1024 + 256).max(1024);
     let lcores = match (cores, testpmd) {
         // testpmd forwards on lcores other than its main one: main on CPU 0, forwarding on 1.
         (1, true) => "0,1".to_string(),
@@ -417,7 +467,7 @@ fn eal_args(pcap: &Path, cores: usize, prefix: &str, testpmd: bool) -> Vec<Strin
         lcores,
         "--no-huge".into(),
         "-m".into(),
-        "1024".into(),
+        memory_mb.to_string(),
         format!("--file-prefix={prefix}"),
         "--no-pci".into(),
         format!("--vdev=net_pcap0,{rx},infinite_rx=1"),
@@ -428,10 +478,12 @@ fn eal_args(pcap: &Path, cores: usize, prefix: &str, testpmd: bool) -> Vec<Strin
 
 /// testpmd io forwarding over the same vdevs: the median of its per-second RX rates on the
 /// pcap port after the warm-up.
-fn ceiling(args: &Args, pcap: &Path, cores: usize, log: &Path) -> Result<f64, String> {
+fn ceiling(args: &Args, case: &Case, pcap: &Path, log: &Path) -> Result<f64, String> {
+    let (cores, mbufs) = (case.cores, mbufs(args, case));
     let mut cmd = Command::new(&args.testpmd);
-    cmd.args(eal_args(pcap, cores, "gwbench-tp", true));
-    cmd.args(["--", "--forward-mode=io", "--stats-period=1", "--total-num-mbufs=32767", "--no-lsc-interrupt"]);
+    cmd.args(eal_args(pcap, cores, mbufs, "gwbench-tp", true));
+    cmd.args(["--", "--forward-mode=io", "--stats-period=1", "--no-lsc-interrupt"]);
+    cmd.arg(format!("--total-num-mbufs={mbufs}"));
     cmd.arg(format!("--nb-cores={cores}")).arg(format!("--rxq={cores}")).arg(format!("--txq={cores}"));
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -505,9 +557,28 @@ struct GwRun {
     dropped: u64,
     /// Encrypted (outbound) or decrypted (inbound).
     processed: u64,
+    /// Time to install the case's SA pairs and policies through the control socket.
+    install_secs: f64,
+    program: Option<Program>,
 }
 
-fn totals(s: &ctlproto::Snapshot, dir: Dir) -> (u64, u64, u64, u64) {
+/// What the dataplane did while `--program` SA pairs were installed under traffic.
+#[derive(Clone, Debug, Serialize)]
+struct Program {
+    pairs: usize,
+    seconds: f64,
+    /// SAs the dataplane listed afterwards (two per pair, with the established pair).
+    sas_listed: usize,
+    rx: u64,
+    tx: u64,
+    processed: u64,
+    dropped: u64,
+}
+
+/// Received, sent, encrypted or decrypted, dropped: summed over the cores.
+type Totals = (u64, u64, u64, u64);
+
+fn totals(s: &ctlproto::Snapshot, dir: Dir) -> Totals {
     let rx = s.cores.iter().map(|c| c.rx).sum();
     let tx = s.cores.iter().map(|c| c.tx).sum();
     let processed = s.cores.iter().map(|c| if dir == Dir::Out { c.encrypted } else { c.decrypted }).sum();
@@ -515,7 +586,15 @@ fn totals(s: &ctlproto::Snapshot, dir: Dir) -> (u64, u64, u64, u64) {
     (rx, tx, processed, dropped)
 }
 
-fn gateway(args: &Args, config: &Path, socket: &Path, pcap: &Path, case: &Case, log: &Path) -> Result<GwRun, String> {
+fn gateway(
+    args: &Args,
+    topo: &Topo,
+    config: &Path,
+    socket: &Path,
+    pcap: &Path,
+    case: &Case,
+    log: &Path,
+) -> Result<GwRun, String> {
     let bin = match &args.dataplane {
         Some(p) => p.clone(),
         None => std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("dataplane"),
@@ -526,7 +605,7 @@ fn gateway(args: &Args, config: &Path, socket: &Path, pcap: &Path, case: &Case, 
         .args(["run", "--config"])
         .arg(config)
         .arg("--")
-        .args(eal_args(pcap, case.cores, "gwbench-gw", false))
+        .args(eal_args(pcap, case.cores, mbufs(args, case), "gwbench-gw", false))
         .stdin(Stdio::null())
         .stdout(logf.try_clone().map_err(|e| e.to_string())?)
         .stderr(logf)
@@ -540,18 +619,49 @@ fn gateway(args: &Args, config: &Path, socket: &Path, pcap: &Path, case: &Case, 
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        let t = Instant::now();
+        install(socket, (0..case.sas).flat_map(|k| sa_pair(args, topo, k, case.sas == 1)))?;
+        let install_secs = t.elapsed().as_secs_f64();
         std::thread::sleep(Duration::from_secs_f64(args.warmup));
-        let read = || -> Result<(Instant, ctlproto::Snapshot), String> {
-            let r = ctlproto::request(socket, ctlproto::Command::Stats).map_err(|e| e.to_string())?;
-            Ok((Instant::now(), r.stats.ok_or("no stats in the answer")?))
+        let read = || -> Result<(Instant, Totals), String> {
+            let r = ctlproto::request(socket, ctlproto::Command::Totals).map_err(|e| e.to_string())?;
+            Ok((Instant::now(), totals(&r.stats.ok_or("no counters in the answer")?, case.dir)))
         };
-        let (t0, s0) = read()?;
+        let program = match args.program {
+            Some(n) => {
+                let (t0, a) = read()?;
+                install(socket, (1..=n).flat_map(|k| sa_pair(args, topo, k, false)))?;
+                let (t1, b) = read()?;
+                let listed = ctlproto::request(socket, ctlproto::Command::ListSas)
+                    .map_err(|e| e.to_string())?
+                    .sas
+                    .map_or(0, |l| l.len());
+                Some(Program {
+                    pairs: n,
+                    seconds: (t1 - t0).as_secs_f64(),
+                    sas_listed: listed,
+                    rx: b.0 - a.0,
+                    tx: b.1 - a.1,
+                    processed: b.2 - a.2,
+                    dropped: b.3 - a.3,
+                })
+            }
+            None => None,
+        };
+        let (t0, a) = read()?;
         std::thread::sleep(Duration::from_secs_f64(args.seconds));
-        let (t1, s1) = read()?;
-        let (a, b) = (totals(&s0, case.dir), totals(&s1, case.dir));
+        let (t1, b) = read()?;
         let dt = (t1 - t0).as_secs_f64();
         let rx = b.0 - a.0;
-        Ok(GwRun { pps: rx as f64 / dt, rx, tx: b.1 - a.1, processed: b.2 - a.2, dropped: b.3 - a.3 })
+        Ok(GwRun {
+            pps: rx as f64 / dt,
+            rx,
+            tx: b.1 - a.1,
+            processed: b.2 - a.2,
+            dropped: b.3 - a.3,
+            install_secs,
+            program,
+        })
     })();
     stop(&mut child);
     result
@@ -631,7 +741,8 @@ fn run(args: &Args) -> Result<(), String> {
             for (backend, _) in &backends {
                 for &cores in &args.cores {
                     n += 1;
-                    let case = Case { dir, size, backend: backend.name(), cores };
+                    let sas = if args.program.is_some() { 1 } else { args.sas.max(1) };
+                    let case = Case { dir, size, backend: backend.name(), cores, sas };
                     rows.push(measure(args, &topo, &case, &work, hz, (n, total))?);
                 }
             }
@@ -686,20 +797,48 @@ fn measure(
         let _ = std::io::stdout().flush();
         // Interleaved, so that slow drifts of the machine touch both alike.
         if !args.no_ceiling {
-            let c = ceiling(args, &pcap, case.cores, &work.join(format!("{tag}-testpmd-{r}.log")))?;
+            let c = ceiling(args, case, &pcap, &work.join(format!("{tag}-testpmd-{r}.log")))?;
             print!("testpmd {:.2} Mpps, ", c / 1e6);
             ceil.push(c);
         }
-        let g = gateway(args, &config, &socket, &pcap, case, &work.join(format!("{tag}-gw-{r}.log")))?;
-        println!("gateway {:.2} Mpps ({} in, {} out, {} dropped)", g.pps / 1e6, g.rx, g.tx, g.dropped);
-        if g.dropped > 0 || g.processed + 64 * case.cores as u64 * 32 < g.rx {
+        let log = work.join(format!("{tag}-gw-{r}.log"));
+        let g = gateway(args, t, &config, &socket, &pcap, case, &log)?;
+        println!(
+            "gateway {:.2} Mpps ({} in, {} out, {} dropped; {} SA pair(s) installed in {:.2} s)",
+            g.pps / 1e6,
+            g.rx,
+            g.tx,
+            g.dropped,
+            case.sas,
+            g.install_secs
+        );
+        // Packets still in the pipeline when the counters were read: a burst per port and core.
+        let in_flight = 64 * case.cores as u64 * 32;
+        if g.dropped > 0 || g.processed + in_flight < g.rx {
             return Err(format!(
                 "{tag}: the gateway dropped {} and processed {} of {} packets (log: {})",
                 g.dropped,
                 g.processed,
                 g.rx,
-                work.join(format!("{tag}-gw-{r}.log")).display()
+                log.display()
             ));
+        }
+        if let Some(p) = &g.program {
+            println!(
+                "  programmed {} SA pairs with their policies in {:.2} s ({:.0} pairs/s) while forwarding {:.2} Mpps \
+                 on the established pair: {} in, {} out, {} dropped; {} SAs listed afterwards",
+                p.pairs,
+                p.seconds,
+                p.pairs as f64 / p.seconds,
+                p.rx as f64 / p.seconds / 1e6,
+                p.rx,
+                p.tx,
+                p.dropped,
+                p.sas_listed
+            );
+            if p.dropped > 0 || p.processed + in_flight < p.rx || p.sas_listed != 2 * (p.pairs + 1) {
+                return Err(format!("{tag}: programming lost traffic or SAs: {p:?} (log: {})", log.display()));
+            }
         }
         ours.push(g);
     }
