@@ -1,0 +1,619 @@
+//! trafgen: a traffic generator for real ports (and DPDK's virtual devices).
+//!
+//! It sends UDP flows of a fixed size or IMIX at a set rate from one DPDK port, in the clear or
+//! as ESP the way a peer gateway would (RFC 4303 tunnel mode, AES-GCM of RFC 4106), receives
+//! on another port (in the clear, or ESP that it decrypts), and measures loss and one-way
+//! latency from a stamp in each packet. With `--search` it finds the highest rate without loss
+//! by binary search (RFC 2544 section 26.1, throughput) and reports the latency at that rate
+//! (26.2).
+//!
+//! Each packet's UDP payload starts with a 16-byte stamp: a magic number, the trial number
+//! (packets of an earlier trial that arrive late are not counted), a sequence number and the
+//! TSC when it was sent. Sending and receiving run on one lcore, so the stamp's TSC and the
+//! receiving TSC come from the same clock.
+//!
+//! Example, through a gateway between two NIC ports:
+//! `trafgen --tx-port 0000:01:00.0 --rx-port 0000:01:00.1 --dst-mac 02:00:00:00:00:01 --size imix
+//!  --rx-esp spi=0x1000,key=<hex>,salt=<hex> --search --max-mpps 10 -- -l 2 -a 0000:01:00.0 -a 0000:01:00.1`
+
+use clap::Parser;
+use dataplane::dpdk::{self, Eal, Mbuf, Mempool, Port};
+use esp::aead::{Backend, GcmKeyLen, KeyMaterial};
+use esp::buf::PacketBuf;
+use esp::sa::{InboundSa, OutboundSa, SaConfig, SeqCounter};
+use esp::wire::{self, Classified};
+use hdrhistogram::Histogram;
+use perf::IMIX;
+use serde::Serialize;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "trafgen",
+    about = "Traffic generator: fixed-size or IMIX flows at a set rate, clear or ESP; loss, latency, RFC 2544 throughput",
+    after_help = "EAL arguments follow `--` (for example: -- -l 0 --no-huge -m 512 --vdev=net_ring0)."
+)]
+struct Args {
+    /// DPDK port to send on (its name: a PCI address or a vdev name).
+    #[arg(long)]
+    tx_port: String,
+    /// DPDK port to receive on (may be the same port).
+    #[arg(long)]
+    rx_port: String,
+    /// Inner IP packet size in bytes (64 to 1500), or imix (7:4:1 of 64/576/1500).
+    #[arg(long, default_value = "64")]
+    size: String,
+    /// Flows (UDP source ports) the packets rotate over.
+    #[arg(long, default_value_t = 16)]
+    flows: u16,
+    /// Inner source and destination addresses (both IPv4 or both IPv6).
+    #[arg(long, default_value = "10.1.0.10")]
+    src: IpAddr,
+    #[arg(long, default_value = "10.2.0.10")]
+    dst: IpAddr,
+    /// Destination MAC of the frames sent (the device under test's port).
+    #[arg(long, default_value = "ff:ff:ff:ff:ff:ff")]
+    dst_mac: String,
+    /// Send ESP instead of clear packets: spi=N,key=HEX,salt=HEX,local=IP,remote=IP (local is
+    /// this generator's tunnel address, remote the device's). AES-GCM, key length from the key.
+    #[arg(long)]
+    tx_esp: Option<String>,
+    /// Decrypt received ESP: spi=N,key=HEX,salt=HEX (the device's outbound SA).
+    #[arg(long)]
+    rx_esp: Option<String>,
+    /// Offered rate of one trial, in million packets per second.
+    #[arg(long, default_value_t = 0.1)]
+    rate_mpps: f64,
+    /// Search for the highest rate without loss between 0 and --max-mpps.
+    #[arg(long)]
+    search: bool,
+    /// Upper bound of the search (Mpps); default: 10 Gbit/s line rate for the frame size.
+    #[arg(long)]
+    max_mpps: Option<f64>,
+    /// Stop the search when the bounds are this close, as a fraction of --max-mpps.
+    #[arg(long, default_value_t = 0.01)]
+    resolution: f64,
+    /// Seconds each trial sends (RFC 2544 asks for 60; shorter trials are fine for a look).
+    #[arg(long, default_value_t = 2.0)]
+    duration: f64,
+    /// Seconds to keep receiving after a trial stops sending.
+    #[arg(long, default_value_t = 0.2)]
+    drain: f64,
+    /// Loss a trial may have and still pass, as a fraction of the packets sent.
+    #[arg(long, default_value_t = 0.0)]
+    loss_tolerance: f64,
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// EAL arguments.
+    #[arg(last = true)]
+    eal: Vec<String>,
+}
+
+const MAGIC: u16 = 0x7467; // "tg"
+const STAMP_LEN: usize = 16;
+const BURST: usize = 32;
+const ETH_LEN: usize = 14;
+
+/// The 16-byte stamp at the start of the UDP payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    trial: u16,
+    seq: u32,
+    tsc: u64,
+}
+
+impl Stamp {
+    fn write(&self, b: &mut [u8]) {
+        b[0..2].copy_from_slice(&MAGIC.to_be_bytes());
+        b[2..4].copy_from_slice(&self.trial.to_be_bytes());
+        b[4..8].copy_from_slice(&self.seq.to_be_bytes());
+        b[8..16].copy_from_slice(&self.tsc.to_be_bytes());
+    }
+
+    fn read(b: &[u8]) -> Option<Stamp> {
+        let b = b.get(..STAMP_LEN)?;
+        if u16::from_be_bytes([b[0], b[1]]) != MAGIC {
+            return None;
+        }
+        Some(Stamp {
+            trial: u16::from_be_bytes([b[2], b[3]]),
+            seq: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+            tsc: u64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]),
+        })
+    }
+}
+
+/// Where the stamp lies in an IP packet (after the UDP header), if it is a UDP packet.
+fn stamp_offset(ip: &[u8]) -> Option<usize> {
+    match ip.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            (ip.get(9) == Some(&17)).then_some(ihl + 8)
+        }
+        6 => (ip.get(6) == Some(&17)).then_some(40 + 8),
+        _ => None,
+    }
+}
+
+/// An inner UDP packet of `total` bytes with room for the stamp.
+fn inner_packet(src: IpAddr, dst: IpAddr, total: usize, sport: u16) -> Result<Vec<u8>, String> {
+    let mut p = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            if total < 28 + STAMP_LEN {
+                return Err(format!("{total} bytes: IPv4 packets need at least {}", 28 + STAMP_LEN));
+            }
+            perf::ipv4_udp(s, d, total, usize::from(sport))
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            if total < 48 + STAMP_LEN {
+                return Err(format!("{total} bytes: IPv6 packets need at least {}", 48 + STAMP_LEN));
+            }
+            ipv6_udp(s, d, total)
+        }
+        _ => return Err("--src and --dst must be of one family".into()),
+    };
+    let off = stamp_offset(&p).ok_or("not UDP")?;
+    p[off - 8..off - 6].copy_from_slice(&sport.to_be_bytes());
+    p[off - 6..off - 4].copy_from_slice(&9u16.to_be_bytes()); // discard
+    // UDP checksum 0: allowed over IPv4 (RFC 768). Over IPv6 (RFC 8200 8.1) only the final
+    // receiver checks it, and that is this generator, which does not: routers and gateways
+    // in between forward it as it is.
+    Ok(p)
+}
+
+fn ipv6_udp(src: Ipv6Addr, dst: Ipv6Addr, total: usize) -> Vec<u8> {
+    let mut p = vec![0u8; total];
+    p[0] = 0x60;
+    p[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
+    p[6] = 17;
+    p[7] = 64;
+    p[8..24].copy_from_slice(&src.octets());
+    p[24..40].copy_from_slice(&dst.octets());
+    p[44..46].copy_from_slice(&((total - 40) as u16).to_be_bytes());
+    p
+}
+
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<u8> = s
+        .split(':')
+        .map(|x| u8::from_str_radix(x, 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("bad MAC {s:?}"))?;
+    parts.try_into().map_err(|_| format!("bad MAC {s:?}"))
+}
+
+fn hex(s: &str) -> Result<Vec<u8>, String> {
+    if !s.len().is_multiple_of(2) {
+        return Err("odd number of hex digits".into());
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| "bad hex".to_string())).collect()
+}
+
+/// `spi=..,key=..,salt=..[,local=..,remote=..]` as an SA configuration (anti-replay off: the
+/// generator counts duplicates itself).
+fn sa_spec(spec: &str, default_local: IpAddr, default_remote: IpAddr) -> Result<SaConfig, String> {
+    let (mut spi, mut key, mut salt, mut local, mut remote) = (None, None, None, default_local, default_remote);
+    for part in spec.split(',') {
+        let (k, v) = part.split_once('=').ok_or_else(|| format!("{part:?}: expected name=value"))?;
+        match k.trim() {
+            "spi" => {
+                let v = v.trim();
+                spi = Some(
+                    match v.strip_prefix("0x") {
+                        Some(h) => u32::from_str_radix(h, 16),
+                        None => v.parse(),
+                    }
+                    .map_err(|_| format!("bad SPI {v:?}"))?,
+                )
+            }
+            "key" => key = Some(hex(v.trim())?),
+            "salt" => salt = Some(hex(v.trim())?),
+            "local" => local = v.trim().parse().map_err(|_| format!("bad address {v:?}"))?,
+            "remote" => remote = v.trim().parse().map_err(|_| format!("bad address {v:?}"))?,
+            other => return Err(format!("unknown SA field {other:?}")),
+        }
+    }
+    let key = key.ok_or("key= missing")?;
+    let len = match key.len() {
+        16 => GcmKeyLen::Aes128,
+        32 => GcmKeyLen::Aes256,
+        n => return Err(format!("an AES-GCM key has 16 or 32 bytes, not {n}")),
+    };
+    let salt: [u8; 4] = salt.ok_or("salt= missing")?.try_into().map_err(|_| "the salt has 4 bytes")?;
+    let key = KeyMaterial::new(len, &key, &salt).map_err(|e| e.to_string())?;
+    let backend = dataplane::crypto::choose("auto").map(|(b, _)| b).unwrap_or(Backend::RustCrypto);
+    Ok(SaConfig {
+        spi: spi.ok_or("spi= missing")?,
+        key,
+        local,
+        remote,
+        encap: None,
+        esn: false,
+        replay_window: 0,
+        backend,
+    })
+}
+
+/// What one trial measured.
+#[derive(Clone, Debug, Serialize)]
+struct Trial {
+    offered_mpps: f64,
+    /// What the generator managed to hand to the port (short of `offered_mpps` when the port
+    /// or this core cannot keep up: the trial then says nothing about the device).
+    sent_mpps: f64,
+    sent: u64,
+    /// Packets the port would not take (its queue full): not offered.
+    refused: u64,
+    received: u64,
+    lost: u64,
+    loss: f64,
+    /// Received more than once.
+    duplicates: u64,
+    /// Received but not of this trial (no stamp, failed decryption, other traffic, late
+    /// packets of an earlier trial).
+    foreign: u64,
+    latency_us: Option<Latency>,
+    /// Less than the offered rate went out.
+    short: bool,
+    pass: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct Latency {
+    min: f64,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    mean: f64,
+}
+
+struct Gen {
+    tx: u16,
+    rx: u16,
+    pool: Mempool,
+    /// Frames (clear mode) or inner packets (ESP mode) to send, in rotation.
+    templates: Vec<Vec<u8>>,
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    tx_sa: Option<OutboundSa>,
+    rx_sa: Option<InboundSa>,
+    hz: u64,
+    trial: u16,
+    /// Bit per sequence number of the current trial: received already.
+    seen: Vec<u64>,
+    /// The last ESP sequence number sent: it runs on across trials, or the device's
+    /// anti-replay window would drop every trial after the first.
+    esp_seq: u64,
+}
+
+impl Gen {
+    /// One packet to send, stamped; `None` when the pool is empty.
+    fn build(&mut self, seq: u32, now: u64) -> Option<Mbuf> {
+        let t = &self.templates[seq as usize % self.templates.len()];
+        let stamp = Stamp { trial: self.trial, seq, tsc: now };
+        let mut m = Mbuf::from_slice(&self.pool, t)?;
+        match &self.tx_sa {
+            None => {
+                let off = ETH_LEN + stamp_offset(&t[ETH_LEN..])?;
+                stamp.write(&mut m.data_mut()[off..]);
+            }
+            Some(sa) => {
+                let off = stamp_offset(t)?;
+                stamp.write(&mut m.data_mut()[off..]);
+                sa.encapsulate(self.esp_seq + 1, &mut m).ok()?;
+                self.esp_seq += 1;
+                let et: u16 = if sa.remote.is_ipv4() { 0x0800 } else { 0x86dd };
+                let f = m.prepend(ETH_LEN)?;
+                f[0..6].copy_from_slice(&self.dst_mac);
+                f[6..12].copy_from_slice(&self.src_mac);
+                f[12..14].copy_from_slice(&et.to_be_bytes());
+            }
+        }
+        Some(m)
+    }
+
+    /// The stamp of a received frame (decrypted first when it is ESP and we hold the SA).
+    fn stamp_of(&self, m: &mut Mbuf) -> Option<Stamp> {
+        if m.len() < ETH_LEN || !m.is_contiguous() {
+            return None;
+        }
+        if !m.adj(ETH_LEN) {
+            return None;
+        }
+        if let Some(sa) = &self.rx_sa
+            && let Ok(Classified::Esp(outer)) = wire::classify(m.data())
+        {
+            if outer.spi != sa.spi {
+                return None;
+            }
+            sa.decapsulate(&outer, m).ok()?;
+        }
+        let off = stamp_offset(m.data())?;
+        Stamp::read(m.data().get(off..)?)
+    }
+
+    /// Sends at `mpps` for `duration` seconds, receives until `drain` seconds after, and
+    /// counts.
+    fn run(&mut self, mpps: f64, duration: f64, drain: f64) -> Trial {
+        self.trial = self.trial.wrapping_add(1);
+        let rate = mpps * 1e6;
+        let total = (rate * duration).round() as u64;
+        let total = total.min(u64::from(u32::MAX));
+        self.seen.clear();
+        self.seen.resize(total.div_ceil(64) as usize, 0);
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
+        // `next`: sequence numbers offered so far; `sent`: those the port took.
+        let (mut next, mut sent, mut refused) = (0u64, 0u64, 0u64);
+        let (mut received, mut duplicates, mut foreign) = (0u64, 0u64, 0u64);
+        let mut out: Vec<Mbuf> = Vec::with_capacity(BURST);
+        let mut inb: Vec<Mbuf> = Vec::with_capacity(BURST);
+        let hz = self.hz as f64;
+        let start = dpdk::tsc();
+        let send_end = start + (duration * hz) as u64;
+        let end = send_end + (drain * hz) as u64;
+        loop {
+            let now = dpdk::tsc();
+            if now >= end {
+                break;
+            }
+            // Packets due by now at the offered rate, a burst at a time; what a slow generator
+            // has not sent when the time is up is never offered.
+            let due = if now < send_end { (((now - start) as f64 / hz * rate).ceil() as u64).min(total) } else { next };
+            while next < due && out.len() < BURST {
+                let Some(m) = self.build(next as u32, now) else { break };
+                out.push(m);
+                next += 1;
+            }
+            if !out.is_empty() {
+                let n = out.len() as u64;
+                let taken = dpdk::tx_burst(self.tx, 0, &mut out) as u64;
+                sent += taken;
+                // Not offered again: a port that refuses packets shows as a rate not reached.
+                refused += n - taken;
+                out.clear();
+            }
+            dpdk::rx_burst(self.rx, 0, &mut inb);
+            let now = dpdk::tsc();
+            for mut m in inb.drain(..) {
+                match self.stamp_of(&mut m) {
+                    Some(s) if s.trial == self.trial && u64::from(s.seq) < next => {
+                        let (w, b) = (s.seq as usize / 64, s.seq % 64);
+                        if self.seen[w] >> b & 1 == 1 {
+                            duplicates += 1;
+                            continue;
+                        }
+                        self.seen[w] |= 1 << b;
+                        received += 1;
+                        let ns = (now.saturating_sub(s.tsc) as f64 / hz * 1e9) as u64;
+                        let _ = hist.record(ns.max(1));
+                    }
+                    // Not stamped by us, or a late packet of an earlier trial.
+                    Some(_) | None => foreign += 1,
+                }
+            }
+        }
+        let lost = sent - received.min(sent);
+        let loss = if sent == 0 { 0.0 } else { lost as f64 / sent as f64 };
+        let latency_us = (!hist.is_empty()).then(|| Latency {
+            min: hist.min() as f64 / 1e3,
+            p50: hist.value_at_quantile(0.5) as f64 / 1e3,
+            p90: hist.value_at_quantile(0.9) as f64 / 1e3,
+            p99: hist.value_at_quantile(0.99) as f64 / 1e3,
+            p999: hist.value_at_quantile(0.999) as f64 / 1e3,
+            max: hist.max() as f64 / 1e3,
+            mean: hist.mean() / 1e3,
+        });
+        Trial {
+            offered_mpps: mpps,
+            sent_mpps: sent as f64 / duration / 1e6,
+            sent,
+            refused,
+            received,
+            lost,
+            loss,
+            duplicates,
+            foreign,
+            latency_us,
+            short: false,
+            pass: false,
+        }
+    }
+}
+
+fn print_trial(n: usize, t: &Trial) {
+    let lat = match &t.latency_us {
+        Some(l) => format!(
+            "latency us: p50 {:.1}, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, max {:.1}",
+            l.p50, l.p90, l.p99, l.p999, l.max
+        ),
+        None => "no latency samples".into(),
+    };
+    println!(
+        "trial {n}: offered {:.3} Mpps, sent {:.3} Mpps ({} sent, {} refused by the port), received {}, lost {} ({:.4}%), {} duplicates, {} foreign; {lat} -> {}",
+        t.offered_mpps,
+        t.sent_mpps,
+        t.sent,
+        t.refused,
+        t.received,
+        t.lost,
+        t.loss * 100.0,
+        t.duplicates,
+        t.foreign,
+        match (t.pass, t.short) {
+            (true, _) => "pass",
+            (false, true) => "fail (the offered rate did not go out)",
+            (false, false) => "fail",
+        }
+    );
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(&args) {
+        eprintln!("trafgen: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let case = perf::SizeCase::parse(&args.size)?;
+    // One pattern of the mix (or the one size): the templates rotate over it.
+    let lens: Vec<usize> = if case.name == "imix" { IMIX.to_vec() } else { vec![case.lens[0]] };
+    let tx_sa = match &args.tx_esp {
+        Some(spec) => {
+            let (local, remote) = match args.src {
+                IpAddr::V4(_) => (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
+                IpAddr::V6(_) => ("2001:db8::2".parse().expect("literal"), "2001:db8::1".parse().expect("literal")),
+            };
+            let cfg = sa_spec(spec, local, remote).map_err(|e| format!("--tx-esp: {e}"))?;
+            Some(OutboundSa::new(&cfg, Arc::new(SeqCounter::default())).map_err(|e| format!("--tx-esp: {e}"))?)
+        }
+        None => None,
+    };
+    let rx_sa = match &args.rx_esp {
+        Some(spec) => {
+            let cfg = sa_spec(spec, args.src, args.dst).map_err(|e| format!("--rx-esp: {e}"))?;
+            Some(InboundSa::new(&cfg).map_err(|e| format!("--rx-esp: {e}"))?)
+        }
+        None => None,
+    };
+    let dst_mac = parse_mac(&args.dst_mac)?;
+
+    let mut eal_args = vec!["trafgen".to_string()];
+    eal_args.extend(args.eal.iter().cloned());
+    let eal = Eal::init(&eal_args).map_err(|e| e.to_string())?;
+    let id = |name: &str| dpdk::port_by_name(name).ok_or_else(|| format!("no DPDK port named {name:?}"));
+    let (tx, rx) = (id(&args.tx_port)?, id(&args.rx_port)?);
+    let pool = Mempool::new("trafgen", 16383, 256, 2048 + 128, dpdk::socket_id()).map_err(|e| e.to_string())?;
+    let mut ports = vec![Port::configure(tx, 1, 1, 1024, &pool).map_err(|e| e.to_string())?];
+    if rx != tx {
+        ports.push(Port::configure(rx, 1, 1, 1024, &pool).map_err(|e| e.to_string())?);
+    }
+    let src_mac = dpdk::port_mac(tx).map_err(|e| e.to_string())?;
+
+    // One template per (flow, size of the mix) pair, in rotation.
+    let mut templates = Vec::new();
+    for (i, &len) in lens.iter().cycle().take(lens.len() * usize::from(args.flows.max(1))).enumerate() {
+        let sport = 10000 + (i % usize::from(args.flows.max(1))) as u16;
+        let ip = inner_packet(args.src, args.dst, len, sport)?;
+        templates.push(match tx_sa {
+            Some(_) => ip,
+            None => {
+                let mut f = Vec::with_capacity(ETH_LEN + ip.len());
+                f.extend_from_slice(&dst_mac);
+                f.extend_from_slice(&src_mac);
+                f.extend_from_slice(&(if args.src.is_ipv4() { 0x0800u16 } else { 0x86dd }).to_be_bytes());
+                f.extend_from_slice(&ip);
+                f
+            }
+        });
+    }
+    let mean_len = lens.iter().sum::<usize>() as f64 / lens.len() as f64;
+    let mut g = Gen {
+        tx,
+        rx,
+        pool,
+        templates,
+        dst_mac,
+        src_mac,
+        tx_sa,
+        rx_sa,
+        hz: dpdk::tsc_hz(),
+        trial: 0,
+        seen: Vec::new(),
+        esp_seq: 0,
+    };
+    // A port may need a moment before it passes traffic.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+
+    // A trial counts only if the offered rate really went out (within 1%): short of it, the
+    // port's queue was full or this core too slow, and the trial says nothing of the device.
+    let pass = |t: &mut Trial| {
+        t.short = t.sent_mpps < 0.99 * t.offered_mpps;
+        t.pass = t.received > 0 && t.loss <= args.loss_tolerance && !t.short;
+        t.pass
+    };
+    let mut trials = Vec::new();
+    let result = if args.search {
+        // 10 Gbit/s line rate: frame = inner + 14 Ethernet + 4 FCS (+ ESP overhead when sending
+        // ESP, about 50), + 20 of preamble and gap.
+        let wire = mean_len + 18.0 + 20.0 + if g.tx_sa.is_some() { 50.0 } else { 0.0 };
+        let max = args.max_mpps.unwrap_or(10e9 / (wire * 8.0) / 1e6);
+        let (mut lo, mut hi) = (0.0f64, max);
+        let mut best: Option<Trial> = None;
+        let mut rate = max;
+        loop {
+            let mut t = g.run(rate, args.duration, args.drain);
+            let ok = pass(&mut t);
+            print_trial(trials.len() + 1, &t);
+            trials.push(t.clone());
+            if ok {
+                lo = rate;
+                best = Some(t);
+            } else {
+                hi = rate;
+            }
+            if hi - lo <= args.resolution * max {
+                break;
+            }
+            rate = (lo + hi) / 2.0;
+        }
+        match &best {
+            Some(b) => println!(
+                "throughput (RFC 2544 26.1): {:.3} Mpps, {:.3} Gbit/s of inner packets ({} {}), loss 0 within {:.1}% of {:.3} Mpps; latency at that rate (26.2): {}",
+                b.offered_mpps,
+                b.offered_mpps * mean_len * 8.0 / 1e3,
+                if lens.len() > 1 { "IMIX".to_string() } else { format!("{} B", lens[0]) },
+                if g.tx_sa.is_some() { "sent as ESP" } else { "sent clear" },
+                args.resolution * 100.0,
+                max,
+                b.latency_us.as_ref().map_or("none".into(), |l| format!(
+                    "p50 {:.1} us, p99 {:.1} us, max {:.1} us",
+                    l.p50, l.p99, l.max
+                ))
+            ),
+            None => println!("throughput: no rate passed (the lowest tried was {:.4} Mpps)", rate),
+        }
+        if let Some(t) =
+            trials.iter().filter(|t| t.short && t.lost == 0).min_by(|a, b| a.sent_mpps.total_cmp(&b.sent_mpps))
+        {
+            println!(
+                "note: at {:.3} Mpps offered only {:.3} Mpps went out, without loss: the generator or its port set \
+                 the upper bound, and the device may carry more",
+                t.offered_mpps, t.sent_mpps
+            );
+        }
+        best
+    } else {
+        let mut t = g.run(args.rate_mpps, args.duration, args.drain);
+        pass(&mut t);
+        print_trial(1, &t);
+        trials.push(t.clone());
+        Some(t).filter(|t| t.pass)
+    };
+    if let Some(p) = &args.json {
+        let doc = serde_json::json!({
+            "tool": "trafgen",
+            "args": std::env::args().skip(1).collect::<Vec<_>>(),
+            "size": args.size,
+            "mean_len": mean_len,
+            "flows": args.flows,
+            "throughput_mpps": result.as_ref().map(|t| t.offered_mpps),
+            "latency_us_at_throughput": result.as_ref().and_then(|t| t.latency_us.clone()),
+            "trials": trials,
+        });
+        std::fs::write(p, serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?)
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    drop(g);
+    for p in &ports {
+        let _ = dpdk::port_stop(p.id);
+        let _ = dpdk::port_close(p.id);
+    }
+    drop(eal);
+    Ok(())
+}
