@@ -227,6 +227,16 @@ pub fn link_up(port: u16) {
     let _ = unsafe { sys::rte_eth_dev_set_link_up(port) };
 }
 
+/// Whether the port's link is up now (`rte_eth_link_get_nowait`); false for an unknown port.
+pub fn link_is_up(port: u16) -> bool {
+    // Safety: rte_eth_link is plain data, all zeroes is valid; the function checks the id and
+    // fills the struct it is given.
+    let mut link: sys::rte_eth_link = unsafe { std::mem::zeroed() };
+    // Safety: a valid pointer to a struct that lives across the call.
+    let rc = unsafe { sys::rte_eth_link_get_nowait(port, &mut link) };
+    rc == 0 && link.link_status() == 1
+}
+
 /// Receives up to `out.capacity() - out.len()` packets from RX queue `queue` of `port` and
 /// appends them to `out`; returns how many. Never allocates: reserve the burst size first.
 /// Returns 0 for a port/queue that [`Port::configure`] has not started.

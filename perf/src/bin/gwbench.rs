@@ -104,6 +104,14 @@ struct Args {
     /// Skip the testpmd ceiling (ratios are then left out).
     #[arg(long)]
     no_ceiling: bool,
+    /// Also measure per-packet latency at this offered load (Mpps), one-core cases: trafgen
+    /// sends the case's traffic over net_memif through the dataplane, then through testpmd
+    /// (the I/O path alone), for --seconds each.
+    #[arg(long)]
+    latency_mpps: Option<f64>,
+    /// The traffic generator (default: beside this program).
+    #[arg(long)]
+    trafgen: Option<PathBuf>,
 }
 
 const PROT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -340,9 +348,7 @@ fn mbufs(args: &Args, case: &Case) -> usize {
 
 /// The gateway's configuration for a case: the pcap port on the input side, net_null on the
 /// output side, static neighbours. The SAs and policies come through the control socket.
-fn gateway_config(args: &Args, t: &Topo, case: &Case, socket: &Path) -> String {
-    let (prot_port, unprot_port) =
-        if case.dir == Dir::Out { ("net_pcap0", "net_null0") } else { ("net_null0", "net_pcap0") };
+fn gateway_config(args: &Args, t: &Topo, case: &Case, socket: &Path, (prot_port, unprot_port): (&str, &str)) -> String {
     format!(
         r#"[dataplane]
 crypto = "{backend}"
@@ -586,32 +592,40 @@ fn totals(s: &ctlproto::Snapshot, dir: Dir) -> Totals {
     (rx, tx, processed, dropped)
 }
 
-fn gateway(
+/// A program beside this one (or as given).
+fn sibling(given: Option<&PathBuf>, name: &str) -> Result<PathBuf, String> {
+    match given {
+        Some(p) => Ok(p.clone()),
+        None => Ok(std::env::current_exe().map_err(|e| e.to_string())?.with_file_name(name)),
+    }
+}
+
+/// Starts the dataplane with `config` and EAL arguments `eal`, waits for its control socket
+/// and installs the case's SA pairs and policies through it. Returns the process and the
+/// seconds the installation took.
+fn start_gateway(
     args: &Args,
     topo: &Topo,
     config: &Path,
     socket: &Path,
-    pcap: &Path,
+    eal: Vec<String>,
     case: &Case,
     log: &Path,
-) -> Result<GwRun, String> {
-    let bin = match &args.dataplane {
-        Some(p) => p.clone(),
-        None => std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("dataplane"),
-    };
+) -> Result<(Child, f64), String> {
+    let bin = sibling(args.dataplane.as_ref(), "dataplane")?;
     let _ = std::fs::remove_file(socket);
     let logf = std::fs::File::create(log).map_err(|e| e.to_string())?;
     let mut child = Command::new(&bin)
         .args(["run", "--config"])
         .arg(config)
         .arg("--")
-        .args(eal_args(pcap, case.cores, mbufs(args, case), "gwbench-gw", false))
+        .args(eal)
         .stdin(Stdio::null())
         .stdout(logf.try_clone().map_err(|e| e.to_string())?)
         .stderr(logf)
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
-    let result = (|| {
+    let started = (|| {
         let start = Instant::now();
         while !socket.exists() {
             if start.elapsed() > Duration::from_secs(30) || matches!(child.try_wait(), Ok(Some(_))) {
@@ -621,7 +635,29 @@ fn gateway(
         }
         let t = Instant::now();
         install(socket, (0..case.sas).flat_map(|k| sa_pair(args, topo, k, case.sas == 1)))?;
-        let install_secs = t.elapsed().as_secs_f64();
+        Ok(t.elapsed().as_secs_f64())
+    })();
+    match started {
+        Ok(secs) => Ok((child, secs)),
+        Err(e) => {
+            stop(&mut child);
+            Err(e)
+        }
+    }
+}
+
+fn gateway(
+    args: &Args,
+    topo: &Topo,
+    config: &Path,
+    socket: &Path,
+    pcap: &Path,
+    case: &Case,
+    log: &Path,
+) -> Result<GwRun, String> {
+    let eal = eal_args(pcap, case.cores, mbufs(args, case), "gwbench-gw", false);
+    let (mut child, install_secs) = start_gateway(args, topo, config, socket, eal, case, log)?;
+    let result = (|| {
         std::thread::sleep(Duration::from_secs_f64(args.warmup));
         let read = || -> Result<(Instant, Totals), String> {
             let r = ctlproto::request(socket, ctlproto::Command::Totals).map_err(|e| e.to_string())?;
@@ -695,6 +731,198 @@ struct Row {
     aead_mpps: f64,
     ratio_to_aead: f64,
     runs: Vec<GwRun>,
+    latency: Option<LatencyPair>,
+}
+
+/// Latency at one offered load through the gateway and through testpmd.
+#[derive(Clone, Debug, Serialize)]
+struct LatencyPair {
+    offered_mpps: f64,
+    gateway: LatencyRun,
+    testpmd: LatencyRun,
+}
+
+/// What trafgen measured in one fixed-rate trial (microseconds).
+#[derive(Clone, Debug, Serialize)]
+struct LatencyRun {
+    sent: u64,
+    lost: u64,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+}
+
+/// One fixed-rate trafgen trial over the two memif sockets (trafgen is the client: the
+/// device under test serves them).
+fn trafgen_trial(
+    args: &Args,
+    t: &Topo,
+    case: &Case,
+    rate: f64,
+    memif: [&Path; 2],
+    json: &Path,
+    log: &Path,
+) -> Result<LatencyRun, String> {
+    let bin = sibling(args.trafgen.as_ref(), "trafgen")?;
+    let remote = t.remote_addr(case.sas, 0, 1);
+    let salt = "0a0b0c0d";
+    let mut cmd = Command::new(&bin);
+    match case.dir {
+        Dir::Out => cmd
+            .args(["--tx-port", "net_memif0", "--rx-port", "net_memif1", "--dst-mac", "02:00:00:00:00:01"])
+            .args(["--src", &t.host.to_string(), "--dst", &remote.to_string()])
+            .arg(format!("--rx-esp=spi={SPI_OUT},key={},salt={salt}", key_hex(args, KEY_OUT))),
+        // The ESP is decrypted by the gateway; through testpmd it comes back as sent, and
+        // trafgen opens it with its own SA.
+        Dir::In => cmd
+            .args(["--tx-port", "net_memif1", "--rx-port", "net_memif0", "--dst-mac", "02:00:00:00:00:02"])
+            .args(["--src", &remote.to_string(), "--dst", &t.host.to_string()])
+            .arg(format!(
+                "--tx-esp=spi={SPI_IN},key={},salt={salt},local={},remote={}",
+                key_hex(args, KEY_IN),
+                t.peer,
+                t.gw
+            ))
+            .arg(format!("--rx-esp=spi={SPI_IN},key={},salt={salt}", key_hex(args, KEY_IN))),
+    };
+    cmd.args(["--size", case.size, "--flows", "16", "--rate-mpps", &rate.to_string(), "--link-timeout", "5"])
+        .args(["--duration", &args.seconds.to_string(), "--json"])
+        .arg(json)
+        .args([
+            "--",
+            "-l",
+            "0",
+            "--no-huge",
+            "-m",
+            "512",
+            "--no-pci",
+            "--file-prefix=gwbench-tg",
+            "--log-level=lib.eal:error",
+        ])
+        .arg(format!("--vdev=net_memif0,role=client,id=0,socket-abstract=no,socket={}", memif[0].display()))
+        .arg(format!("--vdev=net_memif1,role=client,id=1,socket-abstract=no,socket={}", memif[1].display()));
+    // A memif client that connects while the server's port is still starting is refused and
+    // never retries; a new trafgen connects again.
+    for _attempt in 0..3 {
+        let _ = std::fs::remove_file(json);
+        let logf = std::fs::File::create(log).map_err(|e| e.to_string())?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().map_err(|e| e.to_string())?)
+            .stderr(logf)
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+        await_exit_unreaped(&child, Duration::from_secs_f64(args.seconds + 60.0));
+        if !std::fs::read_to_string(log).unwrap_or_default().contains("links did not come up") {
+            break;
+        }
+    }
+    let doc: serde_json::Value = std::fs::read_to_string(json)
+        .ok()
+        .and_then(|j| serde_json::from_str(&j).ok())
+        .ok_or_else(|| format!("trafgen wrote no result (log: {})", log.display()))?;
+    let trial = &doc["trials"][0];
+    let lat = &trial["latency_us"];
+    let f = |k: &str| lat[k].as_f64().unwrap_or(f64::NAN);
+    Ok(LatencyRun {
+        sent: trial["sent"].as_u64().unwrap_or(0),
+        lost: trial["lost"].as_u64().unwrap_or(0),
+        p50: f("p50"),
+        p90: f("p90"),
+        p99: f("p99"),
+        p999: f("p999"),
+        max: f("max"),
+    })
+}
+
+/// Waits until `child` has exited (or `limit` passed) without reaping it. On this machine's
+/// kernel (a Firecracker guest), reaping a trafgen that used memif sometimes spent minutes in
+/// the kernel (wait4 -> release_task -> proc_invalidate_siblings_dcache -> d_walk, with
+/// "stalled CPU-bound worker pools" in dmesg) while both CPUs were busy polling; the zombie is
+/// left to init when gwbench exits instead.
+fn await_exit_unreaped(child: &Child, limit: Duration) {
+    let stat = format!("/proc/{}/stat", child.id());
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        match std::fs::read_to_string(&stat) {
+            // The state follows the parenthesised command name.
+            Ok(s) if s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')) => return,
+            Err(_) => return,
+            Ok(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    // Still running: stuck; it must not disturb what is measured next.
+    let _ = Command::new("kill").arg("-KILL").arg(child.id().to_string()).status();
+}
+
+/// Latency at `rate` Mpps offered: the case's traffic from trafgen through the dataplane
+/// (one worker, ports on net_memif), then through testpmd io forwarding on the same sockets.
+fn latency(args: &Args, t: &Topo, case: &Case, work: &Path, tag: &str, rate: f64) -> Result<LatencyPair, String> {
+    let (mp, mu) = (work.join("memif-prot.sock"), work.join("memif-unprot.sock"));
+    let vdevs = [
+        format!("--vdev=net_memif0,role=server,id=0,socket-abstract=no,socket={}", mp.display()),
+        format!("--vdev=net_memif1,role=server,id=1,socket-abstract=no,socket={}", mu.display()),
+    ];
+    let wait_sockets = |child: &mut Child| -> Result<(), String> {
+        let start = Instant::now();
+        while !(mp.exists() && mu.exists()) {
+            if start.elapsed() > Duration::from_secs(30) || matches!(child.try_wait(), Ok(Some(_))) {
+                return Err("the memif sockets did not appear".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The socket exists from the port's probe on; a client that connects before the
+        // port is started is refused and does not retry.
+        std::thread::sleep(Duration::from_secs(1));
+        Ok(())
+    };
+    // One trial through the program serving the sockets, which is stopped after.
+    let measure_through = |dut: &mut Child, name: &str| -> Result<LatencyRun, String> {
+        let r = wait_sockets(dut).and_then(|()| {
+            let json = work.join(format!("{tag}-latency-{name}.json"));
+            trafgen_trial(args, t, case, rate, [&mp, &mu], &json, &work.join(format!("{tag}-trafgen-{name}.log")))
+        });
+        stop(dut);
+        r
+    };
+    let _ = (std::fs::remove_file(&mp), std::fs::remove_file(&mu));
+    let socket = work.join("gw.sock");
+    let config = work.join(format!("{tag}-memif.toml"));
+    std::fs::write(&config, gateway_config(args, t, case, &socket, ("net_memif0", "net_memif1")))
+        .map_err(|e| e.to_string())?;
+    let mut eal: Vec<String> =
+        ["-l", "1", "--no-huge", "-m", "1024", "--no-pci", "--file-prefix=gwbench-gw", "--log-level=lib.eal:error"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    eal.extend(vdevs.iter().cloned());
+    let (mut gw, _) = start_gateway(args, t, &config, &socket, eal, case, &work.join(format!("{tag}-latency-gw.log")))?;
+    let ours = measure_through(&mut gw, "gw")?;
+
+    let _ = (std::fs::remove_file(&mp), std::fs::remove_file(&mu));
+    let tp_log = std::fs::File::create(work.join(format!("{tag}-latency-testpmd.log"))).map_err(|e| e.to_string())?;
+    let mut tp = Command::new(&args.testpmd)
+        .args([
+            "-l",
+            "0,1",
+            "--no-huge",
+            "-m",
+            "1024",
+            "--no-pci",
+            "--file-prefix=gwbench-tp",
+            "--log-level=lib.eal:error",
+        ])
+        .args(&vdevs)
+        .args(["--", "--forward-mode=io", "--no-lsc-interrupt", "--total-num-mbufs=32767"])
+        .stdin(Stdio::piped())
+        .stdout(tp_log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(tp_log)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", args.testpmd.display()))?;
+    let base = measure_through(&mut tp, "tp")?;
+    Ok(LatencyPair { offered_mpps: rate, gateway: ours, testpmd: base })
 }
 
 fn main() {
@@ -788,7 +1016,8 @@ fn measure(
     write_pcap(&pcap, &frames).map_err(|e| e.to_string())?;
     let socket = work.join("gw.sock");
     let config = work.join(format!("{tag}.toml"));
-    std::fs::write(&config, gateway_config(args, t, case, &socket)).map_err(|e| e.to_string())?;
+    let ports = if case.dir == Dir::Out { ("net_pcap0", "net_null0") } else { ("net_null0", "net_pcap0") };
+    std::fs::write(&config, gateway_config(args, t, case, &socket, ports)).map_err(|e| e.to_string())?;
     let mean_len = inner_bytes as f64 / frames.len() as f64;
     let mut ours = Vec::new();
     let mut ceil = Vec::new();
@@ -849,6 +1078,24 @@ fn measure(
     let m = stat(&mpps);
     let backend = dataplane::crypto::choose(case.backend)?.0;
     let aead = aead_mpps(backend, aes(args), case.size)?;
+    // Latency wants a core of its own for trafgen: one-worker cases only on this machine.
+    let latency = match args.latency_mpps {
+        Some(rate) if case.cores == 1 => {
+            let l = latency(args, t, case, work, &tag, rate)?;
+            println!(
+                "[{n}/{total}] {tag} latency at {rate} Mpps offered: gateway p50 {:.1} us, p99 {:.1} us, max {:.1} us ({} of {} lost); testpmd p50 {:.1} us, p99 {:.1} us",
+                l.gateway.p50,
+                l.gateway.p99,
+                l.gateway.max,
+                l.gateway.lost,
+                l.gateway.sent,
+                l.testpmd.p50,
+                l.testpmd.p99
+            );
+            Some(l)
+        }
+        _ => None,
+    };
     Ok(Row {
         dir: case.dir,
         size: case.size.to_string(),
@@ -863,6 +1110,7 @@ fn measure(
         ratio_to_ceiling: ratio,
         aead_mpps: aead,
         runs: ours,
+        latency,
     })
 }
 
@@ -928,6 +1176,47 @@ fn print_table(rows: &[Row]) {
          the same vdevs and lcores (Mpps); ratio = gateway / ceiling per interleaved run; AEAD: the backend's bare \
          seal on the same payload sizes, one core (Mpps); r-AEAD = gateway Mpps / AEAD Mpps."
     );
+    let with_latency: Vec<(&Row, &LatencyPair)> = rows.iter().filter_map(|r| Some((r, r.latency.as_ref()?))).collect();
+    if let Some((_, first)) = with_latency.first() {
+        println!();
+        println!("latency at {} Mpps offered (trafgen over net_memif, one worker; microseconds):", first.offered_mpps);
+        println!(
+            "{:<4} {:<6} {:<9} | {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} | {:>7} {:>7} {:>7} {:>8}",
+            "dir",
+            "size",
+            "backend",
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
+            "max",
+            "lost",
+            "tp p50",
+            "tp p99",
+            "tp p99.9",
+            "tp max"
+        );
+        for (r, l) in with_latency {
+            let (g, b) = (&l.gateway, &l.testpmd);
+            println!(
+                "{:<4} {:<6} {:<9} | {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>8.1} {:>9} | {:>7.1} {:>7.1} {:>7.1} {:>8.1}",
+                format!("{:?}", r.dir).to_lowercase(),
+                r.size,
+                r.backend,
+                g.p50,
+                g.p90,
+                g.p99,
+                g.p999,
+                g.max,
+                format!("{}/{}", g.lost, g.sent),
+                b.p50,
+                b.p99,
+                b.p999,
+                b.max
+            );
+        }
+        println!("  tp: the same traffic through dpdk-testpmd io forwarding (the I/O path alone).");
+    }
 }
 
 /// Throughput against packet size: one line per direction, backend and core count, and the

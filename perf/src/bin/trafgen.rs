@@ -86,12 +86,17 @@ struct Args {
     loss_tolerance: f64,
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Seconds to wait for both links to come up.
+    #[arg(long, default_value_t = 30.0)]
+    link_timeout: f64,
     /// EAL arguments.
     #[arg(last = true)]
     eal: Vec<String>,
 }
 
 const MAGIC: u16 = 0x7467; // "tg"
+/// The start of the error when the links stay down (gwbench retries on it).
+const LINKS_DOWN: &str = "the links did not come up";
 const STAMP_LEN: usize = 16;
 const BURST: usize = 32;
 const ETH_LEN: usize = 14;
@@ -527,8 +532,16 @@ fn run(args: &Args) -> Result<(), String> {
         seen: Vec::new(),
         esp_seq: 0,
     };
-    // A port may need a moment before it passes traffic.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Links come up a moment after the ports start (a memif peer has to connect, a NIC to
+    // negotiate); trials start when both are up.
+    let t0 = std::time::Instant::now();
+    while !(dpdk::link_is_up(tx) && dpdk::link_is_up(rx)) {
+        if t0.elapsed().as_secs_f64() > args.link_timeout {
+            return Err(format!("{LINKS_DOWN} within {} s", args.link_timeout));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
 
     // A trial counts only if the offered rate really went out (within 1%): short of it, the
     // port's queue was full or this core too slow, and the trial says nothing of the device.
