@@ -203,7 +203,9 @@ impl Sad {
             }
             None => {
                 let id = self.next_policy_id;
-                self.next_policy_id += 1;
+                // Ids are not reused while 2^32 policies are created (names are reused on
+                // replacement, so in practice never).
+                self.next_policy_id = self.next_policy_id.wrapping_add(1);
                 self.policy_names.insert(id, p.name.clone());
                 id
             }

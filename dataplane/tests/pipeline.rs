@@ -754,3 +754,41 @@ fn control_commands_are_checked() {
     );
     assert!(e.contains("wrong direction"), "{e}");
 }
+
+/// Policies changed one by one at run time: a replaced policy keeps its place among policies
+/// of equal priority, a deleted one stops matching, and removing or installing an SA
+/// re-resolves only the policies that name it.
+#[test]
+fn policies_replaced_deleted_and_re_resolved_one_by_one() {
+    let mut a = Controlled::new("a");
+    let policy = |name: &str, dst: &str, action: &str| {
+        format!(
+            r#"{{"command":"set_policy","policy":{{"name":"{name}","src":"10.1.0.0/24","dst":"{dst}","action":"{action}"{}}}}}"#,
+            if action == "protect" { r#","sa_out":"out""# } else { "" }
+        )
+    };
+    let inner = ipv4_udp("10.1.0.10", "10.2.0.10", 64);
+    let send = |a: &mut Controlled| run(&mut a.p, Ingress::Port(0), frame(A_PROT, HOST1, &inner)).0;
+    a.command(&sa_json("out", "out", 0x1001, KEY1, "192.0.2.1", "192.0.2.2", ""));
+    // Same priority: the first configured wins, and keeps winning when it is replaced.
+    a.command(&policy("wide", "10.2.0.0/16", "discard"));
+    a.command(&policy("narrow", "10.2.0.0/24", "protect"));
+    assert_eq!(send(&mut a), Verdict::Drop(DropReason::PolicyDiscard));
+    a.command(&policy("wide", "10.2.0.0/15", "discard"));
+    assert_eq!(send(&mut a), Verdict::Drop(DropReason::PolicyDiscard), "replaced in place, still first");
+    a.command(r#"{"command":"del_policy","name":"wide"}"#);
+    assert_eq!(send(&mut a), Verdict::Port(1), "deleted: the narrow policy protects");
+    // The SA goes: its policy now has none (an acquire); a new one of the same name is used.
+    a.command(r#"{"command":"del_sa","name":"out"}"#);
+    assert_eq!(send(&mut a), Verdict::Drop(DropReason::NoSa));
+    a.command(&sa_json("out", "out", 0x1002, KEY2, "192.0.2.1", "192.0.2.2", ""));
+    let (v, b) = run(&mut a.p, Ingress::Port(0), frame(A_PROT, HOST1, &inner));
+    assert_eq!(v, Verdict::Port(1));
+    assert_eq!(
+        &b.data()[net::ETH_HDR_LEN + 28..net::ETH_HDR_LEN + 32],
+        &0x1002u32.to_be_bytes(),
+        "sent with the new SA's SPI"
+    );
+    let e = a.ctl.handle(serde_json::from_str(r#"{"command":"del_policy","name":"wide"}"#).unwrap()).error.unwrap();
+    assert!(e.contains("no policy named"), "{e}");
+}
