@@ -70,10 +70,11 @@ impl ReplayWindow {
 
     /// The 64-bit sequence number a received low-order 32 bits stand for (RFC 4303 A2.2).
     /// Without ESN the high half is always 0. `None` if it would lie below zero, or if A2.2
-    /// would place it more than 2^31 above the window: such a packet is one that arrived
-    /// later than the window reaches (reordered across cores or queues), not one from 2^31
-    /// packets ahead. A2.2 would have it fail authentication; calling it too old saves the
-    /// decryption and tells the operator what happened (the same bound as A3's resync).
+    /// would place it more than 3 * 2^30 above the window: such a packet is one that arrived
+    /// later than the window reaches (reordered across cores or queues, at most a small part
+    /// of 2^32 behind), not one from three billion packets ahead. A2.2 would have it fail
+    /// authentication; calling it too old saves the decryption and tells the operator what
+    /// happened. Jumps of up to 3 * 2^30 ahead are still taken as A2.2 says.
     pub fn infer(&self, seq_low: u32) -> Option<u64> {
         if !self.esn {
             return Some(u64::from(seq_low));
@@ -93,7 +94,7 @@ impl ReplayWindow {
             Some(th)
         };
         let seq = (u64::from(seq_high?) << 32) | u64::from(seq_low);
-        (seq <= top || seq - top <= 1 << 31).then_some(seq)
+        (seq <= top || seq - top <= 3 << 30).then_some(seq)
     }
 
     /// Checks a received sequence number before authentication. Returns the full 64-bit number
@@ -300,9 +301,14 @@ mod tests {
         assert_eq!(w.check(0x5000 - 1023), Ok(0x7_0000_5000 - 1023), "the window's bottom");
         assert_eq!(w.check(0x5000 - 1024), Err(EspError::ReplayTooOld));
         assert_eq!(w.check(3), Err(EspError::ReplayTooOld));
-        // Near the top of the block, small numbers are the sender's next block.
-        w.commit(0x7_8000_0100).unwrap();
-        assert_eq!(w.check(3), Ok(0x8_0000_0003));
+        // Past the middle of the block, small numbers are the sender's next block (a jump of
+        // more than 2^31, as the scapy interop test makes).
+        w.commit(0x7_8000_0000).unwrap();
+        assert_eq!(w.check(1), Ok(0x8_0000_0001));
+        // The bound: 3 * 2^30 ahead is still the next block, one more is a late packet.
+        w.commit(0x9_4000_0000).unwrap();
+        assert_eq!(w.check(0), Ok(0xa_0000_0000));
+        assert_eq!(w.check(1), Err(EspError::ReplayTooOld));
     }
 
     #[test]
