@@ -229,8 +229,8 @@ def scapy_to_us(tool, c, inners, rng):
     old_seq = (c.high << 32) | 0x20
     pkts.append(c.scapy_encrypt(sa, inners[0][1], old_seq))
     # A number left of the window is too old, with ESN too: RFC 4303 A2.2 case A would read its
-    # low half as the next subspace (high + 1) and fail the ICV, but a packet that would be
-    # more than 3 * 2^30 ahead is taken as a late one (ReplayWindow::infer).
+    # low half as the next subspace (high + 1) and fail the ICV, but a packet that this would
+    # put more than 3 * 2^30 ahead is taken as a late one (ReplayWindow::infer).
     expect.append(("left of the window", old_seq, None, "ReplayTooOld"))
 
     ans = tool(c.req("decap", window=WINDOW, packets=[p.hex() for p in pkts]))
