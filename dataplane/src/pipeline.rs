@@ -145,7 +145,8 @@ pub struct Pipeline {
     /// Where each outbound SA's packets leave (by slot), looked up once instead of per packet;
     /// valid while `egress_gen` is unchanged.
     egress: Vec<Option<Egress>>,
-    /// Bumped by every change to SAs, policies or neighbours.
+    /// Bumped by what an egress depends on: an outbound SA added or removed, a neighbour
+    /// learned or changed (routes never change while running).
     egress_gen: u64,
 }
 
@@ -195,17 +196,20 @@ impl Pipeline {
     /// Applies a change from the control thread (between bursts). What it replaces is handed
     /// back, to be freed off the fast path.
     pub fn apply(&mut self, u: Update) -> Option<Retired> {
-        self.egress_gen += 1;
         match u {
             Update::Neighbor(n) => {
                 self.set_neighbor(n);
                 None
             }
             Update::AddOutbound { slot, sa } => {
+                self.egress_gen += 1;
                 let old = self.outbound.get_mut(slot)?.replace(sa);
                 old.map(Retired::Outbound)
             }
-            Update::DelOutbound { slot } => self.outbound.get_mut(slot)?.take().map(Retired::Outbound),
+            Update::DelOutbound { slot } => {
+                self.egress_gen += 1;
+                self.outbound.get_mut(slot)?.take().map(Retired::Outbound)
+            }
             Update::AddInbound(e) => self.inbound.insert(e.sa.spi, e).map(Retired::Inbound),
             Update::DelInbound { spi } => self.inbound.remove(&spi).map(Retired::Inbound),
             Update::SetPolicy(p) => {
@@ -228,10 +232,13 @@ impl Pipeline {
     }
 
     /// Adds or refreshes a neighbour (static configuration or shared by the control thread).
-    pub fn set_neighbor(&mut self, n: Neighbor) {
-        if self.neighbors.insert((n.port, n.ip), n.mac) != Some(n.mac) {
+    /// True if it is new or its address changed.
+    pub fn set_neighbor(&mut self, n: Neighbor) -> bool {
+        let changed = self.neighbors.insert((n.port, n.ip), n.mac) != Some(n.mac);
+        if changed {
             self.egress_gen += 1;
         }
+        changed
     }
 
     /// Where outbound SA `slot`'s packets go: its route and resolved next hop, cached. `None`
@@ -613,11 +620,9 @@ impl Pipeline {
         if self.ports[port].addresses.iter().any(|a| a.addr == ip) {
             return;
         }
-        if self.neighbors.insert((port, ip), mac) != Some(mac) {
-            self.egress_gen += 1;
-            if self.learned.len() < MAX_PENDING {
-                self.learned.push(Neighbor { port, ip, mac });
-            }
+        let n = Neighbor { port, ip, mac };
+        if self.set_neighbor(n) && self.learned.len() < MAX_PENDING {
+            self.learned.push(n);
         }
     }
 
