@@ -199,7 +199,8 @@ pub struct Config {
 /// The values of `[dataplane] crypto` (see [`crate::crypto`]).
 pub const CRYPTO_NAMES: [&str; 4] = ["auto", "aes-gcm", "aws-lc", "ipsec-mb"];
 
-fn parse_hex(s: &str) -> Option<Vec<u8>> {
+/// Hex digits (optionally after `0x`) as bytes; `None` for an odd count or a non-hex character.
+pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim().trim_start_matches("0x");
     if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;

@@ -21,7 +21,7 @@ use clap::{Parser, ValueEnum};
 use esp::aead::{Backend, GcmKeyLen, KeyMaterial};
 use esp::buf::{PacketBuf, VecBuf};
 use esp::sa::{OutboundSa, SaConfig, SeqCounter};
-use perf::{IMIX, ipv4_udp, median_min_max};
+use perf::{IMIX, ipv4_udp, ipv6_udp, median_min_max};
 use serde::Serialize;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -123,7 +123,7 @@ const KEY_IN: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433
 const SALT: [u8; 4] = [0x0a, 0x0b, 0x0c, 0x0d];
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+    dataplane::config::parse_hex(s).expect("hex constant")
 }
 
 /// The addresses of the benchmark topology: our gateway, the peer gateway, the host behind us
@@ -188,33 +188,6 @@ impl Topo {
     fn host_len(&self) -> u8 {
         if self.host.is_ipv4() { 32 } else { 128 }
     }
-}
-
-/// An IPv6/UDP packet of exactly `total` bytes (at least 48).
-fn ipv6_udp(src: Ipv6Addr, dst: Ipv6Addr, total: usize, sport: u16, dport: u16) -> Vec<u8> {
-    let mut p = vec![0u8; total];
-    p[0] = 0x60;
-    p[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
-    p[6] = 17;
-    p[7] = 64;
-    p[8..24].copy_from_slice(&src.octets());
-    p[24..40].copy_from_slice(&dst.octets());
-    p[40..42].copy_from_slice(&sport.to_be_bytes());
-    p[42..44].copy_from_slice(&dport.to_be_bytes());
-    p[44..46].copy_from_slice(&((total - 40) as u16).to_be_bytes());
-    // UDP checksum over IPv6 is mandatory (RFC 8200 8.1); the gateway does not check it, but
-    // the packet should be valid for whatever reads the capture.
-    let mut sum: u32 = 0;
-    for c in p[8..40].chunks(2).chain(p[40..].chunks(2)) {
-        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    sum += 17 + (total - 40) as u32;
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let ck = !(sum as u16);
-    p[46..48].copy_from_slice(&(if ck == 0 { 0xffff } else { ck }).to_be_bytes());
-    p
 }
 
 fn frame(dst: [u8; 6], src: [u8; 6], ip: &[u8]) -> Vec<u8> {

@@ -17,7 +17,9 @@
 //!  --rx-esp spi=0x1000,key=<hex>,salt=<hex> --search --max-mpps 10 -- -l 2 -a 0000:01:00.0 -a 0000:01:00.1`
 
 use clap::Parser;
+use dataplane::config::parse_hex;
 use dataplane::dpdk::{self, Eal, Mbuf, Mempool, Port};
+use dataplane::net::Mac;
 use esp::aead::{Backend, GcmKeyLen, KeyMaterial};
 use esp::buf::PacketBuf;
 use esp::sa::{InboundSa, OutboundSa, SaConfig, SeqCounter};
@@ -25,7 +27,7 @@ use esp::wire::{self, Classified};
 use hdrhistogram::Histogram;
 use perf::IMIX;
 use serde::Serialize;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -173,45 +175,17 @@ fn inner_packet(src: IpAddr, dst: IpAddr, total: usize, sport: u16) -> Result<Ve
             if total < 48 + STAMP_LEN {
                 return Err(format!("{total} bytes: IPv6 packets need at least {}", 48 + STAMP_LEN));
             }
-            ipv6_udp(s, d, total)
+            perf::ipv6_udp(s, d, total, sport, 9)
         }
         _ => return Err("--src and --dst must be of one family".into()),
     };
     let off = stamp_offset(&p).ok_or("not UDP")?;
     p[off - 8..off - 6].copy_from_slice(&sport.to_be_bytes());
     p[off - 6..off - 4].copy_from_slice(&9u16.to_be_bytes()); // discard
-    // UDP checksum 0: allowed over IPv4 (RFC 768). Over IPv6 (RFC 8200 8.1) only the final
-    // receiver checks it, and that is this generator, which does not: routers and gateways
-    // in between forward it as it is.
+    // UDP checksum: 0 over IPv4 (allowed, RFC 768); over IPv6 the template's, which the stamp
+    // written into each packet makes stale. Only the final receiver checks it (RFC 8200 8.1),
+    // and that is this generator, which does not: gateways in between forward it as it is.
     Ok(p)
-}
-
-fn ipv6_udp(src: Ipv6Addr, dst: Ipv6Addr, total: usize) -> Vec<u8> {
-    let mut p = vec![0u8; total];
-    p[0] = 0x60;
-    p[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
-    p[6] = 17;
-    p[7] = 64;
-    p[8..24].copy_from_slice(&src.octets());
-    p[24..40].copy_from_slice(&dst.octets());
-    p[44..46].copy_from_slice(&((total - 40) as u16).to_be_bytes());
-    p
-}
-
-fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let parts: Vec<u8> = s
-        .split(':')
-        .map(|x| u8::from_str_radix(x, 16))
-        .collect::<Result<_, _>>()
-        .map_err(|_| format!("bad MAC {s:?}"))?;
-    parts.try_into().map_err(|_| format!("bad MAC {s:?}"))
-}
-
-fn hex(s: &str) -> Result<Vec<u8>, String> {
-    if !s.len().is_multiple_of(2) {
-        return Err("odd number of hex digits".into());
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| "bad hex".to_string())).collect()
 }
 
 /// `spi=..,key=..,salt=..[,local=..,remote=..]` as an SA configuration (anti-replay off: the
@@ -231,8 +205,8 @@ fn sa_spec(spec: &str, default_local: IpAddr, default_remote: IpAddr) -> Result<
                     .map_err(|_| format!("bad SPI {v:?}"))?,
                 )
             }
-            "key" => key = Some(hex(v.trim())?),
-            "salt" => salt = Some(hex(v.trim())?),
+            "key" => key = Some(parse_hex(v).ok_or("key= is not hex")?),
+            "salt" => salt = Some(parse_hex(v).ok_or("salt= is not hex")?),
             "local" => local = v.trim().parse().map_err(|_| format!("bad address {v:?}"))?,
             "remote" => remote = v.trim().parse().map_err(|_| format!("bad address {v:?}"))?,
             other => return Err(format!("unknown SA field {other:?}")),
@@ -485,7 +459,7 @@ fn run(args: &Args) -> Result<(), String> {
         }
         None => None,
     };
-    let dst_mac = parse_mac(&args.dst_mac)?;
+    let dst_mac = args.dst_mac.parse::<Mac>().map_err(|e| format!("--dst-mac: {e}"))?.0;
 
     let mut eal_args = vec!["trafgen".to_string()];
     eal_args.extend(args.eal.iter().cloned());
