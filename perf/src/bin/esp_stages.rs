@@ -7,9 +7,9 @@
 //! taken out of the ratio. See perf/README.md for what each column holds.
 
 use clap::{Parser, ValueEnum};
-use dataplane::config::Config;
+use dataplane::config::{Config, PolicyAction, RouteConf};
 use dataplane::counters::DropReason;
-use dataplane::net::{self, Mac};
+use dataplane::net::{self, Mac, Prefix};
 use dataplane::pipeline::{Ingress, Neighbor, Pipeline, Verdict};
 use esp::aead::{Aead, Backend, Cipher, GcmKeyLen, ICV_LEN, KeyMaterial};
 use esp::buf::{PacketBuf, VecBuf};
@@ -67,6 +67,14 @@ struct Args {
     /// AES-GCM implementation: aes-gcm, aws-lc, ipsec-mb, or auto (the fastest here).
     #[arg(long, default_value = "aes-gcm")]
     backend: String,
+    /// Pipeline table: SA pairs (each with its own /32 policy) on both gateways; frame `j`
+    /// belongs to pair `j mod N`, so consecutive frames never share an SA (many tunnels).
+    #[arg(long, default_value_t = 1)]
+    sas: usize,
+    /// Pipeline table: frames per timed round (raised to at least --sas and to a whole number
+    /// of bursts); the one-SA baseline for --sas N is --frames N. Default one round, 384.
+    #[arg(long)]
+    frames: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -419,35 +427,88 @@ fn eth_frame(dst: Mac, src: Mac, ip: &[u8]) -> Vec<u8> {
     f
 }
 
+/// Gives both gateways `n` SA pairs instead of their one: pair `k` protects the traffic
+/// between A's network and host 10.16.0.0 + `k` (a /32 policy of its own, as a hub has one per
+/// branch), SPIs 0x10000 + `k` from A to B and 0x200000 + `k` back. B routes those hosts to its
+/// protected port. B's inbound SAs have no replay window, as in `gwbench`: every timed round
+/// replays the same frames, and rebuilding 100,000 windows per round would dwarf the round.
+fn many_sas(cfg: &mut Config, a: bool, n: usize) {
+    let (out, inb, pol) = (cfg.sas[0].clone(), cfg.sas[1].clone(), cfg.policies[0].clone());
+    cfg.sas.clear();
+    cfg.policies.clear();
+    cfg.max_sas = 2 * n;
+    for k in 0..n {
+        let host = Prefix { addr: IpAddr::V4(many_host(k)), len: 32 };
+        let (spi_ab, spi_ba) = (0x10000 + k as u32, 0x200000 + k as u32);
+        let (mut o, mut i, mut p) = (out.clone(), inb.clone(), pol.clone());
+        o.name = format!("out{k}");
+        i.name = format!("in{k}");
+        (o.sa.spi, i.sa.spi) = if a { (spi_ab, spi_ba) } else { (spi_ba, spi_ab) };
+        if !a {
+            i.sa.replay_window = 0;
+        }
+        p.name = format!("pol{k}");
+        if a {
+            p.selector.dst = host;
+        } else {
+            p.selector.src = host;
+        }
+        p.action = PolicyAction::Protect { sa_out: o.name.clone(), sa_in: Some(i.name.clone()) };
+        cfg.sas.extend([o, i]);
+        cfg.policies.push(p);
+    }
+    if !a {
+        let prefix = Prefix { addr: IpAddr::V4(many_host(0)), len: 12 };
+        cfg.routes.push(RouteConf { prefix, via: Some(IpAddr::V4(HOST_B)), port: 0 });
+    }
+}
+
+/// The protected host behind SA pair `k` of [`many_sas`].
+fn many_host(k: usize) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 16, 0, 0)) + k as u32)
+}
+
 /// Two gateways back to back on plain buffers: A encrypts frames from its protected host,
 /// B decrypts A's ESP frames.
 struct PipeBench {
     cfg_b: Config,
     a: Pipeline,
     b: Pipeline,
-    /// Frames from host 1 to A's protected port.
+    /// SA pairs (1: the configuration's own, rebuilt before each inbound round).
+    sas: usize,
+    /// Frames from host 1 to A's protected port, a whole number of bursts.
     clear: Vec<Vec<u8>>,
-    /// A's ESP frames of `clear`, sequence numbers 1..=ROUND.
+    /// A's ESP frames of `clear`, numbered in order per SA.
     esp: Vec<Vec<u8>>,
     bufs: Vec<VecBuf>,
     verdicts: [Verdict; BURST],
+    /// Inner bytes of one round.
+    round_bytes: u64,
     errors: u64,
 }
 
 impl PipeBench {
-    fn new(case: &SizeCase, aes: GcmKeyLen, backend: Backend) -> Self {
+    fn new(case: &SizeCase, aes: GcmKeyLen, backend: Backend, sas: usize, frames: usize) -> Self {
         let algorithm = if aes == GcmKeyLen::Aes128 { "aes128gcm16" } else { "aes256gcm16" };
-        let cfg_a = Config::parse(&gw_config(true, algorithm, backend.name())).expect("config A");
-        let cfg_b = Config::parse(&gw_config(false, algorithm, backend.name())).expect("config B");
-        let clear: Vec<Vec<u8>> = case
-            .lens
+        let mut cfg_a = Config::parse(&gw_config(true, algorithm, backend.name())).expect("config A");
+        let mut cfg_b = Config::parse(&gw_config(false, algorithm, backend.name())).expect("config B");
+        if sas > 1 {
+            many_sas(&mut cfg_a, true, sas);
+            many_sas(&mut cfg_b, false, sas);
+        }
+        let frames = frames.max(sas).max(1).div_ceil(BURST) * BURST;
+        let lens: Vec<usize> = (0..frames).map(|j| case.lens[j % case.lens.len()]).collect();
+        let clear: Vec<Vec<u8>> = lens
             .iter()
             .enumerate()
-            .map(|(j, &l)| eth_frame(A_PROT, HOST1, &ipv4_udp(HOST_A, HOST_B, l, j)))
+            .map(|(j, &l)| {
+                let dst = if sas > 1 { many_host(j % sas) } else { HOST_B };
+                eth_frame(A_PROT, HOST1, &ipv4_udp(HOST_A, dst, l, j))
+            })
             .collect();
-        // The ESP frames come out of a gateway A of their own, numbered 1..=ROUND in order.
+        // The ESP frames come out of a gateway A of their own, numbered from 1 in order.
         let mut maker = build_pipeline(&cfg_a, true);
-        let mut esp = Vec::with_capacity(ROUND);
+        let mut esp = Vec::with_capacity(frames);
         let mut verdicts = [Verdict::Drop(DropReason::NoRoute); BURST];
         for chunk in clear.chunks(BURST) {
             let mut bufs: Vec<VecBuf> = chunk.iter().map(|f| VecBuf::new(f, HEADROOM, TAILROOM)).collect();
@@ -462,10 +523,12 @@ impl PipeBench {
             a: build_pipeline(&cfg_a, true),
             b: build_pipeline(&cfg_b, false),
             cfg_b,
+            sas,
             clear,
             esp,
             bufs: (0..BURST).map(|_| VecBuf::new(&vec![0u8; cap], HEADROOM, TAILROOM)).collect(),
             verdicts,
+            round_bytes: lens.iter().sum::<usize>() as u64,
             errors: 0,
         };
         // Outside timing: one inbound round must deliver everything to host 2.
@@ -474,10 +537,14 @@ impl PipeBench {
         p
     }
 
+    fn round_packets(&self) -> u64 {
+        self.clear.len() as u64
+    }
+
     fn round(&mut self, kind: Kind) -> Duration {
         // Inbound needs a fresh anti-replay window per round: gateway B is rebuilt untimed
         // before every inbound round (of both inbound kinds, for the same cache disturbance).
-        if matches!(kind, Kind::PipeIn | Kind::PipeInReset) {
+        if self.sas == 1 && matches!(kind, Kind::PipeIn | Kind::PipeInReset) {
             self.b = build_pipeline(&self.cfg_b, false);
         }
         let (templates, want) = match kind {
@@ -486,9 +553,9 @@ impl PipeBench {
             _ => unreachable!("not a pipeline kind"),
         };
         let t0 = Instant::now();
-        for b in 0..BURSTS_PER_ROUND {
-            for (i, buf) in self.bufs.iter_mut().enumerate() {
-                buf.reset(&templates[b * BURST + i], HEADROOM);
+        for burst in templates.chunks(BURST) {
+            for (buf, t) in self.bufs.iter_mut().zip(burst) {
+                buf.reset(t, HEADROOM);
             }
             match kind {
                 Kind::PipeOut => self.a.process_burst(Ingress::Port(0), &mut self.bufs, &mut self.verdicts, 1),
@@ -525,20 +592,21 @@ impl Sample {
 }
 
 /// Runs rounds until `seconds` of timed work are done (after a short untimed warm-up).
-fn measure(seconds: f64, round_bytes: u64, mut round: impl FnMut() -> Duration) -> Sample {
+/// `round` returns its timed duration, packets and inner bytes.
+fn measure(seconds: f64, mut round: impl FnMut() -> (Duration, u64, u64)) -> Sample {
     let target = Duration::from_secs_f64(seconds);
     let warm = Instant::now();
     while warm.elapsed() < target / 50 {
         round();
     }
-    let (mut timed, mut rounds) = (Duration::ZERO, 0u64);
+    let (mut timed, mut packets, mut bytes) = (Duration::ZERO, 0u64, 0u64);
     let wall = Instant::now();
     // The wall-clock cap bounds the untimed SA/pipeline rebuilds too.
     while timed < target && wall.elapsed() < target * 5 {
-        timed += round();
-        rounds += 1;
+        let (t, p, b) = round();
+        (timed, packets, bytes) = (timed + t, packets + p, bytes + b);
     }
-    Sample { packets: rounds * ROUND as u64, bytes: rounds * round_bytes, ns: timed.as_nanos() as f64 }
+    Sample { packets, bytes, ns: timed.as_nanos() as f64 }
 }
 
 /// The runs of one kind, summarised.
@@ -583,17 +651,16 @@ struct Row {
 /// shared machine spreads over all of them.
 fn measure_kinds(
     args: &Args,
-    case: &SizeCase,
     kinds: &[Kind],
     tsc_per_ns: Option<f64>,
-    mut round: impl FnMut(Kind) -> Duration,
+    mut round: impl FnMut(Kind) -> (Duration, u64, u64),
 ) -> Vec<Summary> {
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); kinds.len()];
     for _ in 0..args.runs {
         for (k, &kind) in kinds.iter().enumerate() {
             let reset = matches!(kind, Kind::EncapReset | Kind::DecapReset | Kind::PipeOutReset | Kind::PipeInReset);
             let secs = if reset { args.seconds_per_case / 4.0 } else { args.seconds_per_case };
-            samples[k].push(measure(secs, case.round_bytes(), || round(kind)));
+            samples[k].push(measure(secs, || round(kind)));
         }
     }
     kinds.iter().zip(samples).map(|(&k, s)| summarise(k, s, tsc_per_ns)).collect()
@@ -612,7 +679,7 @@ fn case_rows(args: &Args, case: &SizeCase, t: Tunnel, tsc_per_ns: Option<f64>) -
     let esp_table = args.tables.contains(&Table::Esp);
     let pipe_table = args.tables.contains(&Table::Pipeline);
     let mut esp = EspBench::new(case, t);
-    let mut pipe = pipe_table.then(|| PipeBench::new(case, t.aes, t.backend));
+    let mut pipe = pipe_table.then(|| PipeBench::new(case, t.aes, t.backend, args.sas, args.frames.unwrap_or(ROUND)));
     let mut rows = Vec::new();
     for (dir, pipe_dir, [stage, aead, reset], [p_stage, p_reset]) in [
         (
@@ -627,9 +694,9 @@ fn case_rows(args: &Args, case: &SizeCase, t: Tunnel, tsc_per_ns: Option<f64>) -
         if pipe_table {
             kinds.extend([p_stage, p_reset]);
         }
-        let sums = measure_kinds(args, case, &kinds, tsc_per_ns, |k| match (k.is_pipeline(), pipe.as_mut()) {
-            (true, Some(p)) => p.round(k),
-            _ => esp.round(k),
+        let sums = measure_kinds(args, &kinds, tsc_per_ns, |k| match (k.is_pipeline(), pipe.as_mut()) {
+            (true, Some(p)) => (p.round(k), p.round_packets(), p.round_bytes),
+            _ => (esp.round(k), ROUND as u64, case.round_bytes()),
         });
         let get = |k: Kind| sums.iter().find(|s| s.kind == k).cloned();
         let aead = get(aead).expect("AEAD always measured");
