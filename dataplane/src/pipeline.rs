@@ -8,6 +8,7 @@
 
 use crate::config::Role;
 use crate::counters::{DropReason, WorkerCounters};
+use crate::dpdk::{prefetch, prefetch_range};
 use crate::hash::FastMap;
 use crate::net::{self, ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, Mac, Prefix};
 use crate::policy::{Action, Policy, Selector, Spd};
@@ -114,6 +115,9 @@ const SOLICIT_PER_SECOND: u64 = 10;
 const MAX_PENDING: usize = 64;
 /// ICMP errors one worker may send per second.
 const ICMP_ERRORS_PER_SECOND: u64 = 100;
+/// Bytes of an SA's key state prefetched before a burst is sealed or opened: all of
+/// intel-ipsec-mb's (round keys and the GHASH key powers of its AVX-512 code, 1008 bytes).
+const KEY_STATE_PREFETCH: usize = 1024;
 
 /// One worker's view of the gateway: its own SA copies and neighbour cache, shared read-only
 /// policy and routing tables.
@@ -138,8 +142,12 @@ pub struct Pipeline {
     last_acquire: FastMap<u32, u64>,
     last_solicit: FastMap<(usize, IpAddr), u64>,
     tsc_hz: u64,
-    /// Outbound packets waiting for their sequence numbers: (burst index, SA index).
+    /// Outbound packets of the burst that matched a protect policy with an SA:
+    /// (burst index, SA slot). They are checked and sealed after the whole burst is classified.
     pending: Vec<(usize, usize)>,
+    /// ESP packets of the burst for an inbound SA we have: (burst index, outer headers),
+    /// opened after the whole burst is classified.
+    pending_in: Vec<(usize, wire::EspOuter)>,
     /// TSC of the last ICMP error sent, for rate limiting.
     last_icmp: u64,
     /// Where each outbound SA's packets leave (by slot), looked up once instead of per packet;
@@ -187,6 +195,7 @@ impl Pipeline {
             last_acquire: FastMap::default(),
             tsc_hz: tsc_hz.max(1),
             pending: Vec::with_capacity(256),
+            pending_in: Vec::with_capacity(256),
             last_icmp: 0,
             egress: (0..max_sas).map(|_| None).collect(),
             egress_gen: 1,
@@ -288,9 +297,15 @@ impl Pipeline {
         self.process(Ingress::Port(port), pkts, verdicts, now);
     }
 
+    /// A burst goes through in phases, so that the cache misses of its packets overlap: with
+    /// thousands of tunnels every packet's SA, key schedule and counters are in no cache, and
+    /// a packet-by-packet walk would wait for each of them in turn (DPDK's ipsec-secgw and
+    /// VPP prefetch the same way). Classifying a packet asks for its SA; once the whole burst
+    /// is classified, each SA's key state is asked for; then the packets are opened or sealed.
     fn process<B: PacketBuf>(&mut self, ingress: Ingress, pkts: &mut [B], verdicts: &mut [Verdict], now: u64) {
         debug_assert!(verdicts.len() >= pkts.len());
         self.pending.clear();
+        self.pending_in.clear();
         for (i, pkt) in pkts.iter_mut().enumerate() {
             verdicts[i] = match ingress {
                 Ingress::Host(p) => {
@@ -299,6 +314,10 @@ impl Pipeline {
                 }
                 Ingress::Port(p) => self.classify(p, i, pkt, now),
             };
+        }
+        self.decrypt_pending(pkts, verdicts, now);
+        if let Ingress::Port(p) = ingress {
+            self.check_pending(p, pkts, verdicts, now);
         }
         self.encrypt_pending(pkts, verdicts, now);
         for v in verdicts[..pkts.len()].iter() {
@@ -377,7 +396,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::MalformedIp);
         }
         if let Some(outer) = esp {
-            return self.inbound_esp(pkt, &outer, now);
+            return self.queue_inbound(idx, pkt, outer);
         }
         let key = match wire::flow_key(pkt.data()) {
             Ok(k) => k,
@@ -390,18 +409,17 @@ impl Pipeline {
                     Verdict::Drop(DropReason::NoSa)
                 }
                 Some((Action::Protect { sa_out: Some(sa_out) }, id)) => {
-                    if self.outbound.get(sa_out).is_none_or(Option::is_none) {
+                    let Some(Some(sa)) = self.outbound.get(sa_out) else {
                         self.want_sa(id, key, now);
                         return Verdict::Drop(DropReason::NoSa);
-                    }
-                    if let Some(v) = self.check_tunnel_mtu(port, sa_out, pkt, now) {
-                        return v;
-                    }
-                    if !net::decrement_ttl(pkt.data_mut()) {
-                        return Verdict::Drop(DropReason::TtlExpired);
-                    }
+                    };
+                    // Phase 1: ask for what the checks read (the SA, its egress) and the
+                    // counters; see `process`.
+                    prefetch_range((&raw const **sa).cast(), size_of::<OutboundSa>(), 256);
+                    prefetch(self.egress.as_ptr().wrapping_add(sa_out));
+                    prefetch(self.counters.sa.as_ptr().wrapping_add(sa_out));
                     self.pending.push((idx, sa_out));
-                    // Placeholder until the burst's sequence numbers are reserved.
+                    // Placeholder until `check_pending` and `encrypt_pending` decide.
                     Verdict::Drop(DropReason::NoRoom)
                 }
                 Some((Action::Bypass, _)) => {
@@ -423,8 +441,9 @@ impl Pipeline {
         }
     }
 
-    /// ESP addressed to the gateway, plain or in UDP 4500, classified as `outer`.
-    fn inbound_esp<B: PacketBuf>(&mut self, pkt: &mut B, outer: &wire::EspOuter, now: u64) -> Verdict {
+    /// ESP addressed to the gateway: queued to be opened with the rest of the burst if we have
+    /// its SA (whose memory is asked for now), else parked.
+    fn queue_inbound<B: PacketBuf>(&mut self, idx: usize, pkt: &mut B, outer: wire::EspOuter) -> Verdict {
         let Some(entry) = self.inbound.get(&outer.spi) else {
             // No SA (yet): give the frame back as it came, its Ethernet header still in front
             // of the data, for the worker to park (see Verdict::Park).
@@ -432,6 +451,40 @@ impl Pipeline {
                 Some(_) => Verdict::Park,
                 None => Verdict::Drop(DropReason::UnknownSpi),
             };
+        };
+        prefetch_range((&raw const **entry).cast(), size_of::<InboundEntry>(), 256);
+        self.pending_in.push((idx, outer));
+        // Placeholder until `decrypt_pending` decides.
+        Verdict::Drop(DropReason::NoRoom)
+    }
+
+    /// Phases 2 and 3 of the burst's inbound ESP (see `process`): ask for each SA's key state,
+    /// replay window, selectors and counters, then open the packets.
+    fn decrypt_pending<B: PacketBuf>(&mut self, pkts: &mut [B], verdicts: &mut [Verdict], now: u64) {
+        if self.pending_in.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending_in);
+        for (_, outer) in &pending {
+            if let Some(e) = self.inbound.get(&outer.spi) {
+                for (at, len) in e.sa.hot_memory() {
+                    prefetch_range(at, len, KEY_STATE_PREFETCH);
+                }
+                prefetch(e.selectors.as_ptr());
+                prefetch(self.counters.sa.as_ptr().wrapping_add(e.slot));
+            }
+        }
+        for (idx, outer) in &pending {
+            verdicts[*idx] = self.inbound_esp(&mut pkts[*idx], outer, now);
+        }
+        self.pending_in = pending;
+    }
+
+    /// Opens ESP addressed to the gateway, plain or in UDP 4500, classified as `outer`.
+    fn inbound_esp<B: PacketBuf>(&mut self, pkt: &mut B, outer: &wire::EspOuter, now: u64) -> Verdict {
+        // `queue_inbound` found the SA, and updates are applied only between bursts.
+        let Some(entry) = self.inbound.get(&outer.spi) else {
+            return Verdict::Drop(DropReason::UnknownSpi);
         };
         let sa_idx = entry.slot;
         if let Err(e) = entry.sa.decapsulate(outer, pkt) {
@@ -571,6 +624,35 @@ impl Pipeline {
         Some(self.send(pkt, key.src, now))
     }
 
+    /// Phase 2 of the burst's outbound packets (see `process`): the tunnel MTU and TTL
+    /// checks, which drop or answer some packets, and a request for each remaining packet's
+    /// key state and sequence counter.
+    fn check_pending<B: PacketBuf>(&mut self, ingress: usize, pkts: &mut [B], verdicts: &mut [Verdict], now: u64) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.retain(|&(idx, slot)| {
+            let pkt = &mut pkts[idx];
+            if let Some(v) = self.check_tunnel_mtu(ingress, slot, pkt, now) {
+                verdicts[idx] = v;
+                return false;
+            }
+            if !net::decrement_ttl(pkt.data_mut()) {
+                verdicts[idx] = Verdict::Drop(DropReason::TtlExpired);
+                return false;
+            }
+            if let Some(Some(sa)) = self.outbound.get(slot) {
+                for (at, len) in sa.hot_memory() {
+                    prefetch_range(at, len, KEY_STATE_PREFETCH);
+                }
+            }
+            true
+        });
+        self.pending = pending;
+    }
+
+    /// Phase 3 of the burst's outbound packets: sequence numbers, sealing, framing.
     fn encrypt_pending<B: PacketBuf>(&mut self, pkts: &mut [B], verdicts: &mut [Verdict], now: u64) {
         let pending = std::mem::take(&mut self.pending);
         let mut i = 0;

@@ -36,6 +36,12 @@ pub trait Aead: Send + Sync {
         let tag: [u8; ICV_LEN] = (&*tag).try_into().map_err(|_| AuthError)?;
         self.open(nonce, aad, data, &tag)
     }
+    /// Where the key state that every seal and open reads lies (start, bytes), for a caller
+    /// that wants it in cache before a burst needs it. Only an address: never dereferenced
+    /// by anyone (prefetching it is a hint that cannot fault).
+    fn key_state(&self) -> (*const u8, usize) {
+        ((self as *const Self).cast(), core::mem::size_of_val(self))
+    }
 }
 
 /// Which implementation of AES-GCM an SA uses. Backends compare by name.
@@ -148,6 +154,16 @@ impl Aead for Cipher {
             #[cfg(feature = "aws-lc")]
             Cipher::AwsLc(c, _) => c.open_appended(nonce, aad, buf),
             Cipher::External(c, ..) => c.open_appended(nonce, aad, buf),
+        }
+    }
+
+    #[inline]
+    fn key_state(&self) -> (*const u8, usize) {
+        match self {
+            Cipher::RustCrypto(c) => c.key_state(),
+            #[cfg(feature = "aws-lc")]
+            Cipher::AwsLc(c, _) => c.key_state(),
+            Cipher::External(c, ..) => c.key_state(),
         }
     }
 }
@@ -317,6 +333,14 @@ impl Aead for AesGcm {
             AesGcm::Aes256(c) => c.decrypt_inout_detached(&nonce, aad, buf.into(), &tag),
         }
         .map_err(|_| AuthError)
+    }
+
+    #[inline]
+    fn key_state(&self) -> (*const u8, usize) {
+        match self {
+            AesGcm::Aes128(c) => ((&raw const **c).cast(), core::mem::size_of::<Aes128Gcm>()),
+            AesGcm::Aes256(c) => ((&raw const **c).cast(), core::mem::size_of::<Aes256Gcm>()),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! opens and strips that again.
 
 use crate::EspError;
-use crate::aead::{Backend, Cipher, IV_LEN, KeyMaterial, SALT_LEN};
+use crate::aead::{Aead, Backend, Cipher, IV_LEN, KeyMaterial, SALT_LEN};
 use crate::buf::PacketBuf;
 use crate::codec::{self, ESP_PREFIX_LEN, SealParams};
 use crate::replay::ReplayWindow;
@@ -240,6 +240,12 @@ impl OutboundSa {
         &self.seq
     }
 
+    /// Memory that sealing a packet reads beyond the SA itself, each as (start, bytes): the
+    /// cipher's key state and the shared sequence counter. Addresses only, for prefetching.
+    pub fn hot_memory(&self) -> [(*const u8, usize); 2] {
+        [self.aead.key_state(), (Arc::as_ptr(&self.seq).cast(), core::mem::size_of::<SeqCounter>())]
+    }
+
     /// Bytes this SA adds in front of the inner packet.
     pub fn overhead_front(&self) -> usize {
         self.outer.len() + ESP_PREFIX_LEN
@@ -351,6 +357,13 @@ impl InboundSa {
 
     pub fn replay_window(&self) -> &ReplayWindow {
         &self.replay
+    }
+
+    /// Memory that opening a packet reads beyond the SA itself, each as (start, bytes): the
+    /// cipher's key state and the shared anti-replay window's head. Addresses only, for
+    /// prefetching.
+    pub fn hot_memory(&self) -> [(*const u8, usize); 2] {
+        [self.aead.key_state(), (Arc::as_ptr(&self.replay).cast(), 64)]
     }
 
     /// The same SA (the cipher's key schedule shared, not rebuilt) with a fresh anti-replay

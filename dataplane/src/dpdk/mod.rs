@@ -40,6 +40,9 @@
 //! - `tx_burst(port, queue, pkts: &mut Vec<Mbuf>) -> usize`: sends from the front, removes what
 //!   was sent, leaves the rest in `pkts` for the caller to retry or drop.
 //!
+//! CPU cache hints ([`prefetch`]), here because they need `unsafe`:
+//! - `prefetch(p: *const T)` (`rte_prefetch0`), `prefetch_range(p: *const u8, len, max)`.
+//!
 //! # Rules the types cannot check
 //!
 //! - Drop every `Mbuf` and stop the ports before the `Eal` (memory goes away in `rte_eal_cleanup`).
@@ -58,6 +61,7 @@ pub mod ipsec_mb;
 pub mod mbuf;
 pub mod mempool;
 pub mod port;
+pub mod prefetch;
 
 pub use eal::{
     Eal, LCORE_ID_ANY, SOCKET_ID_ANY, launch, lcore_id, main_lcore, socket_id, tsc, tsc_hz, wait_all, worker_lcores,
@@ -65,6 +69,7 @@ pub use eal::{
 pub use error::{DpdkError, RteErrno};
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
+pub use prefetch::{prefetch, prefetch_range};
 pub use port::{
     Port, PortStats, link_is_up, link_up, port_by_name, port_close, port_count, port_mac, port_name, port_socket,
     port_stats, port_stop, rx_burst, set_port_mac, tx_burst,
