@@ -115,9 +115,10 @@ const SOLICIT_PER_SECOND: u64 = 10;
 const MAX_PENDING: usize = 64;
 /// ICMP errors one worker may send per second.
 const ICMP_ERRORS_PER_SECOND: u64 = 100;
-/// Bytes of an SA's key state prefetched before a burst is sealed or opened: all of
-/// intel-ipsec-mb's (round keys and the GHASH key powers of its AVX-512 code, 1008 bytes).
-const KEY_STATE_PREFETCH: usize = 1024;
+/// At most this many bytes of each range of an SA's hot memory are prefetched before a burst
+/// is sealed or opened: a burst's worth must not crowd the packets out of the first-level
+/// cache (32 SAs x 1 KiB would fill most of it).
+const KEY_STATE_PREFETCH: usize = 640;
 
 /// One worker's view of the gateway: its own SA copies and neighbour cache, shared read-only
 /// policy and routing tables.
@@ -148,6 +149,8 @@ pub struct Pipeline {
     /// ESP packets of the burst for an inbound SA we have: (burst index, outer headers),
     /// opened after the whole burst is classified.
     pending_in: Vec<(usize, wire::EspOuter)>,
+    /// Packets of the burst in the clear, for the SPD: (burst index, flow).
+    pending_clear: Vec<(usize, FlowKey)>,
     /// TSC of the last ICMP error sent, for rate limiting.
     last_icmp: u64,
     /// Where each outbound SA's packets leave (by slot), looked up once instead of per packet;
@@ -196,6 +199,7 @@ impl Pipeline {
             tsc_hz: tsc_hz.max(1),
             pending: Vec::with_capacity(256),
             pending_in: Vec::with_capacity(256),
+            pending_clear: Vec::with_capacity(256),
             last_icmp: 0,
             egress: (0..max_sas).map(|_| None).collect(),
             egress_gen: 1,
@@ -298,22 +302,27 @@ impl Pipeline {
     }
 
     /// A burst goes through in phases, so that the cache misses of its packets overlap: with
-    /// thousands of tunnels every packet's SA, key schedule and counters are in no cache, and
-    /// a packet-by-packet walk would wait for each of them in turn (DPDK's ipsec-secgw and
-    /// VPP prefetch the same way). Classifying a packet asks for its SA; once the whole burst
-    /// is classified, each SA's key state is asked for; then the packets are opened or sealed.
+    /// thousands of tunnels every packet's policy, SA, key schedule and counters are in no
+    /// cache, and a packet-by-packet walk would wait for each of them in turn (DPDK's
+    /// ipsec-secgw and VPP prefetch the same way). Classifying a packet asks for its SPD slot
+    /// (clear) or its SA (ESP); the SPD phase then asks for each protected packet's SA; the
+    /// checks ask for each SA's key state; then the packets are opened or sealed.
     fn process<B: PacketBuf>(&mut self, ingress: Ingress, pkts: &mut [B], verdicts: &mut [Verdict], now: u64) {
         debug_assert!(verdicts.len() >= pkts.len());
         self.pending.clear();
         self.pending_in.clear();
+        self.pending_clear.clear();
         for (i, pkt) in pkts.iter_mut().enumerate() {
             verdicts[i] = match ingress {
                 Ingress::Host(p) => {
                     self.counters.from_host.add(1);
                     Verdict::Port(p)
                 }
-                Ingress::Port(p) => self.classify(p, i, pkt, now),
+                Ingress::Port(p) => self.classify(p, i, pkt),
             };
+        }
+        if let Ingress::Port(p) = ingress {
+            self.apply_policies(p, pkts, verdicts, now);
         }
         self.decrypt_pending(pkts, verdicts, now);
         if let Ingress::Port(p) = ingress {
@@ -329,7 +338,7 @@ impl Pipeline {
         }
     }
 
-    fn classify<B: PacketBuf>(&mut self, port: usize, idx: usize, pkt: &mut B, now: u64) -> Verdict {
+    fn classify<B: PacketBuf>(&mut self, port: usize, idx: usize, pkt: &mut B) -> Verdict {
         let frame = pkt.data();
         if frame.len() < ETH_HDR_LEN {
             return Verdict::Drop(DropReason::RuntFrame);
@@ -346,12 +355,12 @@ impl Pipeline {
                 // The host stack answers ARP for the gateway's own addresses.
                 Verdict::Host(port)
             }
-            ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => self.ip(port, idx, pkt, now),
+            ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => self.ip(port, idx, pkt),
             _ => Verdict::Drop(DropReason::UnsupportedEthertype),
         }
     }
 
-    fn ip<B: PacketBuf>(&mut self, port: usize, idx: usize, pkt: &mut B, now: u64) -> Verdict {
+    fn ip<B: PacketBuf>(&mut self, port: usize, idx: usize, pkt: &mut B) -> Verdict {
         // Work on the IP packet; the Ethernet header is rebuilt on the way out.
         let frame_len = pkt.len();
         let ip = &pkt.data()[ETH_HDR_LEN..];
@@ -402,6 +411,30 @@ impl Pipeline {
             Ok(k) => k,
             Err(_) => return Verdict::Drop(DropReason::MalformedIp),
         };
+        // The SPD is looked up once the whole burst is classified (see `process`).
+        match self.ports[port].role {
+            Role::Protected => self.spd.prefetch_outbound(&key),
+            Role::Unprotected => self.spd.prefetch_inbound_clear(&key),
+        }
+        self.pending_clear.push((idx, key));
+        // Placeholder until `apply_policies` decides.
+        Verdict::Drop(DropReason::NoRoom)
+    }
+
+    /// Phase 2 of the burst's packets in the clear (see `process`): the SPD says whether each
+    /// is protected (and then its SA is asked for), bypasses or is discarded.
+    fn apply_policies<B: PacketBuf>(&mut self, port: usize, pkts: &mut [B], verdicts: &mut [Verdict], now: u64) {
+        if self.pending_clear.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending_clear);
+        for &(idx, key) in &pending {
+            verdicts[idx] = self.apply_policy(port, idx, &mut pkts[idx], key, now);
+        }
+        self.pending_clear = pending;
+    }
+
+    fn apply_policy<B: PacketBuf>(&mut self, port: usize, idx: usize, pkt: &mut B, key: FlowKey, now: u64) -> Verdict {
         match self.ports[port].role {
             Role::Protected => match self.spd.lookup_outbound(&key).map(|p| (p.action, p.id)) {
                 Some((Action::Protect { sa_out: None }, id)) => {
@@ -413,8 +446,7 @@ impl Pipeline {
                         self.want_sa(id, key, now);
                         return Verdict::Drop(DropReason::NoSa);
                     };
-                    // Phase 1: ask for what the checks read (the SA, its egress) and the
-                    // counters; see `process`.
+                    // Ask for what the checks read (the SA, its egress) and the counters.
                     prefetch_range((&raw const **sa).cast(), size_of::<OutboundSa>(), 256);
                     prefetch(self.egress.as_ptr().wrapping_add(sa_out));
                     prefetch(self.counters.sa.as_ptr().wrapping_add(sa_out));

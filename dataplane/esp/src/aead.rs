@@ -36,11 +36,12 @@ pub trait Aead: Send + Sync {
         let tag: [u8; ICV_LEN] = (&*tag).try_into().map_err(|_| AuthError)?;
         self.open(nonce, aad, data, &tag)
     }
-    /// Where the key state that every seal and open reads lies (start, bytes), for a caller
-    /// that wants it in cache before a burst needs it. Only an address: never dereferenced
-    /// by anyone (prefetching it is a hint that cannot fault).
-    fn key_state(&self) -> (*const u8, usize) {
-        ((self as *const Self).cast(), core::mem::size_of_val(self))
+    /// Where the key state that sealing or opening a short packet reads lies, as up to two
+    /// (start, bytes) ranges, for a caller that wants it in cache before a burst needs it
+    /// (with thousands of SAs it is in no cache). Addresses only, never dereferenced by
+    /// anyone: prefetching them is a hint that cannot fault. By default the whole cipher.
+    fn key_state(&self) -> [(*const u8, usize); 2] {
+        [((self as *const Self).cast(), core::mem::size_of_val(self)), (core::ptr::null(), 0)]
     }
 }
 
@@ -158,7 +159,7 @@ impl Aead for Cipher {
     }
 
     #[inline]
-    fn key_state(&self) -> (*const u8, usize) {
+    fn key_state(&self) -> [(*const u8, usize); 2] {
         match self {
             Cipher::RustCrypto(c) => c.key_state(),
             #[cfg(feature = "aws-lc")]
@@ -336,11 +337,12 @@ impl Aead for AesGcm {
     }
 
     #[inline]
-    fn key_state(&self) -> (*const u8, usize) {
-        match self {
+    fn key_state(&self) -> [(*const u8, usize); 2] {
+        let whole = match self {
             AesGcm::Aes128(c) => ((&raw const **c).cast(), core::mem::size_of::<Aes128Gcm>()),
             AesGcm::Aes256(c) => ((&raw const **c).cast(), core::mem::size_of::<Aes256Gcm>()),
-        }
+        };
+        [whole, (core::ptr::null(), 0)]
     }
 }
 

@@ -242,8 +242,9 @@ impl OutboundSa {
 
     /// Memory that sealing a packet reads beyond the SA itself, each as (start, bytes): the
     /// cipher's key state and the shared sequence counter. Addresses only, for prefetching.
-    pub fn hot_memory(&self) -> [(*const u8, usize); 2] {
-        [self.aead.key_state(), (Arc::as_ptr(&self.seq).cast(), core::mem::size_of::<SeqCounter>())]
+    pub fn hot_memory(&self) -> [(*const u8, usize); 3] {
+        let [k0, k1] = self.aead.key_state();
+        [k0, k1, (Arc::as_ptr(&self.seq).cast(), core::mem::size_of::<SeqCounter>())]
     }
 
     /// Bytes this SA adds in front of the inner packet.
@@ -362,8 +363,9 @@ impl InboundSa {
     /// Memory that opening a packet reads beyond the SA itself, each as (start, bytes): the
     /// cipher's key state and the shared anti-replay window's head. Addresses only, for
     /// prefetching.
-    pub fn hot_memory(&self) -> [(*const u8, usize); 2] {
-        [self.aead.key_state(), (Arc::as_ptr(&self.replay).cast(), 64)]
+    pub fn hot_memory(&self) -> [(*const u8, usize); 3] {
+        let [k0, k1] = self.aead.key_state();
+        [k0, k1, (Arc::as_ptr(&self.replay).cast(), 64)]
     }
 
     /// The same SA (the cipher's key schedule shared, not rebuilt) with a fresh anti-replay

@@ -8,8 +8,9 @@ use esp::aead::{Aead, AesGcm, AuthError, Backend, GcmKeyLen, ICV_LEN, KeyMateria
 use std::sync::OnceLock;
 
 /// The library's manager: after `init_mb_mgr_auto` a read-only table of function pointers for
-/// this CPU. It lives as long as the process.
-struct Manager(&'static imb::IMB_MGR);
+/// this CPU, and where that CPU's code path keeps H^1..H^8 (see `low_powers_offset`). It lives
+/// as long as the process.
+struct Manager(&'static imb::IMB_MGR, usize);
 
 // Safety: the manager is written once, by `init_mb_mgr_auto` before it is shared, and only
 // read afterwards; the direct GCM functions keep no state in it.
@@ -17,7 +18,7 @@ unsafe impl Send for Manager {}
 // Safety: as above, shared reads only.
 unsafe impl Sync for Manager {}
 
-fn manager() -> Option<&'static imb::IMB_MGR> {
+fn manager() -> Option<(&'static imb::IMB_MGR, usize)> {
     static MGR: OnceLock<Option<Manager>> = OnceLock::new();
     MGR.get_or_init(|| {
         // Safety: alloc_mb_mgr returns an owned, suitably aligned manager or NULL; it is
@@ -33,11 +34,11 @@ fn manager() -> Option<&'static imb::IMB_MGR> {
                 imb::free_mb_mgr(m);
                 return None;
             }
-            Some(Manager(&*m))
+            Some(Manager(&*m, low_powers_offset(arch)))
         }
     })
     .as_ref()
-    .map(|m| m.0)
+    .map(|m| (m.0, m.1))
 }
 
 /// Whether the library initialised on this CPU.
@@ -78,17 +79,35 @@ type GcmFn = unsafe extern "C" fn(
 /// One SA's AES-GCM-128 or -256 key for intel-ipsec-mb. The key schedule is wiped on drop.
 /// It lives inline, not behind a pointer of its own: with thousands of SAs each packet's
 /// cipher is a cache miss, and one indirection fewer is one miss fewer.
+///
+/// The fields every call reads come first, in the cache line before the key structure, so
+/// that a prefetch of the start covers them too (`repr(C)` keeps that order).
+#[repr(C)]
 pub struct IpsecMbGcm {
-    key: KeyData,
     enc: GcmFn,
     dec: GcmFn,
+    key: KeyData,
+}
+
+/// Where the library's code path for this CPU keeps H^1..H^8 in `gcm_key_data` (libIPSec_MB
+/// 1.3): the SSE, AVX, AVX2 and AVX-512 code store H, H^2, ... from the start of the GHASH
+/// keys (after the 240 bytes of round keys); the VAES AVX-512 code stores 48 powers from the
+/// highest down, so H^8..H^1 are its last 128 bytes.
+fn low_powers_offset(arch: imb::IMB_ARCH) -> usize {
+    let start = std::mem::offset_of!(imb::gcm_key_data, ghash_keys);
+    let vaes = std::arch::is_x86_feature_detected!("vaes") && std::arch::is_x86_feature_detected!("vpclmulqdq");
+    if arch == imb::IMB_ARCH_AVX512 && vaes {
+        start + std::mem::size_of::<imb::gcm_key_data__bindgen_ty_1__bindgen_ty_3>() - 128
+    } else {
+        start
+    }
 }
 
 impl IpsecMbGcm {
     /// Built in place on the heap: a key schedule made on the stack and moved would leave a
     /// copy behind that nothing wipes.
     pub fn new(km: &KeyMaterial) -> Option<Box<Self>> {
-        let m = manager()?;
+        let (m, _) = manager()?;
         let (pre, enc, dec) = match km.key_len() {
             GcmKeyLen::Aes128 => (m.gcm128_pre, m.gcm128_enc, m.gcm128_dec),
             GcmKeyLen::Aes256 => (m.gcm256_pre, m.gcm256_enc, m.gcm256_dec),
@@ -183,6 +202,17 @@ impl Aead for IpsecMbGcm {
         self.run(self.dec, nonce, aad, data, &mut computed);
         // On failure the packet is dropped: its contents need not be restored.
         if tags_equal(&computed, tag) { Ok(()) } else { Err(AuthError) }
+    }
+
+    /// The functions, the round keys and H^1..H^8: 7 cache lines of the 17. Prefetching all
+    /// of them for a burst of SAs would crowd the packets out of the first-level cache.
+    /// Computed without reading `self`, which is what is to be prefetched.
+    fn key_state(&self) -> [(*const u8, usize); 2] {
+        let me: *const u8 = (&raw const *self).cast();
+        let key: *const u8 = (&raw const self.key.0).cast();
+        let round_keys_end = std::mem::offset_of!(IpsecMbGcm, key) + 256;
+        let low_powers = manager().map_or(0, |m| m.1);
+        [(me, round_keys_end), (key.wrapping_add(low_powers), 128)]
     }
 }
 

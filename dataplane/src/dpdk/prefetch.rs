@@ -17,11 +17,18 @@ pub fn prefetch<T: ?Sized>(p: *const T) {
     let _ = p;
 }
 
-/// [`prefetch`] for every cache line of `len` bytes from `p`, at most `max` bytes of them.
+/// [`prefetch`] for every cache line that the first `len.min(max)` bytes from `p` touch.
 #[inline(always)]
 pub fn prefetch_range(p: *const u8, len: usize, max: usize) {
-    for off in (0..len.min(max)).step_by(64) {
-        prefetch(p.wrapping_add(off));
+    let len = len.min(max);
+    if len == 0 {
+        return;
+    }
+    // From the line holding the first byte to the line holding the last.
+    let skew = p.addr() & 63;
+    let first = p.wrapping_sub(skew);
+    for off in (0..skew + len).step_by(64) {
+        prefetch(first.wrapping_add(off));
     }
 }
 
