@@ -143,9 +143,9 @@ pub struct Pipeline {
     last_acquire: FastMap<u32, u64>,
     last_solicit: FastMap<(usize, IpAddr), u64>,
     tsc_hz: u64,
-    /// Outbound packets of the burst that matched a protect policy with an SA:
-    /// (burst index, SA slot). They are checked and sealed after the whole burst is classified.
-    pending: Vec<(usize, usize)>,
+    /// Outbound packets of the burst that matched a protect policy naming an SA slot:
+    /// (burst index, SA slot, policy id). They are checked and sealed after the SPD phase.
+    pending: Vec<(usize, usize, u32)>,
     /// ESP packets of the burst for an inbound SA we have: (burst index, outer headers),
     /// opened after the whole burst is classified.
     pending_in: Vec<(usize, wire::EspOuter)>,
@@ -442,15 +442,11 @@ impl Pipeline {
                     Verdict::Drop(DropReason::NoSa)
                 }
                 Some((Action::Protect { sa_out: Some(sa_out) }, id)) => {
-                    let Some(Some(sa)) = self.outbound.get(sa_out) else {
-                        self.want_sa(id, key, now);
-                        return Verdict::Drop(DropReason::NoSa);
-                    };
-                    // Ask for what the checks read (the SA, its egress) and the counters.
-                    prefetch_range((&raw const **sa).cast(), size_of::<OutboundSa>(), 256);
+                    // Ask for the slot (read next phase), its egress and its counters.
+                    prefetch(self.outbound.as_ptr().wrapping_add(sa_out));
                     prefetch(self.egress.as_ptr().wrapping_add(sa_out));
                     prefetch(self.counters.sa.as_ptr().wrapping_add(sa_out));
-                    self.pending.push((idx, sa_out));
+                    self.pending.push((idx, sa_out, id));
                     // Placeholder until `check_pending` and `encrypt_pending` decide.
                     Verdict::Drop(DropReason::NoRoom)
                 }
@@ -656,16 +652,29 @@ impl Pipeline {
         Some(self.send(pkt, key.src, now))
     }
 
-    /// Phase 2 of the burst's outbound packets (see `process`): the tunnel MTU and TTL
-    /// checks, which drop or answer some packets, and a request for each remaining packet's
-    /// key state and sequence counter.
+    /// The burst's outbound packets after the SPD phase (see `process`): a request for each
+    /// one's SA; then the checks (an SA in the slot, tunnel MTU, TTL), which drop or answer
+    /// some packets, and a request for each remaining packet's key state and sequence counter.
     fn check_pending<B: PacketBuf>(&mut self, ingress: usize, pkts: &mut [B], verdicts: &mut [Verdict], now: u64) {
         if self.pending.is_empty() {
             return;
         }
+        for &(_, slot, _) in &self.pending {
+            if let Some(Some(sa)) = self.outbound.get(slot) {
+                prefetch_range((&raw const **sa).cast(), size_of::<OutboundSa>(), 256);
+            }
+        }
         let mut pending = std::mem::take(&mut self.pending);
-        pending.retain(|&(idx, slot)| {
+        pending.retain(|&(idx, slot, policy)| {
             let pkt = &mut pkts[idx];
+            if self.outbound.get(slot).is_none_or(Option::is_none) {
+                // The policy names a slot whose SA is gone (expired, being rekeyed).
+                if let Ok(key) = wire::flow_key(pkt.data()) {
+                    self.want_sa(policy, key, now);
+                }
+                verdicts[idx] = Verdict::Drop(DropReason::NoSa);
+                return false;
+            }
             if let Some(v) = self.check_tunnel_mtu(ingress, slot, pkt, now) {
                 verdicts[idx] = v;
                 return false;
@@ -691,6 +700,7 @@ impl Pipeline {
         while i < pending.len() {
             let sa_idx = pending[i].1;
             let run = pending[i..].iter().take_while(|p| p.1 == sa_idx).count();
+            // (`check_pending` dropped the packets whose slot is empty.)
             let Some(sa) = self.outbound.get(sa_idx).and_then(Option::as_ref) else {
                 for p in &pending[i..i + run] {
                     verdicts[p.0] = Verdict::Drop(DropReason::NoSa);

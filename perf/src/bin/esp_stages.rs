@@ -128,6 +128,10 @@ enum Kind {
     /// Restore the ESP frame, `Pipeline::process_burst` on gateway B's unprotected port.
     PipeIn,
     PipeInReset,
+    /// With --sas N: PipeOut and PipeIn through gateways with one SA pair and as many frames,
+    /// interleaved with the N-pair runs (the many-tunnel ratio).
+    PipeOutOneSa,
+    PipeInOneSa,
 }
 
 fn key_material(aes: GcmKeyLen) -> KeyMaterial {
@@ -645,6 +649,10 @@ struct Row {
     ratio: Option<f64>,
     /// The same with the reset time taken out of both: (AEAD ns - reset ns) / (stage ns - reset ns) (esp table).
     ratio_excl_reset: Option<f64>,
+    /// Pipeline table with --sas N: one SA pair and as many frames, measured interleaved.
+    one_sa: Option<Summary>,
+    /// SA pairs of the pipeline table's gateways.
+    sas: usize,
 }
 
 /// Measures `kinds` interleaved run by run (stage, AEAD, reset, stage, ...), so slow drift of a
@@ -670,6 +678,15 @@ impl Kind {
     fn is_pipeline(self) -> bool {
         matches!(self, Kind::PipeOut | Kind::PipeOutReset | Kind::PipeIn | Kind::PipeInReset)
     }
+
+    /// The kind a one-SA baseline bench runs for this kind.
+    fn one_sa(self) -> Option<Kind> {
+        match self {
+            Kind::PipeOutOneSa => Some(Kind::PipeOut),
+            Kind::PipeInOneSa => Some(Kind::PipeIn),
+            _ => None,
+        }
+    }
 }
 
 /// All rows of one size case. Per direction every kind that a requested table needs is measured
@@ -679,23 +696,34 @@ fn case_rows(args: &Args, case: &SizeCase, t: Tunnel, tsc_per_ns: Option<f64>) -
     let esp_table = args.tables.contains(&Table::Esp);
     let pipe_table = args.tables.contains(&Table::Pipeline);
     let mut esp = EspBench::new(case, t);
-    let mut pipe = pipe_table.then(|| PipeBench::new(case, t.aes, t.backend, args.sas, args.frames.unwrap_or(ROUND)));
+    let frames = args.frames.unwrap_or(ROUND);
+    let mut pipe = pipe_table.then(|| PipeBench::new(case, t.aes, t.backend, args.sas, frames));
+    let mut one_sa = (pipe_table && args.sas > 1).then(|| PipeBench::new(case, t.aes, t.backend, 1, frames.max(args.sas)));
     let mut rows = Vec::new();
-    for (dir, pipe_dir, [stage, aead, reset], [p_stage, p_reset]) in [
+    for (dir, pipe_dir, [stage, aead, reset], [p_stage, p_reset, p_one]) in [
         (
             "encap",
             "outbound",
             [Kind::EncapStage, Kind::EncapAead, Kind::EncapReset],
-            [Kind::PipeOut, Kind::PipeOutReset],
+            [Kind::PipeOut, Kind::PipeOutReset, Kind::PipeOutOneSa],
         ),
-        ("decap", "inbound", [Kind::DecapStage, Kind::DecapAead, Kind::DecapReset], [Kind::PipeIn, Kind::PipeInReset]),
+        (
+            "decap",
+            "inbound",
+            [Kind::DecapStage, Kind::DecapAead, Kind::DecapReset],
+            [Kind::PipeIn, Kind::PipeInReset, Kind::PipeInOneSa],
+        ),
     ] {
         let mut kinds = if esp_table { vec![stage, aead, reset] } else { vec![aead] };
         if pipe_table {
             kinds.extend([p_stage, p_reset]);
         }
-        let sums = measure_kinds(args, &kinds, tsc_per_ns, |k| match (k.is_pipeline(), pipe.as_mut()) {
-            (true, Some(p)) => (p.round(k), p.round_packets(), p.round_bytes),
+        if one_sa.is_some() {
+            kinds.push(p_one);
+        }
+        let sums = measure_kinds(args, &kinds, tsc_per_ns, |k| match (k.is_pipeline(), k.one_sa(), pipe.as_mut(), one_sa.as_mut()) {
+            (true, _, Some(p), _) => (p.round(k), p.round_packets(), p.round_bytes),
+            (_, Some(k1), _, Some(p)) => (p.round(k1), p.round_packets(), p.round_bytes),
             _ => (esp.round(k), ROUND as u64, case.round_bytes()),
         });
         let get = |k: Kind| sums.iter().find(|s| s.kind == k).cloned();
@@ -709,6 +737,8 @@ fn case_rows(args: &Args, case: &SizeCase, t: Tunnel, tsc_per_ns: Option<f64>) -
                 direction: dir,
                 ratio: Some(stage.mpps / aead.mpps),
                 ratio_excl_reset: Some((aead.ns_per_pkt - reset.ns_per_pkt) / (stage.ns_per_pkt - reset.ns_per_pkt)),
+                one_sa: None,
+                sas: 1,
                 stage,
                 aead: Some(aead.clone()),
                 reset,
@@ -723,6 +753,8 @@ fn case_rows(args: &Args, case: &SizeCase, t: Tunnel, tsc_per_ns: Option<f64>) -
                 direction: pipe_dir,
                 ratio: Some(stage.mpps / aead.mpps),
                 ratio_excl_reset: None,
+                one_sa: get(p_one),
+                sas: args.sas,
                 stage,
                 aead: Some(aead),
                 reset,
@@ -730,7 +762,7 @@ fn case_rows(args: &Args, case: &SizeCase, t: Tunnel, tsc_per_ns: Option<f64>) -
         }
     }
     assert_eq!(esp.errors, 0, "{}: {} packets failed in the timed loops", case.name, esp.errors);
-    if let Some(p) = pipe {
+    for p in pipe.iter().chain(&one_sa) {
         assert_eq!(p.errors, 0, "{}: {} frames got the wrong verdict in the timed loops", case.name, p.errors);
     }
     rows
@@ -811,6 +843,21 @@ fn print_pipeline(rows: &[Row]) {
             a.ns_per_pkt,
             r.ratio.unwrap_or(f64::NAN),
         );
+        if let Some(one) = &r.one_sa {
+            // Per run: runs of the two were taken side by side.
+            let ratios: Vec<f64> = r.stage.runs.iter().zip(&one.runs).map(|(m, o)| m.mpps() / o.mpps()).collect();
+            let (med, lo, hi) = median_min_max(&ratios);
+            println!(
+                "{:<6} {:<9} | one SA pair, same frames: {} Mpps; {} pairs / one: {:.2} [{:.2}-{:.2}]",
+                "",
+                "",
+                spread(one),
+                r.sas,
+                med,
+                lo,
+                hi
+            );
+        }
     }
 }
 
