@@ -1,7 +1,7 @@
 //! The hash maps of the per-packet lookups.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 /// A multiply-rotate hasher (the one rustc uses, "FxHash") for the per-packet lookups of SPIs,
 /// neighbours and policies: several times cheaper than SipHash. Flooding is not a concern:
@@ -51,3 +51,178 @@ impl Hasher for FastHasher {
 }
 
 pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// A hash map for the per-packet lookups of many thousands of entries (SPD buckets, inbound
+/// SAs) that can be asked to bring a key's slot into cache ([`Self::prefetch`]) a while before
+/// the lookup: a worker does that for a whole burst first, so that the lookups' cache misses
+/// overlap instead of following one another. A `HashMap` hides where a key lives.
+///
+/// Open addressing with linear probing, at most half full, with backward-shift deletion.
+#[derive(Clone, Debug)]
+pub struct PrefetchMap<K, V> {
+    /// A power of two long, or empty.
+    slots: Vec<Option<(K, V)>>,
+    len: usize,
+}
+
+impl<K, V> Default for PrefetchMap<K, V> {
+    fn default() -> Self {
+        PrefetchMap { slots: Vec::new(), len: 0 }
+    }
+}
+
+impl<K: Hash + Eq, V> PrefetchMap<K, V> {
+    /// Room for `n` entries before the first growth.
+    pub fn with_capacity(n: usize) -> Self {
+        let cap = if n == 0 { 0 } else { (2 * n).next_power_of_two().max(8) };
+        PrefetchMap { slots: (0..cap).map(|_| None).collect(), len: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The slot where the search for `key` starts. Only called on a non-empty table.
+    #[inline]
+    fn home(&self, key: &K) -> usize {
+        let mut h = FastHasher::default();
+        key.hash(&mut h);
+        h.finish() as usize & (self.slots.len() - 1)
+    }
+
+    #[inline]
+    fn find(&self, key: &K) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(key);
+        // Ends: at most half the slots are full, so a search meets an empty one.
+        loop {
+            match &self.slots[i] {
+                None => return None,
+                Some((k, _)) if k == key => return Some(i),
+                Some(_) => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    #[inline]
+    pub fn get(&self, key: &K) -> Option<&V> {
+        let i = self.find(key)?;
+        self.slots[i].as_ref().map(|(_, v)| v)
+    }
+
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let i = self.find(key)?;
+        self.slots[i].as_mut().map(|(_, v)| v)
+    }
+
+    /// Asks for the cache lines of `key`'s first slot (at most 128 bytes of it).
+    #[inline]
+    pub fn prefetch(&self, key: &K) {
+        if !self.slots.is_empty() {
+            let at: *const u8 = self.slots.as_ptr().wrapping_add(self.home(key)).cast();
+            crate::dpdk::prefetch_range(at, std::mem::size_of::<Option<(K, V)>>(), 128);
+        }
+    }
+
+    /// Inserts or replaces; returns the value replaced.
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        if let Some(i) = self.find(&key) {
+            return self.slots[i].as_mut().map(|(_, v)| std::mem::replace(v, value));
+        }
+        if 2 * (self.len + 1) > self.slots.len() {
+            self.grow();
+        }
+        let i = self.free_slot(&key);
+        self.slots[i] = Some((key, value));
+        self.len += 1;
+        None
+    }
+
+    /// The first empty slot from `key`'s home on.
+    fn free_slot(&self, key: &K) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(key);
+        while self.slots[i].is_some() {
+            i = (i + 1) & mask;
+        }
+        i
+    }
+
+    fn grow(&mut self) {
+        let cap = (2 * self.slots.len()).max(8);
+        let old = std::mem::replace(&mut self.slots, (0..cap).map(|_| None).collect());
+        for (k, v) in old.into_iter().flatten() {
+            let i = self.free_slot(&k);
+            self.slots[i] = Some((k, v));
+        }
+    }
+
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        let mut hole = self.find(key)?;
+        let removed = self.slots[hole].take().map(|(_, v)| v);
+        self.len -= 1;
+        // Backward-shift deletion (Knuth, TAOCP vol. 3, 6.4, algorithm R): entries after the
+        // hole move into it when the hole lies between their home slot and where they are, so
+        // that every search still meets its key before an empty slot.
+        let mask = self.slots.len() - 1;
+        let mut j = hole;
+        loop {
+            j = (j + 1) & mask;
+            let Some((k, _)) = &self.slots[j] else { break };
+            let from_home = j.wrapping_sub(self.home(k)) & mask;
+            let from_hole = j.wrapping_sub(hole) & mask;
+            if from_home >= from_hole {
+                self.slots[hole] = self.slots[j].take();
+                hole = j;
+            }
+        }
+        removed
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.slots.iter().flatten().map(|(_, v)| v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefetch_map_agrees_with_a_hash_map_through_inserts_and_removals() {
+        // Keys that collide a lot (a small table, grown several times; clusters wrap around).
+        let mut t: PrefetchMap<(u128, u128), u32> = PrefetchMap::with_capacity(4);
+        let mut want: HashMap<(u128, u128), u32> = HashMap::new();
+        let key = |i: u32| (u128::from(i % 37), u128::from(i / 37));
+        let mut x = 12345u64;
+        for round in 0..40_000u32 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let i = ((x >> 33) % 2000) as u32;
+            if want.contains_key(&key(i)) && round % 3 != 0 {
+                assert_eq!(t.remove(&key(i)), want.remove(&key(i)));
+            } else {
+                assert_eq!(t.insert(key(i), round), want.insert(key(i), round));
+            }
+            if round % 997 == 0 {
+                for j in 0..2000 {
+                    assert_eq!(t.get(&key(j)), want.get(&key(j)), "key {j}");
+                    t.prefetch(&key(j));
+                }
+                assert_eq!(t.len(), want.len());
+                assert!(2 * t.len() <= t.slots.len());
+                assert_eq!(t.values().count(), want.len());
+            }
+        }
+        assert_eq!(t.remove(&key(5000)), None);
+        let empty: PrefetchMap<u32, u32> = PrefetchMap::default();
+        assert_eq!(empty.get(&1), None);
+        empty.prefetch(&1);
+    }
+}

@@ -9,7 +9,7 @@
 use crate::config::Role;
 use crate::counters::{DropReason, WorkerCounters};
 use crate::dpdk::{prefetch, prefetch_range};
-use crate::hash::FastMap;
+use crate::hash::{FastMap, PrefetchMap};
 use crate::net::{self, ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, Mac, Prefix};
 use crate::policy::{Action, Policy, Selector, Spd};
 use crate::route::RouteTable;
@@ -127,10 +127,10 @@ pub struct Pipeline {
     /// This worker's own copy of the SPD, changed policy by policy.
     spd: Spd,
     routes: Arc<RouteTable>,
-    /// Outbound SAs by slot (the control thread hands out slots); `None` where empty.
-    outbound: Vec<Option<Box<OutboundSa>>>,
+    /// Outbound SAs by slot (the control thread hands out slots), each with its egress.
+    outbound: Vec<OutSlot>,
     /// SPI to (SA index, SA).
-    inbound: FastMap<u32, Box<InboundEntry>>,
+    inbound: PrefetchMap<u32, Box<InboundEntry>>,
     neighbors: FastMap<(usize, IpAddr), Mac>,
     counters: Arc<WorkerCounters>,
     /// Neighbours seen on the wire, for the control thread to share with the other workers.
@@ -153,12 +153,19 @@ pub struct Pipeline {
     pending_clear: Vec<(usize, FlowKey)>,
     /// TSC of the last ICMP error sent, for rate limiting.
     last_icmp: u64,
-    /// Where each outbound SA's packets leave (by slot), looked up once instead of per packet;
-    /// valid while `egress_gen` is unchanged.
-    egress: Vec<Option<Egress>>,
     /// Bumped by what an egress depends on: an outbound SA added or removed, a neighbour
     /// learned or changed (routes never change while running).
     egress_gen: u64,
+}
+
+/// One outbound SA slot of a worker: the SA (`None` where empty) and where its packets leave,
+/// looked up once instead of per packet and valid while `Pipeline::egress_gen` is unchanged.
+/// Both in one cache line: with many tunnels each would be a cache miss of its own.
+#[derive(Default)]
+#[repr(align(64))]
+struct OutSlot {
+    sa: Option<Box<OutboundSa>>,
+    egress: Option<Egress>,
 }
 
 /// The egress of an outbound SA's packets: port, Ethernet header and the port's MTU.
@@ -187,8 +194,8 @@ impl Pipeline {
             // About one policy per SA pair.
             spd: Spd::with_capacity(max_sas / 2),
             routes,
-            outbound: (0..max_sas).map(|_| None).collect(),
-            inbound: FastMap::default(),
+            outbound: (0..max_sas).map(|_| OutSlot::default()).collect(),
+            inbound: PrefetchMap::default(),
             neighbors: FastMap::default(),
             counters,
             learned: Vec::with_capacity(MAX_PENDING),
@@ -201,7 +208,6 @@ impl Pipeline {
             pending_in: Vec::with_capacity(256),
             pending_clear: Vec::with_capacity(256),
             last_icmp: 0,
-            egress: (0..max_sas).map(|_| None).collect(),
             egress_gen: 1,
         }
     }
@@ -216,12 +222,12 @@ impl Pipeline {
             }
             Update::AddOutbound { slot, sa } => {
                 self.egress_gen += 1;
-                let old = self.outbound.get_mut(slot)?.replace(sa);
+                let old = self.outbound.get_mut(slot)?.sa.replace(sa);
                 old.map(Retired::Outbound)
             }
             Update::DelOutbound { slot } => {
                 self.egress_gen += 1;
-                self.outbound.get_mut(slot)?.take().map(Retired::Outbound)
+                self.outbound.get_mut(slot)?.sa.take().map(Retired::Outbound)
             }
             Update::AddInbound(e) => self.inbound.insert(e.sa.spi, e).map(Retired::Inbound),
             Update::DelInbound { spi } => self.inbound.remove(&spi).map(Retired::Inbound),
@@ -258,18 +264,19 @@ impl Pipeline {
     /// while the next hop is unresolved (the slow path asks for it and holds the packet).
     #[inline]
     fn egress(&mut self, slot: usize) -> Option<Egress> {
-        if let Some(e) = self.egress.get(slot).copied().flatten()
+        let s = self.outbound.get(slot)?;
+        if let Some(e) = s.egress
             && e.generation == self.egress_gen
         {
             return Some(e);
         }
-        let remote = self.outbound.get(slot)?.as_ref()?.remote;
+        let remote = s.sa.as_ref()?.remote;
         let (port, hop) = self.routes.lookup(remote)?;
         let dst = *self.neighbors.get(&(port, hop))?;
         let ethertype = if remote.is_ipv4() { ETHERTYPE_IPV4 } else { ETHERTYPE_IPV6 };
         let p = &self.ports[port];
         let e = Egress { generation: self.egress_gen, port, dst, src: p.mac, ethertype, mtu: usize::from(p.mtu) };
-        self.egress[slot] = Some(e);
+        self.outbound[slot].egress = Some(e);
         Some(e)
     }
 
@@ -405,7 +412,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::MalformedIp);
         }
         if let Some(outer) = esp {
-            return self.queue_inbound(idx, pkt, outer);
+            return self.queue_inbound(idx, outer);
         }
         let key = match wire::flow_key(pkt.data()) {
             Ok(k) => k,
@@ -442,9 +449,8 @@ impl Pipeline {
                     Verdict::Drop(DropReason::NoSa)
                 }
                 Some((Action::Protect { sa_out: Some(sa_out) }, id)) => {
-                    // Ask for the slot (read next phase), its egress and its counters.
+                    // Ask for the slot (SA and egress, read next phase) and its counters.
                     prefetch(self.outbound.as_ptr().wrapping_add(sa_out));
-                    prefetch(self.egress.as_ptr().wrapping_add(sa_out));
                     prefetch(self.counters.sa.as_ptr().wrapping_add(sa_out));
                     self.pending.push((idx, sa_out, id));
                     // Placeholder until `check_pending` and `encrypt_pending` decide.
@@ -469,30 +475,38 @@ impl Pipeline {
         }
     }
 
-    /// ESP addressed to the gateway: queued to be opened with the rest of the burst if we have
-    /// its SA (whose memory is asked for now), else parked.
-    fn queue_inbound<B: PacketBuf>(&mut self, idx: usize, pkt: &mut B, outer: wire::EspOuter) -> Verdict {
-        let Some(entry) = self.inbound.get(&outer.spi) else {
-            // No SA (yet): give the frame back as it came, its Ethernet header still in front
-            // of the data, for the worker to park (see Verdict::Park).
-            return match pkt.prepend(ETH_HDR_LEN) {
-                Some(_) => Verdict::Park,
-                None => Verdict::Drop(DropReason::UnknownSpi),
-            };
-        };
-        prefetch_range((&raw const **entry).cast(), size_of::<InboundEntry>(), 256);
+    /// ESP addressed to the gateway: queued to be opened with the rest of the burst, its SPI's
+    /// slot in the SAD asked for.
+    fn queue_inbound(&mut self, idx: usize, outer: wire::EspOuter) -> Verdict {
+        self.inbound.prefetch(&outer.spi);
         self.pending_in.push((idx, outer));
         // Placeholder until `decrypt_pending` decides.
         Verdict::Drop(DropReason::NoRoom)
     }
 
-    /// Phases 2 and 3 of the burst's inbound ESP (see `process`): ask for each SA's key state,
-    /// replay window, selectors and counters, then open the packets.
+    /// The burst's inbound ESP after classification (see `process`): find each packet's SA
+    /// and ask for it; ask for each SA's key state, replay window, selectors and counters;
+    /// then open the packets.
     fn decrypt_pending<B: PacketBuf>(&mut self, pkts: &mut [B], verdicts: &mut [Verdict], now: u64) {
         if self.pending_in.is_empty() {
             return;
         }
-        let pending = std::mem::take(&mut self.pending_in);
+        let mut pending = std::mem::take(&mut self.pending_in);
+        pending.retain(|(idx, outer)| match self.inbound.get(&outer.spi) {
+            Some(entry) => {
+                prefetch_range((&raw const **entry).cast(), size_of::<InboundEntry>(), 256);
+                true
+            }
+            None => {
+                // No SA (yet): give the frame back as it came, its Ethernet header still in
+                // front of the data, for the worker to park (see Verdict::Park).
+                verdicts[*idx] = match pkts[*idx].prepend(ETH_HDR_LEN) {
+                    Some(_) => Verdict::Park,
+                    None => Verdict::Drop(DropReason::UnknownSpi),
+                };
+                false
+            }
+        });
         for (_, outer) in &pending {
             if let Some(e) = self.inbound.get(&outer.spi) {
                 for (at, len) in e.sa.hot_memory() {
@@ -510,7 +524,7 @@ impl Pipeline {
 
     /// Opens ESP addressed to the gateway, plain or in UDP 4500, classified as `outer`.
     fn inbound_esp<B: PacketBuf>(&mut self, pkt: &mut B, outer: &wire::EspOuter, now: u64) -> Verdict {
-        // `queue_inbound` found the SA, and updates are applied only between bursts.
+        // `decrypt_pending` found the SA, and updates are applied only between bursts.
         let Some(entry) = self.inbound.get(&outer.spi) else {
             return Verdict::Drop(DropReason::UnknownSpi);
         };
@@ -614,11 +628,11 @@ impl Pipeline {
         let mtu = match self.egress(sa_idx) {
             Some(e) => e.mtu,
             None => {
-                let remote = self.outbound.get(sa_idx)?.as_ref()?.remote;
+                let remote = self.outbound.get(sa_idx)?.sa.as_ref()?.remote;
                 usize::from(self.ports[self.routes.lookup(remote)?.0].mtu)
             }
         };
-        let sa = self.outbound.get(sa_idx)?.as_ref()?;
+        let sa = self.outbound.get(sa_idx)?.sa.as_ref()?;
         if sa.encapsulated_len(pkt.len()) <= mtu {
             return None;
         }
@@ -660,14 +674,14 @@ impl Pipeline {
             return;
         }
         for &(_, slot, _) in &self.pending {
-            if let Some(Some(sa)) = self.outbound.get(slot) {
+            if let Some(sa) = self.outbound.get(slot).and_then(|s| s.sa.as_ref()) {
                 prefetch_range((&raw const **sa).cast(), size_of::<OutboundSa>(), 256);
             }
         }
         let mut pending = std::mem::take(&mut self.pending);
         pending.retain(|&(idx, slot, policy)| {
             let pkt = &mut pkts[idx];
-            if self.outbound.get(slot).is_none_or(Option::is_none) {
+            if self.outbound.get(slot).is_none_or(|s| s.sa.is_none()) {
                 // The policy names a slot whose SA is gone (expired, being rekeyed).
                 if let Ok(key) = wire::flow_key(pkt.data()) {
                     self.want_sa(policy, key, now);
@@ -683,7 +697,7 @@ impl Pipeline {
                 verdicts[idx] = Verdict::Drop(DropReason::TtlExpired);
                 return false;
             }
-            if let Some(Some(sa)) = self.outbound.get(slot) {
+            if let Some(sa) = self.outbound.get(slot).and_then(|s| s.sa.as_ref()) {
                 for (at, len) in sa.hot_memory() {
                     prefetch_range(at, len, KEY_STATE_PREFETCH);
                 }
@@ -701,7 +715,7 @@ impl Pipeline {
             let sa_idx = pending[i].1;
             let run = pending[i..].iter().take_while(|p| p.1 == sa_idx).count();
             // (`check_pending` dropped the packets whose slot is empty.)
-            let Some(sa) = self.outbound.get(sa_idx).and_then(Option::as_ref) else {
+            let Some(sa) = self.outbound.get(sa_idx).and_then(|s| s.sa.as_ref()) else {
                 for p in &pending[i..i + run] {
                     verdicts[p.0] = Verdict::Drop(DropReason::NoSa);
                 }
@@ -715,7 +729,7 @@ impl Pipeline {
             for (k, p) in pending[i..i + run].iter().enumerate() {
                 let pkt = &mut pkts[p.0];
                 let inner_len = pkt.len() as u64;
-                let Some(sa) = self.outbound[sa_idx].as_ref() else { continue };
+                let Some(sa) = self.outbound[sa_idx].sa.as_ref() else { continue };
                 verdicts[p.0] = match sa.encapsulate(first + k as u64, pkt) {
                     Ok(()) => {
                         self.counters.encrypted.add(1);

@@ -6,9 +6,7 @@
 use crate::hash::FastMap;
 use crate::net::Prefix;
 use esp::wire::FlowKey;
-use crate::dpdk::prefetch_range;
-use crate::hash::FastHasher;
-use std::hash::Hasher;
+use crate::hash::PrefetchMap;
 use std::net::IpAddr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,138 +131,9 @@ struct Group {
     dst_len: u8,
     src_mask: u128,
     dst_mask: u128,
-    /// (source network, destination network) to the policies with those prefixes.
-    buckets: Networks,
-}
-
-/// A group's table of buckets by (source network, destination network): open addressing with
-/// linear probing, at most half full. Its own rather than a `HashMap` so that a worker can ask
-/// for a key's slot (`prefetch`) a while before it reads it: with 100,000 tunnels the slot is
-/// in no cache, and a burst's lookups then overlap instead of waiting one after another.
-#[derive(Clone, Debug, Default)]
-struct Networks {
-    /// A power of two long, or empty.
-    slots: Vec<Option<Slot>>,
-    len: usize,
-}
-
-/// The key first (`repr(C)`), then the best policy: what a lookup reads lies together.
-#[derive(Clone, Debug)]
-#[repr(C)]
-struct Slot {
-    key: (u128, u128),
-    bucket: Bucket,
-}
-
-impl Networks {
-    fn with_capacity(n: usize) -> Self {
-        let cap = if n == 0 { 0 } else { (2 * n).next_power_of_two().max(8) };
-        Networks { slots: (0..cap).map(|_| None).collect(), len: 0 }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The slot where the search for `key` starts. Only called on a non-empty table.
-    #[inline]
-    fn home(&self, key: &(u128, u128)) -> usize {
-        let mut h = FastHasher::default();
-        h.write_u128(key.0);
-        h.write_u128(key.1);
-        h.finish() as usize & (self.slots.len() - 1)
-    }
-
-    #[inline]
-    fn find(&self, key: &(u128, u128)) -> Option<usize> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let mask = self.slots.len() - 1;
-        let mut i = self.home(key);
-        // Ends: at most half the slots are full, so a search meets an empty one.
-        loop {
-            match &self.slots[i] {
-                None => return None,
-                Some(s) if s.key == *key => return Some(i),
-                Some(_) => i = (i + 1) & mask,
-            }
-        }
-    }
-
-    #[inline]
-    fn get(&self, key: &(u128, u128)) -> Option<&Bucket> {
-        let i = self.find(key)?;
-        self.slots[i].as_ref().map(|s| &s.bucket)
-    }
-
-    /// Asks for the cache lines of `key`'s first slot (the key and the best policy).
-    #[inline]
-    fn prefetch(&self, key: &(u128, u128)) {
-        if !self.slots.is_empty() {
-            let at: *const u8 = self.slots.as_ptr().wrapping_add(self.home(key)).cast();
-            prefetch_range(at, size_of::<Option<Slot>>(), 128);
-        }
-    }
-
-    fn insert(&mut self, key: (u128, u128), p: Policy) {
-        if let Some(i) = self.find(&key) {
-            if let Some(s) = &mut self.slots[i] {
-                s.bucket.insert(p);
-            }
-            return;
-        }
-        if 2 * (self.len + 1) > self.slots.len() {
-            self.grow();
-        }
-        let mask = self.slots.len() - 1;
-        let mut i = self.home(&key);
-        while self.slots[i].is_some() {
-            i = (i + 1) & mask;
-        }
-        self.slots[i] = Some(Slot { key, bucket: Bucket { best: p, all: vec![p] } });
-        self.len += 1;
-    }
-
-    fn grow(&mut self) {
-        let cap = (2 * self.slots.len()).max(8);
-        let old = std::mem::replace(&mut self.slots, (0..cap).map(|_| None).collect());
-        let mask = cap - 1;
-        for s in old.into_iter().flatten() {
-            let mut i = self.home(&s.key);
-            while self.slots[i].is_some() {
-                i = (i + 1) & mask;
-            }
-            self.slots[i] = Some(s);
-        }
-    }
-
-    /// Removes policy `id` from `key`'s bucket, and the bucket if that leaves it empty.
-    fn remove(&mut self, key: &(u128, u128), id: u32) {
-        let Some(mut hole) = self.find(key) else { return };
-        if let Some(s) = &mut self.slots[hole]
-            && s.bucket.remove(id)
-        {
-            return;
-        }
-        // Backward-shift deletion (Knuth, TAOCP vol. 3, 6.4, algorithm R): entries after
-        // the hole move into it when the hole lies between their home slot and where they
-        // are, so that every search still meets its key before an empty slot.
-        self.slots[hole] = None;
-        self.len -= 1;
-        let mask = self.slots.len() - 1;
-        let mut j = hole;
-        loop {
-            j = (j + 1) & mask;
-            let Some(s) = &self.slots[j] else { break };
-            let from_home = j.wrapping_sub(self.home(&s.key)) & mask;
-            let from_hole = j.wrapping_sub(hole) & mask;
-            if from_home >= from_hole {
-                self.slots[hole] = self.slots[j].take();
-                hole = j;
-            }
-        }
-    }
+    /// (source network, destination network) to the policies with those prefixes. A map that
+    /// can prefetch: see `Spd::prefetch_outbound`.
+    buckets: PrefetchMap<(u128, u128), Bucket>,
 }
 
 /// The policies of one group with the same two networks, best first. The best is also kept
@@ -361,14 +230,20 @@ impl Spd {
         let g = match self.groups.iter().position(|g| (g.v6, g.src_len, g.dst_len) == (v6, src_len, dst_len)) {
             Some(i) => i,
             None => {
-                let buckets = Networks::with_capacity(std::mem::take(&mut self.reserve));
+                let buckets = PrefetchMap::with_capacity(std::mem::take(&mut self.reserve));
                 let (src_mask, dst_mask) = (mask(v6, src_len), mask(v6, dst_len));
                 self.groups.push(Group { v6, src_len, dst_len, src_mask, dst_mask, buckets });
                 self.groups.len() - 1
             }
         };
         let g = &mut self.groups[g];
-        g.buckets.insert(g.key(&p.selector), p);
+        let key = g.key(&p.selector);
+        match g.buckets.get_mut(&key) {
+            Some(b) => b.insert(p),
+            None => {
+                g.buckets.insert(key, Bucket { best: p, all: vec![p] });
+            }
+        }
     }
 
     /// Removes the policy with this id; false if there is none.
@@ -377,7 +252,12 @@ impl Spd {
         let (v6, src_len, dst_len) = (p.selector.src.addr.is_ipv6(), p.selector.src.len, p.selector.dst.len);
         if let Some(gi) = self.groups.iter().position(|g| (g.v6, g.src_len, g.dst_len) == (v6, src_len, dst_len)) {
             let g = &mut self.groups[gi];
-            g.buckets.remove(&g.key(&p.selector), id);
+            let key = g.key(&p.selector);
+            if let Some(b) = g.buckets.get_mut(&key)
+                && !b.remove(id)
+            {
+                g.buckets.remove(&key);
+            }
             if g.buckets.is_empty() {
                 self.groups.swap_remove(gi);
             }
@@ -480,45 +360,6 @@ mod tests {
     /// The index answers as a scan in rank order does, through inserts, replacements and
     /// removals of random policies (both families, overlapping prefixes, ports, protocols),
     /// for random packets in both directions.
-    #[test]
-    fn networks_table_finds_what_it_holds_after_removals() {
-        let pol = |id| Policy {
-            selector: Selector {
-                src: "10.0.0.0/8".parse().unwrap(),
-                dst: "10.0.0.0/8".parse().unwrap(),
-                proto: None,
-                sport: PortRange::ANY,
-                dport: PortRange::ANY,
-            },
-            action: Action::Bypass,
-            priority: 0,
-            id,
-        };
-        let key = |i: u32| (u128::from(i % 37), u128::from(i / 37));
-        // Starts small: grows several times, and clusters wrap around the end.
-        let mut t = Networks::with_capacity(4);
-        let mut present = vec![false; 2000];
-        let mut x = 12345u64;
-        for round in 0..20_000u32 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let i = ((x >> 33) % 2000) as u32;
-            if present[i as usize] && round % 3 != 0 {
-                t.remove(&key(i), i);
-                present[i as usize] = false;
-            } else if !present[i as usize] {
-                t.insert(key(i), pol(i));
-                present[i as usize] = true;
-            }
-            if round % 997 == 0 {
-                for (j, &p) in present.iter().enumerate() {
-                    assert_eq!(t.get(&key(j as u32)).map(|b| b.best.id), p.then_some(j as u32), "key {j}");
-                }
-                assert_eq!(t.len, present.iter().filter(|&&p| p).count());
-                assert!(2 * t.len <= t.slots.len());
-            }
-        }
-    }
-
     #[test]
     fn index_agrees_with_a_linear_scan() {
         use std::net::{Ipv4Addr, Ipv6Addr};
