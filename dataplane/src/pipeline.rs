@@ -72,7 +72,9 @@ pub struct Neighbor {
 /// An inbound SA as a worker holds it: the SA (its anti-replay window shared with the other
 /// workers' copies), its slot for the counters, and the traffic selectors decrypted packets
 /// must match (RFC 4301 5.2), written as outbound policies are (local side as `src`).
+/// Cache-line aligned, as `OutboundSa` is.
 #[derive(Debug, Clone)]
+#[repr(align(64))]
 pub struct InboundEntry {
     pub slot: usize,
     pub sa: InboundSa,

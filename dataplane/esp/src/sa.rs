@@ -199,8 +199,10 @@ fn inner_fields(inner: &[u8]) -> Result<(u8, u8, bool), EspError> {
     }
 }
 
-/// The sending half of an SA.
+/// The sending half of an SA. Cache-line aligned: 184 bytes then take 3 lines, not 4, and
+/// with many tunnels each is a miss.
 #[derive(Debug)]
+#[repr(align(64))]
 pub struct OutboundSa {
     pub spi: u32,
     pub esn: bool,

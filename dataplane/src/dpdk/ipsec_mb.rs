@@ -8,7 +8,7 @@ use esp::aead::{Aead, AesGcm, AuthError, Backend, GcmKeyLen, ICV_LEN, KeyMateria
 use std::sync::OnceLock;
 
 /// The library's manager: after `init_mb_mgr_auto` a read-only table of function pointers for
-/// this CPU, and where that CPU's code path keeps H^1..H^8 (see `low_powers_offset`). It lives
+/// this CPU, and where that CPU's code path keeps H^1..H^5 (see `low_powers_offset`). It lives
 /// as long as the process.
 struct Manager(&'static imb::IMB_MGR, usize);
 
@@ -89,15 +89,19 @@ pub struct IpsecMbGcm {
     key: KeyData,
 }
 
-/// Where the library's code path for this CPU keeps H^1..H^8 in `gcm_key_data` (libIPSec_MB
+/// Bytes of GHASH key powers H^1..H^5 that a 64-byte packet's ciphertext (five blocks with
+/// the ESP trailer) needs: the library hashes n blocks with H^n..H^1.
+const LOW_POWERS_LEN: usize = 5 * 16;
+
+/// Where the library's code path for this CPU keeps H^1..H^5 in `gcm_key_data` (libIPSec_MB
 /// 1.3): the SSE, AVX, AVX2 and AVX-512 code store H, H^2, ... from the start of the GHASH
 /// keys (after the 240 bytes of round keys); the VAES AVX-512 code stores 48 powers from the
-/// highest down, so H^8..H^1 are its last 128 bytes.
+/// highest down, so H^5..H^1 are its last 80 bytes.
 fn low_powers_offset(arch: imb::IMB_ARCH) -> usize {
     let start = std::mem::offset_of!(imb::gcm_key_data, ghash_keys);
     let vaes = std::arch::is_x86_feature_detected!("vaes") && std::arch::is_x86_feature_detected!("vpclmulqdq");
     if arch == imb::IMB_ARCH_AVX512 && vaes {
-        start + std::mem::size_of::<imb::gcm_key_data__bindgen_ty_1__bindgen_ty_3>() - 128
+        start + std::mem::size_of::<imb::gcm_key_data__bindgen_ty_1__bindgen_ty_3>() - LOW_POWERS_LEN
     } else {
         start
     }
@@ -204,7 +208,7 @@ impl Aead for IpsecMbGcm {
         if tags_equal(&computed, tag) { Ok(()) } else { Err(AuthError) }
     }
 
-    /// The functions, the round keys and H^1..H^8: 7 cache lines of the 17. Prefetching all
+    /// The functions, the round keys and H^1..H^5: 7 cache lines of the 17. Prefetching all
     /// of them for a burst of SAs would crowd the packets out of the first-level cache.
     /// Computed without reading `self`, which is what is to be prefetched.
     fn key_state(&self) -> [(*const u8, usize); 2] {
@@ -212,7 +216,7 @@ impl Aead for IpsecMbGcm {
         let key: *const u8 = (&raw const self.key.0).cast();
         let round_keys_end = std::mem::offset_of!(IpsecMbGcm, key) + 256;
         let low_powers = manager().map_or(0, |m| m.1);
-        [(me, round_keys_end), (key.wrapping_add(low_powers), 128)]
+        [(me, round_keys_end), (key.wrapping_add(low_powers), LOW_POWERS_LEN)]
     }
 }
 
