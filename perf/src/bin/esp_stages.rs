@@ -67,6 +67,9 @@ struct Args {
     /// AES-GCM implementation: aes-gcm, aws-lc, ipsec-mb, or auto (the fastest here).
     #[arg(long, default_value = "aes-gcm")]
     backend: String,
+    /// Directions to measure: out (encap / outbound), in (decap / inbound).
+    #[arg(long, value_delimiter = ',', default_value = "out,in")]
+    dirs: Vec<Dir>,
     /// Pipeline table: SA pairs (each with its own /32 policy) on both gateways; frame `j`
     /// belongs to pair `j mod N`, so consecutive frames never share an SA (many tunnels).
     #[arg(long, default_value_t = 1)]
@@ -75,6 +78,12 @@ struct Args {
     /// of bursts); the one-SA baseline for --sas N is --frames N. Default one round, 384.
     #[arg(long)]
     frames: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Dir {
+    Out,
+    In,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -700,20 +709,25 @@ fn case_rows(args: &Args, case: &SizeCase, t: Tunnel, tsc_per_ns: Option<f64>) -
     let mut pipe = pipe_table.then(|| PipeBench::new(case, t.aes, t.backend, args.sas, frames));
     let mut one_sa = (pipe_table && args.sas > 1).then(|| PipeBench::new(case, t.aes, t.backend, 1, frames.max(args.sas)));
     let mut rows = Vec::new();
-    for (dir, pipe_dir, [stage, aead, reset], [p_stage, p_reset, p_one]) in [
+    for (d, dir, pipe_dir, [stage, aead, reset], [p_stage, p_reset, p_one]) in [
         (
+            Dir::Out,
             "encap",
             "outbound",
             [Kind::EncapStage, Kind::EncapAead, Kind::EncapReset],
             [Kind::PipeOut, Kind::PipeOutReset, Kind::PipeOutOneSa],
         ),
         (
+            Dir::In,
             "decap",
             "inbound",
             [Kind::DecapStage, Kind::DecapAead, Kind::DecapReset],
             [Kind::PipeIn, Kind::PipeInReset, Kind::PipeInOneSa],
         ),
     ] {
+        if !args.dirs.contains(&d) {
+            continue;
+        }
         let mut kinds = if esp_table { vec![stage, aead, reset] } else { vec![aead] };
         if pipe_table {
             kinds.extend([p_stage, p_reset]);
