@@ -94,8 +94,10 @@ impl<K: Hash + Eq, V> PrefetchMap<K, V> {
         h.finish() as usize & (self.slots.len() - 1)
     }
 
+    /// Where `key` is: a position for [`Self::at`], valid until the map next changes (a worker
+    /// finds a burst's keys once and reads their values in later phases).
     #[inline]
-    fn find(&self, key: &K) -> Option<usize> {
+    pub fn find(&self, key: &K) -> Option<usize> {
         if self.slots.is_empty() {
             return None;
         }
@@ -109,6 +111,12 @@ impl<K: Hash + Eq, V> PrefetchMap<K, V> {
                 Some(_) => i = (i + 1) & mask,
             }
         }
+    }
+
+    /// The value at a position from [`Self::find`].
+    #[inline]
+    pub fn at(&self, pos: usize) -> Option<&V> {
+        self.slots.get(pos)?.as_ref().map(|(_, v)| v)
     }
 
     #[inline]
@@ -213,6 +221,7 @@ mod tests {
             if round % 997 == 0 {
                 for j in 0..2000 {
                     assert_eq!(t.get(&key(j)), want.get(&key(j)), "key {j}");
+                    assert_eq!(t.find(&key(j)).and_then(|p| t.at(p)), want.get(&key(j)), "key {j}");
                     t.prefetch(&key(j));
                 }
                 assert_eq!(t.len(), want.len());

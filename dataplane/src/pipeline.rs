@@ -148,9 +148,9 @@ pub struct Pipeline {
     /// Outbound packets of the burst that matched a protect policy naming an SA slot:
     /// (burst index, SA slot, policy id). They are checked and sealed after the SPD phase.
     pending: Vec<(usize, usize, u32)>,
-    /// ESP packets of the burst for an inbound SA we have: (burst index, outer headers),
-    /// opened after the whole burst is classified.
-    pending_in: Vec<(usize, wire::EspOuter)>,
+    /// ESP packets of the burst: (burst index, outer headers, position of the SA in
+    /// `inbound`), opened after the whole burst is classified.
+    pending_in: Vec<(usize, wire::EspOuter, usize)>,
     /// Packets of the burst in the clear, for the SPD: (burst index, flow).
     pending_clear: Vec<(usize, FlowKey)>,
     /// TSC of the last ICMP error sent, for rate limiting.
@@ -420,10 +420,15 @@ impl Pipeline {
             Ok(k) => k,
             Err(_) => return Verdict::Drop(DropReason::MalformedIp),
         };
-        // The SPD is looked up once the whole burst is classified (see `process`).
-        match self.ports[port].role {
-            Role::Protected => self.spd.prefetch_outbound(&key),
-            Role::Unprotected => self.spd.prefetch_inbound_clear(&key),
+        // The SPD is looked up once the whole burst is classified (see `process`). Prefetches
+        // are skipped for a packet between the same addresses as the one before, and below
+        // for one on the same SA: traffic of few tunnels has all of it in cache already, and
+        // asking again would only cost.
+        if self.pending_clear.last().is_none_or(|(_, k)| (k.src, k.dst) != (key.src, key.dst)) {
+            match self.ports[port].role {
+                Role::Protected => self.spd.prefetch_outbound(&key),
+                Role::Unprotected => self.spd.prefetch_inbound_clear(&key),
+            }
         }
         self.pending_clear.push((idx, key));
         // Placeholder until `apply_policies` decides.
@@ -452,8 +457,10 @@ impl Pipeline {
                 }
                 Some((Action::Protect { sa_out: Some(sa_out) }, id)) => {
                     // Ask for the slot (SA and egress, read next phase) and its counters.
-                    prefetch(self.outbound.as_ptr().wrapping_add(sa_out));
-                    prefetch(self.counters.sa.as_ptr().wrapping_add(sa_out));
+                    if self.pending.last().is_none_or(|p| p.1 != sa_out) {
+                        prefetch(self.outbound.as_ptr().wrapping_add(sa_out));
+                        prefetch(self.counters.sa.as_ptr().wrapping_add(sa_out));
+                    }
                     self.pending.push((idx, sa_out, id));
                     // Placeholder until `check_pending` and `encrypt_pending` decide.
                     Verdict::Drop(DropReason::NoRoom)
@@ -480,8 +487,10 @@ impl Pipeline {
     /// ESP addressed to the gateway: queued to be opened with the rest of the burst, its SPI's
     /// slot in the SAD asked for.
     fn queue_inbound(&mut self, idx: usize, outer: wire::EspOuter) -> Verdict {
-        self.inbound.prefetch(&outer.spi);
-        self.pending_in.push((idx, outer));
+        if self.pending_in.last().is_none_or(|p| p.1.spi != outer.spi) {
+            self.inbound.prefetch(&outer.spi);
+        }
+        self.pending_in.push((idx, outer, 0));
         // Placeholder until `decrypt_pending` decides.
         Verdict::Drop(DropReason::NoRoom)
     }
@@ -494,9 +503,15 @@ impl Pipeline {
             return;
         }
         let mut pending = std::mem::take(&mut self.pending_in);
-        pending.retain(|(idx, outer)| match self.inbound.get(&outer.spi) {
-            Some(entry) => {
-                prefetch_range((&raw const **entry).cast(), size_of::<InboundEntry>(), 256);
+        let mut last = usize::MAX;
+        pending.retain_mut(|(idx, outer, pos)| match self.inbound.find(&outer.spi) {
+            Some(p) => {
+                if p != last
+                    && let Some(entry) = self.inbound.at(p)
+                {
+                    prefetch_range((&raw const **entry).cast(), size_of::<InboundEntry>(), 256);
+                }
+                (*pos, last) = (p, p);
                 true
             }
             None => {
@@ -509,8 +524,13 @@ impl Pipeline {
                 false
             }
         });
-        for (_, outer) in &pending {
-            if let Some(e) = self.inbound.get(&outer.spi) {
+        let mut last = usize::MAX;
+        for &(_, _, pos) in &pending {
+            if pos == last {
+                continue;
+            }
+            last = pos;
+            if let Some(e) = self.inbound.at(pos) {
                 for (at, len) in e.sa.hot_memory() {
                     prefetch_range(at, len, KEY_STATE_PREFETCH);
                 }
@@ -518,16 +538,17 @@ impl Pipeline {
                 prefetch(self.counters.sa.as_ptr().wrapping_add(e.slot));
             }
         }
-        for (idx, outer) in &pending {
-            verdicts[*idx] = self.inbound_esp(&mut pkts[*idx], outer, now);
+        for (idx, outer, pos) in &pending {
+            verdicts[*idx] = self.inbound_esp(&mut pkts[*idx], outer, *pos, now);
         }
         self.pending_in = pending;
     }
 
     /// Opens ESP addressed to the gateway, plain or in UDP 4500, classified as `outer`.
-    fn inbound_esp<B: PacketBuf>(&mut self, pkt: &mut B, outer: &wire::EspOuter, now: u64) -> Verdict {
+    /// The SA is at `pos` in `inbound`.
+    fn inbound_esp<B: PacketBuf>(&mut self, pkt: &mut B, outer: &wire::EspOuter, pos: usize, now: u64) -> Verdict {
         // `decrypt_pending` found the SA, and updates are applied only between bursts.
-        let Some(entry) = self.inbound.get(&outer.spi) else {
+        let Some(entry) = self.inbound.at(pos) else {
             return Verdict::Drop(DropReason::UnknownSpi);
         };
         let sa_idx = entry.slot;
@@ -675,12 +696,17 @@ impl Pipeline {
         if self.pending.is_empty() {
             return;
         }
+        let mut last = usize::MAX;
         for &(_, slot, _) in &self.pending {
-            if let Some(sa) = self.outbound.get(slot).and_then(|s| s.sa.as_ref()) {
+            if slot != last
+                && let Some(sa) = self.outbound.get(slot).and_then(|s| s.sa.as_ref())
+            {
                 prefetch_range((&raw const **sa).cast(), size_of::<OutboundSa>(), 256);
             }
+            last = slot;
         }
         let mut pending = std::mem::take(&mut self.pending);
+        let mut last = usize::MAX;
         pending.retain(|&(idx, slot, policy)| {
             let pkt = &mut pkts[idx];
             if self.outbound.get(slot).is_none_or(|s| s.sa.is_none()) {
@@ -699,11 +725,14 @@ impl Pipeline {
                 verdicts[idx] = Verdict::Drop(DropReason::TtlExpired);
                 return false;
             }
-            if let Some(sa) = self.outbound.get(slot).and_then(|s| s.sa.as_ref()) {
+            if slot != last
+                && let Some(sa) = self.outbound.get(slot).and_then(|s| s.sa.as_ref())
+            {
                 for (at, len) in sa.hot_memory() {
                     prefetch_range(at, len, KEY_STATE_PREFETCH);
                 }
             }
+            last = slot;
             true
         });
         self.pending = pending;

@@ -6,11 +6,16 @@
 use dpdk_sys::ipsec_mb as imb;
 use esp::aead::{Aead, AesGcm, AuthError, Backend, GcmKeyLen, ICV_LEN, KeyMaterial};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The library's manager: after `init_mb_mgr_auto` a read-only table of function pointers for
-/// this CPU, and where that CPU's code path keeps H^1..H^5 (see `low_powers_offset`). It lives
-/// as long as the process.
-struct Manager(&'static imb::IMB_MGR, usize);
+/// this CPU. It lives as long as the process.
+struct Manager(&'static imb::IMB_MGR);
+
+/// Where this CPU's code path keeps H^1..H^5 in the key structure (see `low_powers_offset`),
+/// set with the manager, before any key exists. A plain static: `key_state` reads it per
+/// packet.
+static LOW_POWERS: AtomicUsize = AtomicUsize::new(0);
 
 // Safety: the manager is written once, by `init_mb_mgr_auto` before it is shared, and only
 // read afterwards; the direct GCM functions keep no state in it.
@@ -18,7 +23,7 @@ unsafe impl Send for Manager {}
 // Safety: as above, shared reads only.
 unsafe impl Sync for Manager {}
 
-fn manager() -> Option<(&'static imb::IMB_MGR, usize)> {
+fn manager() -> Option<&'static imb::IMB_MGR> {
     static MGR: OnceLock<Option<Manager>> = OnceLock::new();
     MGR.get_or_init(|| {
         // Safety: alloc_mb_mgr returns an owned, suitably aligned manager or NULL; it is
@@ -34,11 +39,12 @@ fn manager() -> Option<(&'static imb::IMB_MGR, usize)> {
                 imb::free_mb_mgr(m);
                 return None;
             }
-            Some(Manager(&*m, low_powers_offset(arch)))
+            LOW_POWERS.store(low_powers_offset(arch), Ordering::Relaxed);
+            Some(Manager(&*m))
         }
     })
     .as_ref()
-    .map(|m| (m.0, m.1))
+    .map(|m| m.0)
 }
 
 /// Whether the library initialised on this CPU.
@@ -111,7 +117,7 @@ impl IpsecMbGcm {
     /// Built in place on the heap: a key schedule made on the stack and moved would leave a
     /// copy behind that nothing wipes.
     pub fn new(km: &KeyMaterial) -> Option<Box<Self>> {
-        let (m, _) = manager()?;
+        let m = manager()?;
         let (pre, enc, dec) = match km.key_len() {
             GcmKeyLen::Aes128 => (m.gcm128_pre, m.gcm128_enc, m.gcm128_dec),
             GcmKeyLen::Aes256 => (m.gcm256_pre, m.gcm256_enc, m.gcm256_dec),
@@ -215,7 +221,7 @@ impl Aead for IpsecMbGcm {
         let me: *const u8 = (&raw const *self).cast();
         let key: *const u8 = (&raw const self.key.0).cast();
         let round_keys_end = std::mem::offset_of!(IpsecMbGcm, key) + 256;
-        let low_powers = manager().map_or(0, |m| m.1);
+        let low_powers = LOW_POWERS.load(Ordering::Relaxed);
         [(me, round_keys_end), (key.wrapping_add(low_powers), LOW_POWERS_LEN)]
     }
 }
