@@ -3,10 +3,9 @@
 //! Protect entries are used in both directions: outbound as written, inbound mirrored (the
 //! decrypted packet travels from the policy's `dst` to its `src`).
 
-use crate::hash::FastMap;
+use crate::hash::{FastMap, PrefetchMap};
 use crate::net::Prefix;
 use esp::wire::FlowKey;
-use crate::hash::PrefetchMap;
 use std::net::IpAddr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,7 +152,7 @@ impl Bucket {
         if matches(&self.best.selector) {
             return Some(&self.best);
         }
-        self.all[1..].iter().find(|p| matches(&p.selector))
+        self.all.iter().skip(1).find(|p| matches(&p.selector))
     }
 
     fn insert(&mut self, p: Policy) {

@@ -69,11 +69,11 @@ pub use eal::{
 pub use error::{DpdkError, RteErrno};
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
-pub use prefetch::{prefetch, prefetch_range};
 pub use port::{
     Port, PortStats, link_is_up, link_up, port_by_name, port_close, port_count, port_mac, port_name, port_socket,
     port_stats, port_stop, rx_burst, set_port_mac, tx_burst,
 };
+pub use prefetch::{prefetch, prefetch_range};
 
 #[cfg(test)]
 mod tests {

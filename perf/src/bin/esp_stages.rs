@@ -707,7 +707,8 @@ fn case_rows(args: &Args, case: &SizeCase, t: Tunnel, tsc_per_ns: Option<f64>) -
     let mut esp = EspBench::new(case, t);
     let frames = args.frames.unwrap_or(ROUND);
     let mut pipe = pipe_table.then(|| PipeBench::new(case, t.aes, t.backend, args.sas, frames));
-    let mut one_sa = (pipe_table && args.sas > 1).then(|| PipeBench::new(case, t.aes, t.backend, 1, frames.max(args.sas)));
+    let mut one_sa =
+        (pipe_table && args.sas > 1).then(|| PipeBench::new(case, t.aes, t.backend, 1, frames.max(args.sas)));
     let mut rows = Vec::new();
     for (d, dir, pipe_dir, [stage, aead, reset], [p_stage, p_reset, p_one]) in [
         (
@@ -735,10 +736,12 @@ fn case_rows(args: &Args, case: &SizeCase, t: Tunnel, tsc_per_ns: Option<f64>) -
         if one_sa.is_some() {
             kinds.push(p_one);
         }
-        let sums = measure_kinds(args, &kinds, tsc_per_ns, |k| match (k.is_pipeline(), k.one_sa(), pipe.as_mut(), one_sa.as_mut()) {
-            (true, _, Some(p), _) => (p.round(k), p.round_packets(), p.round_bytes),
-            (_, Some(k1), _, Some(p)) => (p.round(k1), p.round_packets(), p.round_bytes),
-            _ => (esp.round(k), ROUND as u64, case.round_bytes()),
+        let sums = measure_kinds(args, &kinds, tsc_per_ns, |k| {
+            match (k.is_pipeline(), k.one_sa(), pipe.as_mut(), one_sa.as_mut()) {
+                (true, _, Some(p), _) => (p.round(k), p.round_packets(), p.round_bytes),
+                (_, Some(k1), _, Some(p)) => (p.round(k1), p.round_packets(), p.round_bytes),
+                _ => (esp.round(k), ROUND as u64, case.round_bytes()),
+            }
         });
         let get = |k: Kind| sums.iter().find(|s| s.kind == k).cloned();
         let aead = get(aead).expect("AEAD always measured");
