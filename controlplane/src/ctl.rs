@@ -2,12 +2,9 @@
 //! their algorithms, ages and traffic, initiate and terminate connections. One JSON request
 //! per connection, one JSON answer, a protocol version in each; the socket file is mode 0600.
 
+use ctlproto::line::{self, LineServer, Protocol};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 pub const VERSION: u32 = 1;
 
@@ -70,68 +67,40 @@ pub struct IkeResponse {
     pub message: Option<String>,
 }
 
-pub struct CtlServer {
-    listener: UnixListener,
-    path: PathBuf,
+impl line::Versioned for IkeRequest {
+    fn version(&self) -> u32 {
+        self.version
+    }
 }
+
+impl line::Answer for IkeResponse {
+    fn refused(version: u32, why: String) -> Self {
+        IkeResponse { version, error: Some(why), ..Default::default() }
+    }
+    fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+}
+
+/// One request per connection is all `ikectl` sends.
+const PROTOCOL: Protocol = Protocol { version: VERSION, speaker: "daemon", max_batch: 1 };
+
+/// The listening end, polled by the daemon's event loop (non-blocking).
+pub struct CtlServer(LineServer);
 
 impl CtlServer {
     pub fn bind(path: &Path) -> std::io::Result<Self> {
-        if path.exists() {
-            std::fs::remove_file(path)?;
-        }
-        let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        listener.set_nonblocking(true)?;
-        Ok(CtlServer { listener, path: path.to_path_buf() })
+        LineServer::bind(path, PROTOCOL).map(CtlServer)
     }
 
     /// Answers every client waiting now.
     pub fn poll(&self, handle: &mut dyn FnMut(IkeCommand) -> IkeResponse) {
-        while let Ok((stream, _)) = self.listener.accept() {
-            let _ = serve(stream, handle);
-        }
+        self.0.poll(&mut |r: IkeRequest| handle(r.command));
     }
-}
-
-impl Drop for CtlServer {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn serve(stream: UnixStream, handle: &mut dyn FnMut(IkeCommand) -> IkeResponse) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
-    let mut line = String::new();
-    BufReader::new(stream.try_clone()?).take(64 * 1024).read_line(&mut line)?;
-    let resp = match serde_json::from_str::<IkeRequest>(&line) {
-        Ok(r) if r.version != VERSION => IkeResponse {
-            version: VERSION,
-            error: Some(format!("protocol version {} not supported (this daemon speaks {VERSION})", r.version)),
-            ..Default::default()
-        },
-        Ok(r) => handle(r.command),
-        Err(e) => IkeResponse { version: VERSION, error: Some(format!("bad request: {e}")), ..Default::default() },
-    };
-    let mut w = stream;
-    serde_json::to_writer(&mut w, &resp)?;
-    w.write_all(b"\n")
 }
 
 pub fn request(path: &Path, command: IkeCommand) -> Result<IkeResponse, String> {
-    let mut s = UnixStream::connect(path).map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-    let mut line = serde_json::to_string(&IkeRequest { version: VERSION, command }).map_err(|e| e.to_string())?;
-    line.push('\n');
-    s.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    BufReader::new(s).read_line(&mut answer).map_err(|e| e.to_string())?;
-    let r: IkeResponse = serde_json::from_str(&answer).map_err(|e| format!("bad answer: {e}"))?;
-    match r.error {
-        Some(e) => Err(e),
-        None => Ok(r),
-    }
+    line::ask(path, IkeRequest { version: VERSION, command })
 }
 
 /// A table for people.

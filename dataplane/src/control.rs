@@ -4,98 +4,33 @@
 //! Commands: read counters and SAs, install and remove SAs and policies, poll events (soft and
 //! hard lifetime, acquire). Key material travels only over this socket and is never printed.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use ctlproto::line::LineServer;
+use std::path::Path;
 
 pub use ctlproto::{Command, PROTOCOL_VERSION, Request, Response, request};
 
-/// The listening end, polled by the control thread (non-blocking).
-pub struct ControlServer {
-    listener: UnixListener,
-    path: PathBuf,
-}
+/// The listening end, polled by the control thread (non-blocking); the socket and its
+/// protocol are `ctlproto`'s.
+pub struct ControlServer(LineServer);
 
 impl ControlServer {
     pub fn bind(path: &Path) -> std::io::Result<Self> {
-        // A stale socket from a previous run would make bind fail.
-        if path.exists() {
-            std::fs::remove_file(path)?;
-        }
-        let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        listener.set_nonblocking(true)?;
-        Ok(ControlServer { listener, path: path.to_path_buf() })
+        LineServer::bind(path, ctlproto::PROTOCOL).map(ControlServer)
     }
 
     /// Answers every client waiting now, each command through `handle`.
     pub fn poll(&self, handle: &mut dyn FnMut(Command) -> Response) {
-        while let Ok((stream, _)) = self.listener.accept() {
-            let _ = serve(stream, handle);
-        }
-    }
-}
-
-impl Drop for ControlServer {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-use ctlproto::MAX_BATCH;
-
-fn serve(stream: UnixStream, handle: &mut dyn FnMut(Command) -> Response) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(1)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    // Buffered: serde_json writes token by token, which would be a system call each.
-    let mut w = std::io::BufWriter::new(stream);
-    for _ in 0..MAX_BATCH {
-        let mut line = String::new();
-        if (&mut reader).take(64 * 1024).read_line(&mut line)? == 0 {
-            break;
-        }
-        let resp = match serde_json::from_str::<Request>(&line) {
-            Ok(r) if r.version != PROTOCOL_VERSION => Response {
-                version: PROTOCOL_VERSION,
-                error: Some(format!(
-                    "protocol version {} not supported (this dataplane speaks {PROTOCOL_VERSION})",
-                    r.version
-                )),
-                ..Response::default()
-            },
-            Ok(r) => handle(r.command),
-            Err(e) => Response { version: PROTOCOL_VERSION, error: Some(request_error(&e)), ..Response::default() },
-        };
-        serde_json::to_writer(&mut w, &resp)?;
-        w.write_all(b"\n")?;
-        // One write per batch of requests that arrived together.
-        if reader.buffer().is_empty() {
-            w.flush()?;
-        }
-    }
-    w.flush()
-}
-
-/// Why a request was refused, without echoing the values it carried: a malformed key must not
-/// end up in an error message (or a log).
-fn request_error(e: &serde_json::Error) -> String {
-    let msg = e.to_string();
-    let safe =
-        msg.starts_with("unknown field") || msg.starts_with("missing field") || msg.starts_with("unknown variant");
-    if safe {
-        format!("bad request: {msg}")
-    } else {
-        format!("bad request: malformed {:?} input at line {} column {}", e.classify(), e.line(), e.column())
+        self.0.poll(&mut |r: Request| handle(r.command));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
 
     #[test]
     fn stats_over_the_socket_and_version_checked() {

@@ -4,12 +4,11 @@
 //!
 //! Key material travels in [`RawSa`] only over this socket; its `Debug` never shows it.
 
+pub mod line;
+
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
 
 /// One SA as written in the configuration file or sent over the control socket. Its `Debug`
 /// leaves out the key and salt.
@@ -250,44 +249,36 @@ pub struct Response {
     pub events: Option<Vec<SadEvent>>,
 }
 
-/// Client side: sends one request and reads the answer.
+impl line::Versioned for Request {
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+impl line::Answer for Response {
+    fn refused(version: u32, why: String) -> Self {
+        Response { version, error: Some(why), ..Response::default() }
+    }
+    fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+}
+
+/// The dataplane's control socket.
+pub const PROTOCOL: line::Protocol =
+    line::Protocol { version: PROTOCOL_VERSION, speaker: "dataplane", max_batch: MAX_BATCH };
+
 /// Sends several requests on one connection, in order, and returns the answers (each may
 /// carry an error). The dataplane applies them in one round of its control thread.
 pub fn request_many(path: &Path, commands: Vec<Command>) -> Result<Vec<Response>, String> {
-    let mut s = UnixStream::connect(path).map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-    let n = commands.len();
-    let mut text = String::new();
-    for command in commands {
-        text += &serde_json::to_string(&Request { version: PROTOCOL_VERSION, command }).map_err(|e| e.to_string())?;
-        text.push('\n');
-    }
-    s.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
-    s.shutdown(std::net::Shutdown::Write).map_err(|e| e.to_string())?;
-    let mut out = Vec::with_capacity(n);
-    let mut reader = BufReader::new(s);
-    for _ in 0..n {
-        let mut answer = String::new();
-        reader.read_line(&mut answer).map_err(|e| e.to_string())?;
-        out.push(serde_json::from_str(&answer).map_err(|e| format!("bad answer: {e}"))?);
-    }
-    Ok(out)
+    let requests: Vec<Request> =
+        commands.into_iter().map(|command| Request { version: PROTOCOL_VERSION, command }).collect();
+    line::exchange(path, &requests)
 }
 
+/// Sends one request; its answer, or the error it carries.
 pub fn request(path: &Path, command: Command) -> Result<Response, String> {
-    let mut s = UnixStream::connect(path).map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-    let req = Request { version: PROTOCOL_VERSION, command };
-    let mut line = serde_json::to_string(&req).map_err(|e| e.to_string())?;
-    line.push('\n');
-    s.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    BufReader::new(s).read_line(&mut answer).map_err(|e| e.to_string())?;
-    let resp: Response = serde_json::from_str(&answer).map_err(|e| format!("bad answer: {e}"))?;
-    match resp.error {
-        Some(e) => Err(e),
-        None => Ok(resp),
-    }
+    line::ask(path, Request { version: PROTOCOL_VERSION, command })
 }
 
 #[cfg(test)]

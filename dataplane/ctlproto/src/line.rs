@@ -1,0 +1,240 @@
+//! JSON lines over a Unix-domain stream socket, as both control sockets speak them (the
+//! dataplane's and the IKE daemon's operator socket): one request object per line, one
+//! answer per line, a protocol version in every message. The socket file is mode 0600, so
+//! only its owner (root) can use it. The server is polled, non-blocking, by a control loop.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A request that says which protocol version it speaks.
+pub trait Versioned {
+    fn version(&self) -> u32;
+}
+
+/// An answer that can carry an error instead of a result.
+pub trait Answer: Sized {
+    /// The answer to a request that was not understood or not of our version.
+    fn refused(version: u32, why: String) -> Self;
+    fn error(&self) -> Option<&str>;
+}
+
+/// What a server speaks: its version, who it is (for error messages), and how many requests
+/// one connection may carry before it is closed.
+#[derive(Clone, Copy, Debug)]
+pub struct Protocol {
+    pub version: u32,
+    pub speaker: &'static str,
+    pub max_batch: usize,
+}
+
+/// Longest request line read; the rest of a longer one is left unread (the request fails).
+const MAX_LINE: u64 = 64 * 1024;
+
+/// The listening end, polled by a control loop (non-blocking). The socket file is removed
+/// when it is dropped.
+pub struct LineServer {
+    listener: UnixListener,
+    path: PathBuf,
+    protocol: Protocol,
+}
+
+impl LineServer {
+    pub fn bind(path: &Path, protocol: Protocol) -> std::io::Result<Self> {
+        // A stale socket from a previous run would make bind fail.
+        if path.exists() {
+            std::fs::remove_file(path)?;
+        }
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        listener.set_nonblocking(true)?;
+        Ok(LineServer { listener, path: path.to_path_buf(), protocol })
+    }
+
+    /// Answers every client waiting now, each request through `handle`.
+    pub fn poll<Q, A>(&self, handle: &mut dyn FnMut(Q) -> A)
+    where
+        Q: DeserializeOwned + Versioned,
+        A: Serialize + Answer,
+    {
+        while let Ok((stream, _)) = self.listener.accept() {
+            let _ = self.serve(stream, handle);
+        }
+    }
+
+    /// Up to `max_batch` requests of one connection, answered in order. A client that goes
+    /// quiet for a second is dropped: the control loop must not wait on it.
+    fn serve<Q, A>(&self, stream: UnixStream, handle: &mut dyn FnMut(Q) -> A) -> std::io::Result<()>
+    where
+        Q: DeserializeOwned + Versioned,
+        A: Serialize + Answer,
+    {
+        let p = self.protocol;
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(1)))?;
+        let mut reader = BufReader::new(stream.try_clone()?);
+        // Buffered: serde_json writes token by token, which would be a system call each.
+        let mut w = std::io::BufWriter::new(stream);
+        for _ in 0..p.max_batch {
+            let mut line = String::new();
+            if (&mut reader).take(MAX_LINE).read_line(&mut line)? == 0 {
+                break;
+            }
+            let answer = match serde_json::from_str::<Q>(&line) {
+                Ok(r) if r.version() != p.version => A::refused(
+                    p.version,
+                    format!("protocol version {} not supported (this {} speaks {})", r.version(), p.speaker, p.version),
+                ),
+                Ok(r) => handle(r),
+                Err(e) => A::refused(p.version, request_error(&e)),
+            };
+            serde_json::to_writer(&mut w, &answer)?;
+            w.write_all(b"\n")?;
+            // One write per batch of requests that arrived together.
+            if reader.buffer().is_empty() {
+                w.flush()?;
+            }
+        }
+        w.flush()
+    }
+}
+
+impl Drop for LineServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Why a request was refused, without echoing the values it carried: a malformed key must not
+/// end up in an error message (or a log).
+fn request_error(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let safe =
+        msg.starts_with("unknown field") || msg.starts_with("missing field") || msg.starts_with("unknown variant");
+    if safe {
+        format!("bad request: {msg}")
+    } else {
+        format!("bad request: malformed {:?} input at line {} column {}", e.classify(), e.line(), e.column())
+    }
+}
+
+/// Client side: sends `requests` on one connection, in order, and reads one answer each
+/// (which may carry an error). Waits at most 5 s for an answer.
+pub fn exchange<Q: Serialize, A: DeserializeOwned>(path: &Path, requests: &[Q]) -> Result<Vec<A>, String> {
+    let mut s = UnixStream::connect(path).map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    for r in requests {
+        text += &serde_json::to_string(r).map_err(|e| e.to_string())?;
+        text.push('\n');
+    }
+    s.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
+    s.shutdown(std::net::Shutdown::Write).map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(s);
+    let mut out = Vec::with_capacity(requests.len());
+    for _ in requests {
+        let mut answer = String::new();
+        reader.read_line(&mut answer).map_err(|e| e.to_string())?;
+        out.push(serde_json::from_str(&answer).map_err(|e| format!("bad answer: {e}"))?);
+    }
+    Ok(out)
+}
+
+/// Client side: one request; its answer, or the error it carries.
+pub fn ask<Q: Serialize, A: DeserializeOwned + Answer>(path: &Path, request: Q) -> Result<A, String> {
+    let answer: A = exchange(path, &[request])?.pop().ok_or("no answer")?;
+    match answer.error() {
+        Some(e) => Err(e.to_string()),
+        None => Ok(answer),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Serialize, Deserialize)]
+    struct Q {
+        version: u32,
+        n: u32,
+    }
+    impl Versioned for Q {
+        fn version(&self) -> u32 {
+            self.version
+        }
+    }
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct A {
+        version: u32,
+        error: Option<String>,
+        n: u32,
+    }
+    impl Answer for A {
+        fn refused(version: u32, why: String) -> Self {
+            A { version, error: Some(why), n: 0 }
+        }
+        fn error(&self) -> Option<&str> {
+            self.error.as_deref()
+        }
+    }
+
+    /// Polls `server` until `client` is done, then returns its result.
+    fn serve_until<T: Send + 'static>(server: &LineServer, client: std::thread::JoinHandle<T>) -> T {
+        for _ in 0..400 {
+            server.poll(&mut |q: Q| A { version: 7, error: None, n: q.n * 2 });
+            if client.is_finished() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        client.join().expect("client thread")
+    }
+
+    #[test]
+    fn batches_answered_in_order_versions_checked_and_values_not_echoed() {
+        let dir = std::env::temp_dir().join(format!("ctlline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ctl.sock");
+        let server = LineServer::bind(&path, Protocol { version: 7, speaker: "test", max_batch: 4 }).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+
+        let p = path.clone();
+        let c = std::thread::spawn(move || {
+            exchange::<Q, A>(&p, &[Q { version: 7, n: 1 }, Q { version: 7, n: 2 }, Q { version: 8, n: 3 }])
+        });
+        let got = serve_until(&server, c).unwrap();
+        assert_eq!(got[0].n, 2);
+        assert_eq!(got[1].n, 4);
+        assert!(got[2].error.as_deref().unwrap().contains("version 8 not supported (this test speaks 7)"));
+
+        // More requests than a batch: the rest go unanswered and the client is told so.
+        let p = path.clone();
+        let c =
+            std::thread::spawn(move || exchange::<Q, A>(&p, &(0..6).map(|n| Q { version: 7, n }).collect::<Vec<_>>()));
+        assert!(serve_until(&server, c).is_err());
+
+        // A malformed request: the reason, without the bytes it carried.
+        let p = path.clone();
+        let c = std::thread::spawn(move || {
+            let mut s = UnixStream::connect(&p).unwrap();
+            s.write_all(b"{\"version\":7,\"n\":\"secret00112233\"}\n").unwrap();
+            let mut a = String::new();
+            BufReader::new(s).read_line(&mut a).unwrap();
+            a
+        });
+        let a = serve_until(&server, c);
+        assert!(a.contains("bad request") && !a.contains("secret"), "{a}");
+
+        let p = path.clone();
+        let c = std::thread::spawn(move || ask::<Q, A>(&p, Q { version: 6, n: 1 }));
+        assert!(serve_until(&server, c).unwrap_err().contains("not supported"));
+        drop(server);
+        assert!(!path.exists());
+    }
+}
