@@ -93,8 +93,8 @@ impl Controller {
                         if let Some(policy) = self.sad.policy_name(id).map(str::to_string) {
                             self.event(SadEvent::Acquire {
                                 policy,
-                                src: k.src,
-                                dst: k.dst,
+                                src: k.src_ip(),
+                                dst: k.dst_ip(),
                                 proto: k.proto,
                                 sport: k.sport,
                                 dport: k.dport,

@@ -5,7 +5,7 @@ use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use core::str::FromStr;
 use esp::buf::PacketBuf;
-use esp::wire::{PROTO_ICMP, PROTO_ICMPV6, checksum_add, checksum_finish};
+use esp::wire::{PROTO_ICMP, PROTO_ICMPV6, addr_bits, checksum_add, checksum_finish};
 
 pub const ETH_HDR_LEN: usize = 14;
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -78,17 +78,18 @@ impl Prefix {
 
     #[inline]
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(p), IpAddr::V4(a)) => {
-                let mask = if self.len == 0 { 0 } else { u32::MAX << (32 - u32::from(self.len)) };
-                (u32::from(p) ^ u32::from(a)) & mask == 0
-            }
-            (IpAddr::V6(p), IpAddr::V6(a)) => {
-                let mask = if self.len == 0 { 0 } else { u128::MAX << (128 - u32::from(self.len)) };
-                (u128::from(p) ^ u128::from(a)) & mask == 0
-            }
-            _ => false,
-        }
+        self.contains_bits(ip.is_ipv6(), addr_bits(ip))
+    }
+
+    /// [`Self::contains`] for an address as a number (IPv4 in the low 32 bits), as
+    /// [`esp::wire::FlowKey`] holds it.
+    #[inline]
+    pub fn contains_bits(&self, v6: bool, addr: u128) -> bool {
+        let width = if v6 { 128 } else { 32 };
+        // Equal in the prefix's bits: nothing left of the difference once the host bits are
+        // shifted out (a shift by the whole width, for /0, leaves nothing).
+        self.addr.is_ipv6() == v6
+            && (addr_bits(self.addr) ^ addr).checked_shr(width - u32::from(self.len)).unwrap_or(0) == 0
     }
 
     /// The network address (host bits cleared).
@@ -335,6 +336,37 @@ mod tests {
         assert!("10.0.0.0/33".parse::<Prefix>().is_err());
         assert!("banana/3".parse::<Prefix>().is_err());
         assert_eq!("10.1.2.3/16".parse::<Prefix>().unwrap().network().to_string(), "10.1.0.0/16");
+    }
+
+    /// `contains` against its definition, bit by bit on the addresses' bytes: every length of
+    /// both families, addresses that differ from the prefix in one bit or not at all, and the
+    /// other family never.
+    #[test]
+    fn prefix_contains_is_a_bitwise_prefix_match() {
+        let bit = |b: &[u8], i: usize| b[i / 8] >> (7 - i % 8) & 1;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for v6 in [false, true] {
+            let width = if v6 { 128 } else { 32 };
+            for len in 0..=width {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let base: Vec<u8> = (0..width / 8).map(|i| (x >> (i % 8 * 8)) as u8 ^ i as u8).collect();
+                let ip = |b: &[u8]| match b.len() {
+                    4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(b).unwrap())),
+                    _ => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(b).unwrap())),
+                };
+                let p = Prefix::new(ip(&base), len as u8).unwrap();
+                for flip in std::iter::once(None).chain((0..width).map(Some)) {
+                    let mut a = base.clone();
+                    if let Some(f) = flip {
+                        a[f / 8] ^= 0x80 >> (f % 8);
+                    }
+                    let want = (0..len).all(|i| bit(&a, i) == bit(&base, i));
+                    assert_eq!(p.contains(ip(&a)), want, "{p} {}", ip(&a));
+                    let other = if v6 { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) };
+                    assert!(!p.contains(other));
+                }
+            }
+        }
     }
 
     #[test]

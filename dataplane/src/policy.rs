@@ -5,8 +5,7 @@
 
 use crate::hash::{FastMap, PrefetchMap};
 use crate::net::Prefix;
-use esp::wire::FlowKey;
-use std::net::IpAddr;
+use esp::wire::{FlowKey, addr_bits};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortRange {
@@ -57,8 +56,8 @@ pub struct Selector {
 impl Selector {
     #[inline]
     pub fn matches(&self, k: &FlowKey) -> bool {
-        self.src.contains(k.src)
-            && self.dst.contains(k.dst)
+        self.src.contains_bits(k.v6, k.src)
+            && self.dst.contains_bits(k.v6, k.dst)
             && self.proto.is_none_or(|p| p == k.proto)
             && self.sport.contains(k.sport)
             && self.dport.contains(k.dport)
@@ -67,8 +66,8 @@ impl Selector {
     /// Matches a packet going the other way (inbound through an SA of this policy).
     #[inline]
     pub fn matches_reverse(&self, k: &FlowKey) -> bool {
-        self.src.contains(k.dst)
-            && self.dst.contains(k.src)
+        self.src.contains_bits(k.v6, k.dst)
+            && self.dst.contains_bits(k.v6, k.src)
             && self.proto.is_none_or(|p| p == k.proto)
             && self.sport.contains(k.dport)
             && self.dport.contains(k.sport)
@@ -174,15 +173,6 @@ impl Bucket {
     }
 }
 
-/// An address as a number, IPv4 in the low 32 bits.
-#[inline]
-fn bits(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(a) => u128::from(u32::from(a)),
-        IpAddr::V6(a) => u128::from(a),
-    }
-}
-
 fn mask(v6: bool, len: u8) -> u128 {
     match (v6, len) {
         (_, 0) => 0,
@@ -193,7 +183,7 @@ fn mask(v6: bool, len: u8) -> u128 {
 
 impl Group {
     fn key(&self, sel: &Selector) -> (u128, u128) {
-        (bits(sel.src.addr) & self.src_mask, bits(sel.dst.addr) & self.dst_mask)
+        (addr_bits(sel.src.addr) & self.src_mask, addr_bits(sel.dst.addr) & self.dst_mask)
     }
 }
 
@@ -267,7 +257,7 @@ impl Spd {
     /// The first policy that matches an outbound packet (from a protected network).
     #[inline]
     pub fn lookup_outbound(&self, k: &FlowKey) -> Option<&Policy> {
-        self.first(k.src.is_ipv6(), bits(k.src), bits(k.dst), |s| s.matches(k))
+        self.first(k.v6, k.src, k.dst, |s| s.matches(k))
     }
 
     /// The first policy that matches a packet arriving in the clear from the unprotected side
@@ -275,20 +265,20 @@ impl Spd {
     #[inline]
     pub fn lookup_inbound_clear(&self, k: &FlowKey) -> Option<&Policy> {
         // Mirrored: the packet's destination is in the policy's source prefix.
-        self.first(k.src.is_ipv6(), bits(k.dst), bits(k.src), |s| s.matches_reverse(k))
+        self.first(k.v6, k.dst, k.src, |s| s.matches_reverse(k))
     }
 
     /// Asks for the memory that [`Self::lookup_outbound`] of `k` will read, so that the
     /// lookup, a while later, finds it in cache.
     #[inline]
     pub fn prefetch_outbound(&self, k: &FlowKey) {
-        self.prefetch(k.src.is_ipv6(), bits(k.src), bits(k.dst));
+        self.prefetch(k.v6, k.src, k.dst);
     }
 
     /// As [`Self::prefetch_outbound`], for [`Self::lookup_inbound_clear`].
     #[inline]
     pub fn prefetch_inbound_clear(&self, k: &FlowKey) {
-        self.prefetch(k.src.is_ipv6(), bits(k.dst), bits(k.src));
+        self.prefetch(k.v6, k.dst, k.src);
     }
 
     #[inline]
@@ -320,7 +310,7 @@ mod tests {
     use super::*;
 
     fn key(src: &str, dst: &str, proto: u8, sport: u16, dport: u16) -> FlowKey {
-        FlowKey { src: src.parse().unwrap(), dst: dst.parse().unwrap(), proto, sport, dport }
+        FlowKey::new(src.parse().unwrap(), dst.parse().unwrap(), proto, sport, dport)
     }
 
     fn sel(src: &str, dst: &str, proto: Option<u8>, dport: &str) -> Selector {
@@ -361,7 +351,7 @@ mod tests {
     /// for random packets in both directions.
     #[test]
     fn index_agrees_with_a_linear_scan() {
-        use std::net::{Ipv4Addr, Ipv6Addr};
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut rnd = move |n: u64| {
             x ^= x << 13;
@@ -402,13 +392,13 @@ mod tests {
             scan.sort_by_key(Policy::rank);
             for _ in 0..20 {
                 let port = |r| [80, 1500, 5000][r as usize];
-                let k = FlowKey {
-                    src: addr(rnd(1 << 16), v6),
-                    dst: addr(rnd(1 << 16), v6),
-                    proto: [6, 17, 1][rnd(3) as usize],
-                    sport: port(rnd(3)),
-                    dport: port(rnd(3)),
-                };
+                let k = FlowKey::new(
+                    addr(rnd(1 << 16), v6),
+                    addr(rnd(1 << 16), v6),
+                    [6, 17, 1][rnd(3) as usize],
+                    port(rnd(3)),
+                    port(rnd(3)),
+                );
                 let want = scan.iter().find(|p| p.selector.matches(&k)).map(|p| p.id);
                 assert_eq!(spd.lookup_outbound(&k).map(|p| p.id), want, "outbound {k:?}");
                 let want = scan.iter().find(|p| p.selector.matches_reverse(&k)).map(|p| p.id);

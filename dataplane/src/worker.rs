@@ -119,15 +119,9 @@ impl Worker {
                     self.pipeline.process_burst(ingress, &mut rx, &mut verdicts, now);
                     for (m, v) in rx.drain(..).zip(verdicts.iter()) {
                         match *v {
-                            Verdict::Port(o) => tx_data[o].push(m),
-                            Verdict::Host(o) => tx_tap[o].push(m),
-                            Verdict::Hold { port, hop } => {
-                                if held.len() < MAX_HELD {
-                                    held.push(Held { mbuf: m, port, hop, since: now });
-                                } else {
-                                    self.pipeline.counters().count_drop(DropReason::NoNeighbor);
-                                }
-                            }
+                            Verdict::Port(o) => tx_data[usize::from(o)].push(m),
+                            Verdict::Host(o) => tx_tap[usize::from(o)].push(m),
+                            Verdict::Hold { port, hop } => self.hold(&mut held, m, port, hop, now),
                             Verdict::Park => match ingress {
                                 Ingress::Port(port) if parked.len() < MAX_PARKED => {
                                     self.pipeline.counters().parked.add(1);
@@ -243,18 +237,23 @@ impl Worker {
             self.pipeline.reprocess(port, &mut mine, &mut verdicts, now);
             for ((m, v), since) in mine.drain(..).zip(verdicts.iter()).zip(since) {
                 match *v {
-                    Verdict::Port(o) => tx_data[o].push(m),
-                    Verdict::Host(o) => tx_tap[o].push(m),
-                    Verdict::Hold { port, hop } if held.len() < MAX_HELD => {
-                        held.push(Held { mbuf: m, port, hop, since: now })
-                    }
-                    Verdict::Hold { .. } => self.pipeline.counters().count_drop(DropReason::NoNeighbor),
+                    Verdict::Port(o) => tx_data[usize::from(o)].push(m),
+                    Verdict::Host(o) => tx_tap[usize::from(o)].push(m),
+                    Verdict::Hold { port, hop } => self.hold(held, m, port, hop, now),
                     Verdict::Park => again.push(Parked { mbuf: m, port, since }),
                     Verdict::Drop(_) => drop(m),
                 }
             }
         }
         *parked = again;
+    }
+
+    /// Keeps a frame of [`Verdict::Hold`] until its next hop is resolved, if there is room.
+    fn hold(&self, held: &mut Vec<Held>, m: Mbuf, port: u16, hop: u16, now: u64) {
+        match self.pipeline.held_hop(hop) {
+            Some(hop) if held.len() < MAX_HELD => held.push(Held { mbuf: m, port: usize::from(port), hop, since: now }),
+            _ => self.pipeline.counters().count_drop(DropReason::NoNeighbor),
+        }
     }
 
     fn flush(&self, port: u16, pkts: &mut Vec<Mbuf>) {

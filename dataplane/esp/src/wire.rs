@@ -175,28 +175,69 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 /// The parts of an IP packet that classification and policy lookup need: the 5-tuple.
 /// Ports are 0 for protocols without them; for ICMP they carry type and code (RFC 4301 4.4.1.1
 /// lets selectors match ICMP type/code in the port fields).
+///
+/// Addresses are numbers (IPv4 in the low 32 bits), which is what the SPD hashes and masks,
+/// and every field is whole and aligned: a key of two `IpAddr`s (a tag byte, then the address
+/// at an odd offset) is written byte by byte and read back in words, and those reads wait for
+/// the stores to retire (store-forwarding stalls, several percent of a 64-byte packet's time).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowKey {
-    pub src: IpAddr,
-    pub dst: IpAddr,
+    pub src: u128,
+    pub dst: u128,
+    pub v6: bool,
     pub proto: u8,
     pub sport: u16,
     pub dport: u16,
 }
 
+/// An address as a number, IPv4 in the low 32 bits.
+#[inline]
+pub fn addr_bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+#[inline]
+fn addr_from_bits(v6: bool, bits: u128) -> IpAddr {
+    if v6 { IpAddr::V6(Ipv6Addr::from(bits)) } else { IpAddr::V4(Ipv4Addr::from(bits as u32)) }
+}
+
+impl FlowKey {
+    /// The key of a flow between `src` and `dst` (of one family; `src`'s decides).
+    pub fn new(src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16) -> Self {
+        FlowKey { src: addr_bits(src), dst: addr_bits(dst), v6: src.is_ipv6(), proto, sport, dport }
+    }
+
+    #[inline]
+    pub fn src_ip(&self) -> IpAddr {
+        addr_from_bits(self.v6, self.src)
+    }
+
+    #[inline]
+    pub fn dst_ip(&self) -> IpAddr {
+        addr_from_bits(self.v6, self.dst)
+    }
+}
+
 /// Reads the 5-tuple of an IPv4 or IPv6 packet. IPv6 extension headers are not walked: the
 /// protocol is the first next-header value, which is what RFC 4301 selectors see for the common
-/// case (an operator who needs extension headers matched selects on "any" protocol).
+/// case (an operator who needs extension headers matched selects on "any" protocol). Inlined so
+/// that the key is built in registers (see [`FlowKey`]).
+#[inline(always)]
 pub fn flow_key(pkt: &[u8]) -> Result<FlowKey, EspError> {
-    let (src, dst, proto, l4, first_fragment) = match pkt.first().map(|b| b >> 4) {
+    let (src, dst, v6, proto, l4, first_fragment) = match pkt.first().map(|b| b >> 4) {
         Some(4) => {
             let p = Ipv4Packet::new_checked(pkt)?;
             let off = be16(pkt, 6) & 0x1fff;
-            (IpAddr::V4(p.src()), IpAddr::V4(p.dst()), p.protocol(), &pkt[p.header_len()..p.total_len()], off == 0)
+            let (src, dst) = (u128::from(u32::from(p.src())), u128::from(u32::from(p.dst())));
+            (src, dst, false, p.protocol(), &pkt[p.header_len()..p.total_len()], off == 0)
         }
         Some(6) => {
             let p = Ipv6Packet::new_checked(pkt)?;
-            (IpAddr::V6(p.src()), IpAddr::V6(p.dst()), p.next_header(), &pkt[IPV6_HDR_LEN..p.total_len()], true)
+            let (src, dst) = (u128::from(p.src()), u128::from(p.dst()));
+            (src, dst, true, p.next_header(), &pkt[IPV6_HDR_LEN..p.total_len()], true)
         }
         Some(_) => return Err(EspError::BadOuterHeader),
         None => return Err(EspError::Truncated),
@@ -206,7 +247,7 @@ pub fn flow_key(pkt: &[u8]) -> Result<FlowKey, EspError> {
         PROTO_ICMP | PROTO_ICMPV6 if first_fragment && l4.len() >= 2 => (u16::from(l4[0]), u16::from(l4[1])),
         _ => (0, 0),
     };
-    Ok(FlowKey { src, dst, proto, sport, dport })
+    Ok(FlowKey { src, dst, v6, proto, sport, dport })
 }
 
 /// Where the ESP header starts in an outer packet, and what the outer headers say.
@@ -341,5 +382,36 @@ mod tests {
         assert_eq!(Ipv6Packet::new_checked(&[0x60u8; 39][..]).err(), Some(EspError::Truncated));
         assert!(classify(&[]).is_err());
         assert!(flow_key(&[0x10]).is_err());
+    }
+
+    #[test]
+    fn flow_keys_of_both_families() {
+        // UDP 10.1.0.5:4000 -> 10.2.0.9:53, a minimal IPv4 header (checksum not needed here).
+        let mut v4 = [0u8; 28];
+        v4[..4].copy_from_slice(&[0x45, 0, 0, 28]);
+        v4[9] = PROTO_UDP;
+        v4[12..20].copy_from_slice(&[10, 1, 0, 5, 10, 2, 0, 9]);
+        v4[20..24].copy_from_slice(&[0x0f, 0xa0, 0, 53]);
+        let k = flow_key(&v4).unwrap();
+        assert_eq!(k, FlowKey::new("10.1.0.5".parse().unwrap(), "10.2.0.9".parse().unwrap(), PROTO_UDP, 4000, 53));
+        assert_eq!((k.src_ip().to_string(), k.dst_ip().to_string()), ("10.1.0.5".into(), "10.2.0.9".into()));
+        assert_eq!((k.src, k.v6), (0x0a01_0005, false));
+        // A later fragment has no ports.
+        v4[6] = 0x01;
+        assert_eq!((flow_key(&v4).unwrap().sport, flow_key(&v4).unwrap().dport), (0, 0));
+        // ICMPv6 echo request 2001:db8::1 -> 2001:db8::2: type and code in the port fields.
+        let mut v6 = [0u8; 48];
+        v6[0] = 0x60;
+        v6[5] = 8;
+        v6[6] = PROTO_ICMPV6;
+        v6[8..10].copy_from_slice(&[0x20, 0x01]);
+        v6[10..12].copy_from_slice(&[0x0d, 0xb8]);
+        v6[23] = 1;
+        v6.copy_within(8..24, 24);
+        v6[39] = 2;
+        v6[40] = 128;
+        let k = flow_key(&v6).unwrap();
+        assert_eq!((k.src_ip().to_string(), k.dst_ip().to_string()), ("2001:db8::1".into(), "2001:db8::2".into()));
+        assert_eq!((k.v6, k.proto, k.sport, k.dport), (true, PROTO_ICMPV6, 128, 0));
     }
 }
