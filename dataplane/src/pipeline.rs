@@ -134,6 +134,11 @@ const ICMP_ERRORS_PER_SECOND: u64 = 100;
 /// is sealed or opened: a burst's worth must not crowd the packets out of the first-level
 /// cache (32 SAs x 1 KiB would fill most of it).
 const KEY_STATE_PREFETCH: usize = 640;
+/// The burst phases prefetch only with more policies or inbound SAs than this. Below it the
+/// hot state of every tunnel (about 1 KiB each way) stays in the core's own caches, and the
+/// requests, mostly for the same few lines, cost more than they save (measured at 5% of a
+/// 64-byte packet with one SA pair).
+const PREFETCH_ABOVE: usize = 256;
 
 /// One worker's view of the gateway: its own SA copies and neighbour cache, shared read-only
 /// policy and routing tables.
@@ -168,6 +173,8 @@ pub struct Pipeline {
     pending_clear: Vec<(usize, FlowKey)>,
     /// Next hops of this burst's [`Verdict::Hold`]s.
     held_hops: Vec<IpAddr>,
+    /// Whether the burst phases prefetch (see [`PREFETCH_ABOVE`]).
+    prefetching: bool,
     /// TSC of the last ICMP error sent, for rate limiting.
     last_icmp: u64,
     /// Bumped by what an egress depends on: an outbound SA added or removed, a neighbour
@@ -227,6 +234,7 @@ impl Pipeline {
             pending_in: Vec::with_capacity(256),
             pending_clear: Vec::with_capacity(256),
             held_hops: Vec::new(),
+            prefetching: false,
             last_icmp: 0,
             egress_gen: 1,
         }
@@ -235,6 +243,12 @@ impl Pipeline {
     /// Applies a change from the control thread (between bursts). What it replaces is handed
     /// back, to be freed off the fast path.
     pub fn apply(&mut self, u: Update) -> Option<Retired> {
+        let retired = self.apply_one(u);
+        self.prefetching = self.spd.len().max(self.inbound.len()) > PREFETCH_ABOVE;
+        retired
+    }
+
+    fn apply_one(&mut self, u: Update) -> Option<Retired> {
         match u {
             Update::Neighbor(n) => {
                 self.set_neighbor(n);
@@ -445,10 +459,10 @@ impl Pipeline {
             Err(_) => return Verdict::Drop(DropReason::MalformedIp),
         };
         // The SPD is looked up once the whole burst is classified (see `process`). Prefetches
-        // are skipped for a packet between the same addresses as the one before, and below
-        // for one on the same SA: traffic of few tunnels has all of it in cache already, and
-        // asking again would only cost.
-        if self.pending_clear.last().is_none_or(|(_, k)| (k.src, k.dst) != (key.src, key.dst)) {
+        // are skipped with few tunnels (see `PREFETCH_ABOVE`), for a packet between the same
+        // addresses as the one before, and below for one on the same SA: what they would ask
+        // for is in cache already, and asking again would only cost.
+        if self.prefetching && self.pending_clear.last().is_none_or(|(_, k)| (k.src, k.dst) != (key.src, key.dst)) {
             match self.ports[port].role {
                 Role::Protected => self.spd.prefetch_outbound(&key),
                 Role::Unprotected => self.spd.prefetch_inbound_clear(&key),
@@ -481,7 +495,7 @@ impl Pipeline {
                 }
                 Some((Action::Protect { sa_out: Some(sa_out) }, id)) => {
                     // Ask for the slot (SA and egress, read next phase) and its counters.
-                    if self.pending.last().is_none_or(|p| p.1 != sa_out) {
+                    if self.prefetching && self.pending.last().is_none_or(|p| p.1 != sa_out) {
                         prefetch(self.outbound.as_ptr().wrapping_add(sa_out));
                         prefetch(self.counters.sa.as_ptr().wrapping_add(sa_out));
                     }
@@ -511,7 +525,7 @@ impl Pipeline {
     /// ESP addressed to the gateway: queued to be opened with the rest of the burst, its SPI's
     /// slot in the SAD asked for.
     fn queue_inbound(&mut self, idx: usize, outer: wire::EspOuter) -> Verdict {
-        if self.pending_in.last().is_none_or(|p| p.1.spi != outer.spi) {
+        if self.prefetching && self.pending_in.last().is_none_or(|p| p.1.spi != outer.spi) {
             self.inbound.prefetch(&outer.spi);
         }
         self.pending_in.push((idx, outer, 0));
@@ -528,9 +542,11 @@ impl Pipeline {
         }
         let mut pending = std::mem::take(&mut self.pending_in);
         let mut last = usize::MAX;
+        let prefetching = self.prefetching;
         pending.retain_mut(|(idx, outer, pos)| match self.inbound.find(&outer.spi) {
             Some(p) => {
-                if p != last
+                if prefetching
+                    && p != last
                     && let Some(entry) = self.inbound.at(p)
                 {
                     prefetch_range((&raw const **entry).cast(), size_of::<InboundEntry>(), 256);
@@ -549,7 +565,7 @@ impl Pipeline {
             }
         });
         let mut last = usize::MAX;
-        for &(_, _, pos) in &pending {
+        for &(_, _, pos) in pending.iter().filter(|_| prefetching) {
             if pos == last {
                 continue;
             }
@@ -727,7 +743,7 @@ impl Pipeline {
             return;
         }
         let mut last = usize::MAX;
-        for &(_, slot, _) in &self.pending {
+        for &(_, slot, _) in self.pending.iter().filter(|_| self.prefetching) {
             if slot != last
                 && let Some(sa) = self.outbound.get(slot).and_then(|s| s.sa.as_ref())
             {
@@ -755,7 +771,8 @@ impl Pipeline {
                 verdicts[idx] = Verdict::Drop(DropReason::TtlExpired);
                 return false;
             }
-            if slot != last
+            if self.prefetching
+                && slot != last
                 && let Some(sa) = self.outbound.get(slot).and_then(|s| s.sa.as_ref())
             {
                 for (at, len) in sa.hot_memory() {
