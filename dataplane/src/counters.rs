@@ -105,8 +105,58 @@ pub struct SaCounters {
     pub bytes: Counter,
 }
 
-/// The counters of one worker core.
+/// The per-SA counters of one worker, in cache lines of their own. Two workers' tables
+/// (separate small allocations) could otherwise share a line, and every packet of an SA
+/// carried by both would move that line between the cores (false sharing).
 #[derive(Debug)]
+pub struct SaCounterTable {
+    lines: Vec<SaLine>,
+    len: usize,
+}
+
+#[derive(Default, Debug)]
+#[repr(C, align(64))]
+struct SaLine([SaCounters; 4]);
+
+impl SaCounterTable {
+    fn new(len: usize) -> Self {
+        SaCounterTable { lines: (0..len.div_ceil(4)).map(|_| SaLine::default()).collect(), len }
+    }
+
+    #[inline]
+    pub fn get(&self, slot: usize) -> Option<&SaCounters> {
+        if slot >= self.len {
+            return None;
+        }
+        self.lines.get(slot / 4).map(|l| &l.0[slot % 4])
+    }
+
+    /// Where slot `slot`'s counters are, to prefetch them (never dereferenced here).
+    #[inline]
+    pub fn addr(&self, slot: usize) -> *const SaCounters {
+        self.lines.as_ptr().cast::<SaCounters>().wrapping_add(slot)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::ops::Index<usize> for SaCounterTable {
+    type Output = SaCounters;
+    fn index(&self, slot: usize) -> &SaCounters {
+        self.get(slot).unwrap_or_else(|| panic!("SA slot {slot} of {}", self.len))
+    }
+}
+
+/// The counters of one worker core. Cache-line aligned, and its drop counters too, for the
+/// reason given at [`SaCounterTable`].
+#[derive(Debug)]
+#[repr(align(64))]
 pub struct WorkerCounters {
     pub lcore: u32,
     pub rx: Counter,
@@ -118,10 +168,14 @@ pub struct WorkerCounters {
     pub bypassed: Counter,
     /// ESP frames parked until their inbound SA arrived (or it did not).
     pub parked: Counter,
-    drops: Vec<Counter>,
-    /// Indexed like the configuration's SA list.
-    pub sa: Vec<SaCounters>,
+    drops: Vec<DropLine>,
+    /// Indexed by SA slot.
+    pub sa: SaCounterTable,
 }
+
+#[derive(Default, Debug)]
+#[repr(C, align(64))]
+struct DropLine([Counter; 8]);
 
 impl WorkerCounters {
     pub fn new(lcore: u32, n_sas: usize) -> Self {
@@ -135,18 +189,25 @@ impl WorkerCounters {
             decrypted: Counter::default(),
             bypassed: Counter::default(),
             parked: Counter::default(),
-            drops: (0..DropReason::COUNT).map(|_| Counter::default()).collect(),
-            sa: (0..n_sas).map(|_| SaCounters::default()).collect(),
+            drops: (0..DropReason::COUNT.div_ceil(8)).map(|_| DropLine::default()).collect(),
+            sa: SaCounterTable::new(n_sas),
         }
     }
 
     #[inline]
+    fn drop_counter(&self, r: DropReason) -> &Counter {
+        let i = r as usize;
+        // Every reason has a counter: the lines hold DropReason::COUNT rounded up.
+        &self.drops[i / 8].0[i % 8]
+    }
+
+    #[inline]
     pub fn count_drop(&self, r: DropReason) {
-        self.drops[r as usize].add(1);
+        self.drop_counter(r).add(1);
     }
 
     pub fn drops(&self, r: DropReason) -> u64 {
-        self.drops[r as usize].get()
+        self.drop_counter(r).get()
     }
 }
 
@@ -205,5 +266,22 @@ mod tests {
         assert_eq!(s.drops.len(), DropReason::COUNT);
         assert_eq!(s.drops[0].per_core, vec![1, 1]);
         assert!(s.render().contains("AuthFailed"));
+    }
+
+    #[test]
+    fn per_sa_counters_are_their_own_lines() {
+        let (a, b) = (WorkerCounters::new(1, 5), WorkerCounters::new(2, 5));
+        assert_eq!((a.sa.len(), a.sa.get(5).is_none()), (5, true));
+        for slot in 0..5 {
+            a.sa[slot].packets.add(slot as u64 + 1);
+            assert_eq!(a.sa.addr(slot), std::ptr::from_ref(&a.sa[slot]));
+        }
+        assert_eq!((0..5).map(|s| a.sa[s].packets.get()).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+        assert_eq!(b.sa[4].packets.get(), 0);
+        // Neither worker's table nor its drop counters share a line with anything else.
+        for w in [&a, &b] {
+            assert_eq!(w.sa.addr(0) as usize % 64, 0);
+            assert_eq!(std::ptr::from_ref(w.drop_counter(DropReason::ALL[0])) as usize % 64, 0);
+        }
     }
 }

@@ -497,7 +497,7 @@ impl Pipeline {
                     // Ask for the slot (SA and egress, read next phase) and its counters.
                     if self.prefetching && self.pending.last().is_none_or(|p| p.1 != sa_out) {
                         prefetch(self.outbound.as_ptr().wrapping_add(sa_out));
-                        prefetch(self.counters.sa.as_ptr().wrapping_add(sa_out));
+                        prefetch(self.counters.sa.addr(sa_out));
                     }
                     self.pending.push((idx, sa_out, id));
                     // Placeholder until `check_pending` and `encrypt_pending` decide.
@@ -575,7 +575,7 @@ impl Pipeline {
                     prefetch_range(at, len, KEY_STATE_PREFETCH);
                 }
                 prefetch(e.selectors.as_ptr());
-                prefetch(self.counters.sa.as_ptr().wrapping_add(e.slot));
+                prefetch(self.counters.sa.addr(e.slot));
             }
         }
         for (idx, outer, pos) in &pending {
