@@ -14,7 +14,7 @@ use crate::net::{self, ETH_HDR_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV
 use crate::policy::{Action, Policy, Selector, Spd};
 use crate::route::RouteTable;
 use esp::buf::PacketBuf;
-use esp::sa::{InboundSa, OutboundSa};
+use esp::sa::{Authentic, InboundSa, OutboundSa};
 use esp::wire::{self, Classified, FlowKey, Ipv4Packet, Ipv6Packet, PROTO_ICMPV6};
 use std::net::IpAddr;
 
@@ -171,6 +171,8 @@ pub struct Pipeline {
     pending_in: Vec<(usize, wire::EspOuter, usize)>,
     /// Packets of the burst in the clear, for the SPD: (burst index, flow).
     pending_clear: Vec<(usize, FlowKey)>,
+    /// What opening each of `pending_in` gave (see `decrypt_pending`).
+    opened: Vec<Result<Authentic, DropReason>>,
     /// Next hops of this burst's [`Verdict::Hold`]s.
     held_hops: Vec<IpAddr>,
     /// Whether the burst phases prefetch (see [`PREFETCH_ABOVE`]).
@@ -233,6 +235,7 @@ impl Pipeline {
             pending: Vec::with_capacity(256),
             pending_in: Vec::with_capacity(256),
             pending_clear: Vec::with_capacity(256),
+            opened: Vec::with_capacity(256),
             held_hops: Vec::new(),
             prefetching: false,
             last_icmp: 0,
@@ -578,21 +581,44 @@ impl Pipeline {
                 prefetch(self.counters.sa.addr(e.slot));
             }
         }
-        for (idx, outer, pos) in &pending {
-            verdicts[*idx] = self.inbound_esp(&mut pkts[*idx], outer, *pos, now);
+        // Every packet is opened before any is read back (see `InboundSa::open`).
+        self.opened.clear();
+        for &(idx, ref outer, pos) in &pending {
+            // `find` above found the SA, and updates are applied only between bursts.
+            let opened = match self.inbound.at(pos) {
+                Some(e) => e.sa.open(outer, &mut pkts[idx]).map_err(DropReason::from),
+                None => Err(DropReason::UnknownSpi),
+            };
+            self.opened.push(opened);
         }
+        let mut opened = std::mem::take(&mut self.opened);
+        for (&(idx, ref outer, pos), authentic) in pending.iter().zip(opened.drain(..)) {
+            verdicts[idx] = match authentic {
+                Ok(a) => self.inbound_esp(&mut pkts[idx], outer, pos, a, now),
+                Err(r) => Verdict::Drop(r),
+            };
+        }
+        self.opened = opened;
         self.pending_in = pending;
     }
 
     /// Opens ESP addressed to the gateway, plain or in UDP 4500, classified as `outer`.
     /// The SA is at `pos` in `inbound`.
-    fn inbound_esp<B: PacketBuf>(&mut self, pkt: &mut B, outer: &wire::EspOuter, pos: usize, now: u64) -> Verdict {
-        // `decrypt_pending` found the SA, and updates are applied only between bursts.
+    /// An inbound ESP packet the SA at `pos` opened: finished (see `InboundSa::finish`),
+    /// checked against the SA's selectors and forwarded.
+    fn inbound_esp<B: PacketBuf>(
+        &mut self,
+        pkt: &mut B,
+        outer: &wire::EspOuter,
+        pos: usize,
+        authentic: Authentic,
+        now: u64,
+    ) -> Verdict {
         let Some(entry) = self.inbound.at(pos) else {
             return Verdict::Drop(DropReason::UnknownSpi);
         };
         let sa_idx = entry.slot;
-        if let Err(e) = entry.sa.decapsulate(outer, pkt) {
+        if let Err(e) = entry.sa.finish(outer, pkt, authentic) {
             return Verdict::Drop(e.into());
         }
         let key = match wire::flow_key(pkt.data()) {

@@ -123,15 +123,32 @@ pub fn open(
     esn: bool,
     region: &mut [u8],
 ) -> Result<Opened, EspError> {
+    authenticate_decrypt(aead, salt, seq, esn, region)?;
+    trailer(region)
+}
+
+/// The first half of [`open`]: checks the length, authenticates and decrypts in place.
+pub fn authenticate_decrypt(
+    aead: &dyn Aead,
+    salt: &[u8; SALT_LEN],
+    seq: u64,
+    esn: bool,
+    region: &mut [u8],
+) -> Result<(), EspError> {
     check_len(region.len())?;
     let spi = u32::from_be_bytes([region[0], region[1], region[2], region[3]]);
     let mut iv = [0u8; IV_LEN];
     iv.copy_from_slice(&region[8..16]);
     let mut aad_buf = [0u8; 12];
     let aad_len = aad(spi, seq, esn, &mut aad_buf);
-    let icv_at = region.len() - ICV_LEN;
     aead.open_appended(&nonce(salt, &iv), &aad_buf[..aad_len], &mut region[ESP_PREFIX_LEN..])
-        .map_err(|_| EspError::AuthFailed)?;
+        .map_err(|_| EspError::AuthFailed)
+}
+
+/// The second half of [`open`]: reads and checks the trailer of a decrypted `region`.
+pub fn trailer(region: &[u8]) -> Result<Opened, EspError> {
+    check_len(region.len())?;
+    let icv_at = region.len() - ICV_LEN;
     let plain = &region[ESP_PREFIX_LEN..icv_at];
     let next_header = plain[plain.len() - 1];
     let pad = usize::from(plain[plain.len() - 2]);
