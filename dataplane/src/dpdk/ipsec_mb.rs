@@ -56,7 +56,7 @@ pub fn available() -> bool {
 /// The backend for SAs: AES-GCM by intel-ipsec-mb, or RustCrypto's where the library is
 /// missing (never chosen then: see `crypto::choose`).
 pub fn backend() -> Backend {
-    Backend::External("ipsec-mb", |km| match IpsecMbGcm::new(km) {
+    Backend::External("ipsec-mb", |km| match new_cipher(km) {
         Some(c) => c,
         None => Box::new(AesGcm::new(km)),
     })
@@ -84,6 +84,8 @@ impl Block {
 #[repr(C, align(64))]
 struct KeyData(imb::gcm_key_data);
 
+type PreFn = unsafe extern "C" fn(*const std::ffi::c_void, *mut imb::gcm_key_data);
+
 type GcmFn = unsafe extern "C" fn(
     *const imb::gcm_key_data,
     *mut imb::gcm_context_data,
@@ -97,18 +99,22 @@ type GcmFn = unsafe extern "C" fn(
     u64,
 );
 
-/// One SA's AES-GCM-128 or -256 key for intel-ipsec-mb. The key schedule is wiped on drop.
-/// It lives inline, not behind a pointer of its own: with thousands of SAs each packet's
-/// cipher is a cache miss, and one indirection fewer is one miss fewer.
+/// One SA's AES-GCM key for intel-ipsec-mb, `KEY` bytes long (16 or 32). The key schedule is
+/// wiped on drop. It lives inline, not behind a pointer of its own: with thousands of SAs each
+/// packet's cipher is a cache miss, and one indirection fewer is one miss fewer.
 ///
-/// The fields every call reads come first, in the cache line before the key structure, so
-/// that a prefetch of the start covers them too (`repr(C)` keeps that order).
+/// The key length is the type's, not a field: it says which functions to call and how many
+/// round keys there are, so that neither the functions nor `key_state` read a cache line of
+/// the structure beyond the key schedule itself.
 #[repr(C)]
-pub struct IpsecMbGcm {
-    enc: GcmFn,
-    dec: GcmFn,
+pub struct IpsecMbGcm<const KEY: usize> {
     key: KeyData,
 }
+
+/// The library's encrypt and decrypt functions for 128- and 256-bit keys, found by the first
+/// `new_cipher` of that length, before any key of it exists.
+static FNS_128: OnceLock<(GcmFn, GcmFn)> = OnceLock::new();
+static FNS_256: OnceLock<(GcmFn, GcmFn)> = OnceLock::new();
 
 /// Bytes of GHASH key powers H^1..H^5 that a 64-byte packet's ciphertext (five blocks with
 /// the ESP trailer) needs: the library hashes n blocks with H^n..H^1.
@@ -128,21 +134,46 @@ fn low_powers_offset(arch: imb::IMB_ARCH) -> usize {
     }
 }
 
-impl IpsecMbGcm {
+/// intel-ipsec-mb's AES-GCM for `km`, if the library runs here.
+fn new_cipher(km: &KeyMaterial) -> Option<Box<dyn Aead>> {
+    let m = manager()?;
+    match km.key_len() {
+        GcmKeyLen::Aes128 => {
+            let (pre, enc, dec) = (m.gcm128_pre?, m.gcm128_enc?, m.gcm128_dec?);
+            FNS_128.get_or_init(|| (enc, dec));
+            IpsecMbGcm::<16>::boxed(km, pre)
+        }
+        GcmKeyLen::Aes256 => {
+            let (pre, enc, dec) = (m.gcm256_pre?, m.gcm256_enc?, m.gcm256_dec?);
+            FNS_256.get_or_init(|| (enc, dec));
+            IpsecMbGcm::<32>::boxed(km, pre)
+        }
+    }
+}
+
+impl<const KEY: usize> IpsecMbGcm<KEY> {
+    /// Bytes of round keys: AES-128 has 11, AES-256 15 (FIPS 197 5.2).
+    const ROUND_KEYS: usize = (KEY / 4 + 7) * 16;
+
     /// Built in place on the heap: a key schedule made on the stack and moved would leave a
-    /// copy behind that nothing wipes.
-    pub fn new(km: &KeyMaterial) -> Option<Box<Self>> {
-        let m = manager()?;
-        let (pre, enc, dec) = match km.key_len() {
-            GcmKeyLen::Aes128 => (m.gcm128_pre, m.gcm128_enc, m.gcm128_dec),
-            GcmKeyLen::Aes256 => (m.gcm256_pre, m.gcm256_enc, m.gcm256_dec),
-        };
-        let (pre, enc, dec) = (pre?, enc?, dec?);
-        let mut c = Box::new(IpsecMbGcm { key: KeyData(imb::gcm_key_data::default()), enc, dec });
-        // Safety: `pre` reads key_len() bytes of AES key and fills the key structure, both valid
-        // for the call.
+    /// copy behind that nothing wipes. `pre` is the library's key expansion for this length.
+    fn boxed(km: &KeyMaterial, pre: PreFn) -> Option<Box<dyn Aead>> {
+        if km.key().len() != KEY {
+            return None;
+        }
+        let mut c = Box::new(IpsecMbGcm::<KEY> { key: KeyData(imb::gcm_key_data::default()) });
+        // Safety: `pre` reads KEY bytes of AES key and fills the key structure, both valid for
+        // the call.
         unsafe { pre(km.key().as_ptr().cast(), &mut c.key.0) };
         Some(c)
+    }
+
+    /// The library's encrypt and decrypt for this key length. Set before any key of it exists
+    /// (`new_cipher`), so always there for `self`.
+    #[inline]
+    fn fns() -> (GcmFn, GcmFn) {
+        let fns = if KEY == 16 { FNS_128.get() } else { FNS_256.get() };
+        fns.copied().unwrap_or((missing, missing))
     }
 
     /// Runs `f` (the library's encrypt or decrypt) over `buf` in place.
@@ -207,7 +238,30 @@ impl IpsecMbGcm {
     }
 }
 
-impl Drop for IpsecMbGcm {
+/// Stands in for the library's functions if they were not set, which cannot happen: no key
+/// is made before the functions of its length (see `new_cipher`). Should it ever run, it
+/// wipes the output and the tag, so that nothing goes out in the clear.
+unsafe extern "C" fn missing(
+    _: *const imb::gcm_key_data,
+    _: *mut imb::gcm_context_data,
+    out: *mut u8,
+    _: *const u8,
+    len: u64,
+    _: *const u8,
+    _: *const u8,
+    _: u64,
+    tag: *mut u8,
+    tag_len: u64,
+) {
+    // Safety: the same contract as the library's functions: `out` and `tag` are valid for
+    // writes of `len` and `tag_len` bytes.
+    unsafe {
+        std::ptr::write_bytes(out, 0, len as usize);
+        std::ptr::write_bytes(tag, 0, tag_len as usize);
+    }
+}
+
+impl<const KEY: usize> Drop for IpsecMbGcm<KEY> {
     fn drop(&mut self) {
         // Volatile writes keep the wipe from being optimised away.
         let bytes = std::ptr::from_mut(&mut self.key.0).cast::<u8>();
@@ -223,24 +277,24 @@ fn tags_equal(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
 }
 
-impl Aead for IpsecMbGcm {
+impl<const KEY: usize> Aead for IpsecMbGcm<KEY> {
     #[inline]
     fn seal(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; ICV_LEN] {
         let mut tag = [0u8; ICV_LEN];
-        self.run(self.enc, nonce, aad, buf, &mut tag);
+        self.run(Self::fns().0, nonce, aad, buf, &mut tag);
         tag
     }
 
     fn open(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; ICV_LEN]) -> Result<(), AuthError> {
         let mut computed = [0u8; ICV_LEN];
-        self.run(self.dec, nonce, aad, buf, &mut computed);
+        self.run(Self::fns().1, nonce, aad, buf, &mut computed);
         if tags_equal(&computed, tag) {
             return Ok(());
         }
         // The library decrypts before the tag is known: put the ciphertext back (CTR mode is
         // its own inverse) so that a failed open leaves `buf` as it was.
         let mut ignored = [0u8; ICV_LEN];
-        self.run(self.enc, nonce, aad, buf, &mut ignored);
+        self.run(Self::fns().0, nonce, aad, buf, &mut ignored);
         Err(AuthError)
     }
 
@@ -253,20 +307,18 @@ impl Aead for IpsecMbGcm {
         // follows the ciphertext) cannot be forwarded from it and waits for it to commit.
         let received: [u8; ICV_LEN] = (&*tag).try_into().map_err(|_| AuthError)?;
         let mut computed = [0u8; ICV_LEN];
-        self.run(self.dec, nonce, aad, data, &mut computed);
+        self.run(Self::fns().1, nonce, aad, data, &mut computed);
         // On failure the packet is dropped: its contents need not be restored.
         if tags_equal(&computed, &received) { Ok(()) } else { Err(AuthError) }
     }
 
-    /// The functions, the round keys and H^1..H^5: 7 cache lines of the 17. Prefetching all
-    /// of them for a burst of SAs would crowd the packets out of the first-level cache.
-    /// Computed without reading `self`, which is what is to be prefetched.
+    /// The round keys and H^1..H^5: 5 cache lines of the 16 for AES-128, 6 for AES-256.
+    /// Prefetching all of them for a burst of SAs would crowd the packets out of the
+    /// first-level cache. Computed without reading `self`, which is what is to be prefetched.
     fn key_state(&self) -> [(*const u8, usize); 2] {
-        let me: *const u8 = (&raw const *self).cast();
         let key: *const u8 = (&raw const self.key.0).cast();
-        let round_keys_end = std::mem::offset_of!(IpsecMbGcm, key) + 256;
         let low_powers = LOW_POWERS.load(Ordering::Relaxed);
-        [(me, round_keys_end), (key.wrapping_add(low_powers), LOW_POWERS_LEN)]
+        [(key, Self::ROUND_KEYS), (key.wrapping_add(low_powers), LOW_POWERS_LEN)]
     }
 }
 
