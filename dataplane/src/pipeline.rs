@@ -602,10 +602,9 @@ impl Pipeline {
         self.pending_in = pending;
     }
 
-    /// Opens ESP addressed to the gateway, plain or in UDP 4500, classified as `outer`.
-    /// The SA is at `pos` in `inbound`.
-    /// An inbound ESP packet the SA at `pos` opened: finished (see `InboundSa::finish`),
-    /// checked against the SA's selectors and forwarded.
+    /// ESP addressed to the gateway (plain or in UDP 4500, classified as `outer`) that the SA
+    /// at `pos` in `inbound` opened: finished (see `InboundSa::finish`), checked against the
+    /// SA's selectors and forwarded.
     fn inbound_esp<B: PacketBuf>(
         &mut self,
         pkt: &mut B,
