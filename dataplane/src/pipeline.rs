@@ -175,7 +175,7 @@ pub struct Pipeline {
     opened: Vec<Result<Authentic, DropReason>>,
     /// Next hops of this burst's [`Verdict::Hold`]s.
     held_hops: Vec<IpAddr>,
-    /// Whether the burst phases prefetch (see [`PREFETCH_ABOVE`]).
+    /// Whether this burst's phases prefetch (see [`PREFETCH_ABOVE`]), from the table sizes.
     prefetching: bool,
     /// TSC of the last ICMP error sent, for rate limiting.
     last_icmp: u64,
@@ -246,12 +246,6 @@ impl Pipeline {
     /// Applies a change from the control thread (between bursts). What it replaces is handed
     /// back, to be freed off the fast path.
     pub fn apply(&mut self, u: Update) -> Option<Retired> {
-        let retired = self.apply_one(u);
-        self.prefetching = self.spd.len().max(self.inbound.len()) > PREFETCH_ABOVE;
-        retired
-    }
-
-    fn apply_one(&mut self, u: Update) -> Option<Retired> {
         match u {
             Update::Neighbor(n) => {
                 self.set_neighbor(n);
@@ -362,6 +356,7 @@ impl Pipeline {
         self.pending_in.clear();
         self.pending_clear.clear();
         self.held_hops.clear();
+        self.prefetching = self.spd.len().max(self.inbound.len()) > PREFETCH_ABOVE;
         for (i, pkt) in pkts.iter_mut().enumerate() {
             verdicts[i] = match ingress {
                 Ingress::Host(p) => {
