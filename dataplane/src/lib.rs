@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod dpdk;
 pub mod gateway;
 pub mod hash;
+pub mod heap;
 pub mod net;
 pub mod pipeline;
 pub mod policy;

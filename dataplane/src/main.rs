@@ -74,7 +74,11 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().cmd {
+    let cli = Cli::parse();
+    if matches!(cli.cmd, Cmd::Run { .. }) {
+        dataplane::heap::reexec_with_huge_pages();
+    }
+    match cli.cmd {
         Cmd::Check { config } => match Config::load(&config) {
             Ok(c) => {
                 println!(

@@ -928,6 +928,8 @@ fn features() -> (Vec<&'static str>, Vec<&'static str>) {
 
 fn main() {
     let args = Args::parse();
+    // The gateway's tables on huge pages, as `dataplane run` has them.
+    dataplane::heap::reexec_with_huge_pages();
     let aes = match args.aes {
         128 => GcmKeyLen::Aes128,
         256 => GcmKeyLen::Aes256,
