@@ -565,13 +565,14 @@ impl Pipeline {
             }
         });
         let mut last = usize::MAX;
-        for &(_, _, pos) in pending.iter().filter(|_| prefetching) {
+        for &(_, ref outer, pos) in pending.iter().filter(|_| prefetching) {
             if pos == last {
                 continue;
             }
             last = pos;
             if let Some(e) = self.inbound.at(pos) {
-                for (at, len) in e.sa.hot_memory() {
+                // (The next packets on the SA have numbers close by: the same slot, mostly.)
+                for (at, len) in e.sa.hot_memory(outer.seq_low) {
                     prefetch_range(at, len, KEY_STATE_PREFETCH);
                 }
                 // All of the selectors, not only the first line: a single one (46 bytes,

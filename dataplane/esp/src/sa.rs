@@ -370,12 +370,12 @@ impl InboundSa {
         &self.replay
     }
 
-    /// Memory that opening a packet reads beyond the SA itself, each as (start, bytes): the
-    /// cipher's key state and the shared anti-replay window's head. Addresses only, for
-    /// prefetching.
-    pub fn hot_memory(&self) -> [(*const u8, usize); 3] {
+    /// Memory that opening a packet with sequence number (low half) `seq_low` reads beyond the
+    /// SA itself, each as (start, bytes): the cipher's key state, the shared anti-replay
+    /// window's head and its slot for that number. Addresses only, for prefetching.
+    pub fn hot_memory(&self, seq_low: u32) -> [(*const u8, usize); 4] {
         let [k0, k1] = self.aead.key_state();
-        [k0, k1, (Arc::as_ptr(&self.replay).cast(), 64)]
+        [k0, k1, (Arc::as_ptr(&self.replay).cast(), 64), self.replay.slot_memory(seq_low)]
     }
 
     /// The same SA (the cipher's key schedule shared, not rebuilt) with a fresh anti-replay
