@@ -28,7 +28,7 @@ pub const MIN_WINDOW: u32 = 64;
 pub const MAX_WINDOW: u32 = 1 << 16;
 
 /// Sequence numbers per slot.
-const BLOCK_BITS: u32 = 5;
+pub(crate) const BLOCK_BITS: u32 = 5;
 const BLOCK: u64 = 1 << BLOCK_BITS;
 
 #[derive(Debug)]
@@ -146,7 +146,7 @@ impl ReplayWindow {
         self.check_full(seq).map(|()| seq)
     }
 
-    fn in_window(&self, seq: u64) -> Result<(), EspError> {
+    pub(crate) fn in_window(&self, seq: u64) -> Result<(), EspError> {
         if seq == 0 {
             // RFC 4303 3.3.3: the first packet sent has sequence number 1; 0 is never valid.
             return Err(EspError::ReplayTooOld);
@@ -186,28 +186,50 @@ impl ReplayWindow {
             return Ok(());
         }
         self.in_window(seq)?;
+        match self.commit_block(seq, 1 << (seq % BLOCK)) {
+            Ok(0) => Err(EspError::ReplayDuplicate),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records several authenticated numbers of one block with one compare-and-swap: bit `i`
+    /// of `bits` stands for `block_start(seq) + i`, and each of them must have passed
+    /// [`Self::in_window`]. Returns the bits that were not recorded before (the numbers
+    /// accepted now; the others are duplicates), or an error, changing nothing, if the block
+    /// has left the window. With anti-replay off, all of `bits`.
+    pub(crate) fn commit_block(&self, seq: u64, bits: u32) -> Result<u32, EspError> {
+        if self.size == 0 {
+            return Ok(bits);
+        }
         let slot = self.slot(seq);
-        let bit = 1u64 << (seq % BLOCK);
+        let block = block_of(seq);
         let mut cur = slot.load(Ordering::Acquire);
-        loop {
-            let new = match Self::seen(cur, seq)? {
-                true => return Err(EspError::ReplayDuplicate),
-                // Same block: add the bit. Older block: take the slot over for this block.
-                false if (cur >> 32) as u32 == block_of(seq) => cur | bit,
-                false => (u64::from(block_of(seq)) << 32) | bit,
+        let fresh = loop {
+            let (fresh, new) = match block.wrapping_sub((cur >> 32) as u32) as i32 {
+                // The slot holds a newer block: these numbers have left the window.
+                d if d < 0 => return Err(EspError::ReplayTooOld),
+                // Same block: add the bits.
+                0 => (bits & !(cur as u32), cur | u64::from(bits)),
+                // An older block: take the slot over for this one.
+                _ => (bits, (u64::from(block) << 32) | u64::from(bits)),
             };
+            if fresh == 0 {
+                // All seen already: nothing to write.
+                return Ok(0);
+            }
             match slot.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => break,
+                Ok(_) => break fresh,
                 Err(now) => cur = now,
             }
-        }
+        };
         // Only a newer block (or the first number) moves the edge: a locked update once per
         // block in order.
         let edge = self.edge.load(Ordering::Acquire);
         if edge == 0 || block_start(seq) > block_start(edge) {
             self.edge.fetch_max(seq, Ordering::AcqRel);
         }
-        Ok(())
+        Ok(fresh)
     }
 
     /// Where the slot that a packet with this low half of a sequence number reads is, as
@@ -409,6 +431,16 @@ mod tests {
     }
 }
 
+/// Checks that the numbers cores accepted (`all`) are 1 to `n`, each once.
+#[cfg(test)]
+pub(crate) fn assert_each_accepted_once(mut all: Vec<u64>, n: u64, what: &str) {
+    let accepted = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), accepted, "{what}: a sequence number was accepted twice");
+    assert_eq!(accepted as u64, n, "{what}: every number accepted once");
+}
+
 #[cfg(test)]
 mod concurrency {
     use super::*;
@@ -444,12 +476,8 @@ mod concurrency {
                     })
                 })
                 .collect();
-            let mut all: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
-            let accepted = all.len();
-            all.sort_unstable();
-            all.dedup();
-            assert_eq!(all.len(), accepted, "window {size}: a sequence number was accepted twice");
-            assert_eq!(accepted as u64, n, "window {size}: every number accepted once");
+            let all = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+            assert_each_accepted_once(all, n, &format!("window {size}"));
             assert_eq!(w.top(), n);
         }
     }

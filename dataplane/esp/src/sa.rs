@@ -6,7 +6,7 @@ use crate::EspError;
 use crate::aead::{Aead, Backend, Cipher, IV_LEN, KeyMaterial, SALT_LEN};
 use crate::buf::PacketBuf;
 use crate::codec::{self, ESP_PREFIX_LEN, SealParams};
-use crate::replay::ReplayWindow;
+use crate::replay::{BLOCK_BITS, ReplayWindow};
 use crate::wire::{
     EspOuter, IPV4_HDR_LEN, IPV6_HDR_LEN, Ipv4Packet, Ipv6Packet, PROTO_ESP, PROTO_IPV4, PROTO_IPV6, PROTO_NONE,
     PROTO_UDP, UDP_HDR_LEN, checksum_add, checksum_finish,
@@ -321,6 +321,8 @@ impl OutboundSa {
 #[must_use]
 pub struct Authentic {
     seq: u64,
+    /// Recorded in the anti-replay window already ([`InboundSa::commit_run`]).
+    committed: bool,
 }
 
 /// What came out of a decapsulated packet.
@@ -419,7 +421,67 @@ impl InboundSa {
         };
         // Not authenticated: the window stays as it was.
         codec::authenticate_decrypt(&self.aead, &self.salt, seq, self.replay.esn(), region)?;
-        Ok(Authentic { seq })
+        Ok(Authentic { seq, committed: false })
+    }
+
+    /// Records the sequence numbers of a run of packets this SA opened in the anti-replay
+    /// window, in order, before they are finished: one compare-and-swap for each block of 32
+    /// numbers instead of one a packet (a locked instruction waits for every store before it
+    /// to complete). A number recorded already (by any core, or earlier in the run) or fallen
+    /// out of the window turns its packet's result into that error, as [`Self::finish`]
+    /// would have; results that are errors already are left alone. The outcome is the same
+    /// as finishing the packets one by one, and [`Self::finish`] leaves the window alone for
+    /// the packets recorded here.
+    pub fn commit_run<E: From<EspError>>(&self, run: &mut [Result<Authentic, E>]) {
+        let window = &*self.replay;
+        if window.size() == 0 {
+            // Anti-replay off: nothing to record.
+            for a in run.iter_mut().flatten() {
+                a.committed = true;
+            }
+            return;
+        }
+        let mut i = 0;
+        while i < run.len() {
+            let Ok(first) = &run[i] else {
+                i += 1;
+                continue;
+            };
+            let (block, seq) = (first.seq >> BLOCK_BITS, first.seq);
+            // The run's packets from `i` on with numbers in this block, up to the first in
+            // another block (so that the order of blocks, which moves the window, is kept).
+            let mut bits = 0u32;
+            let mut end = i;
+            while end < run.len() {
+                match &run[end] {
+                    Ok(a) if a.seq >> BLOCK_BITS == block => {
+                        let bit = 1u32 << (a.seq & ((1 << BLOCK_BITS) - 1));
+                        if let Err(e) = window.in_window(a.seq) {
+                            run[end] = Err(e.into());
+                        } else if bits & bit != 0 {
+                            run[end] = Err(EspError::ReplayDuplicate.into());
+                        } else {
+                            bits |= bit;
+                        }
+                    }
+                    Ok(_) => break,
+                    Err(_) => {}
+                }
+                end += 1;
+            }
+            let recorded = window.commit_block(seq, bits);
+            // Each packet still accepted here has a bit of `bits` to itself.
+            for r in &mut run[i..end] {
+                let Ok(a) = r else { continue };
+                let bit = 1u32 << (a.seq & ((1 << BLOCK_BITS) - 1));
+                match recorded {
+                    Ok(fresh) if fresh & bit != 0 => a.committed = true,
+                    Ok(_) => *r = Err(EspError::ReplayDuplicate.into()),
+                    Err(e) => *r = Err(e.into()),
+                }
+            }
+            i = end;
+        }
     }
 
     /// The second step of [`Self::decapsulate`], for a packet [`Self::open`] accepted: the
@@ -440,11 +502,15 @@ impl InboundSa {
             // Authentic but with a bad trailer: the sender did use this number, so it is
             // committed like any authenticated packet (RFC 4303 3.4.3), then dropped.
             Err(e) => {
-                self.replay.commit(seq)?;
+                if !authentic.committed {
+                    self.replay.commit(seq)?;
+                }
                 return Err(e);
             }
         };
-        self.replay.commit(seq)?;
+        if !authentic.committed {
+            self.replay.commit(seq)?;
+        }
         let inner_at = outer.esp_offset + ESP_PREFIX_LEN;
         let inner = &mut buf.data_mut()[inner_at..inner_at + opened.payload_len];
         // RFC 4303 2.6: dummy packets are discarded silently (counted).
@@ -648,6 +714,20 @@ mod tests {
         assert_eq!(inb.replay_window().top(), 9);
     }
 
+    /// Packets 5, `seq` and 5 again, with their outer headers.
+    fn burst_with_a_copy(out: &OutboundSa, seq: u64) -> ([VecBuf; 3], Vec<EspOuter>) {
+        let first = seal(out, 5, &inner_v4(0), None);
+        let burst = [first.clone(), seal(out, seq, &inner_v4(0), None), first];
+        let outers = burst
+            .iter()
+            .map(|b| match classify(b.data()) {
+                Ok(Classified::Esp(o)) => o,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        (burst, outers)
+    }
+
     /// A burst is opened whole before any packet is finished: two copies of one packet in it
     /// both pass the replay check, and the window lets only the first through; an opened
     /// packet leaves the window alone until it is finished.
@@ -655,15 +735,7 @@ mod tests {
     fn copies_opened_in_one_burst_finish_once() {
         let out = OutboundSa::new(&cfg(false), Arc::new(SeqCounter::default())).unwrap();
         let inb = InboundSa::new(&cfg(false)).unwrap();
-        let first = seal(&out, 5, &inner_v4(0), None);
-        let mut burst = [first.clone(), seal(&out, 7, &inner_v4(0), None), first];
-        let outers: Vec<EspOuter> = burst
-            .iter()
-            .map(|b| match classify(b.data()) {
-                Ok(Classified::Esp(o)) => o,
-                other => panic!("{other:?}"),
-            })
-            .collect();
+        let (mut burst, outers) = burst_with_a_copy(&out, 7);
         let opened: Vec<Authentic> = burst.iter_mut().zip(&outers).map(|(b, o)| inb.open(o, b).unwrap()).collect();
         assert_eq!(inb.replay_window().top(), 0, "opening alone must not move the window");
         let finished: Vec<_> =
@@ -671,5 +743,112 @@ mod tests {
         assert_eq!(finished, [Ok(5), Ok(7), Err(EspError::ReplayDuplicate)]);
         assert_eq!(burst[0].data(), &inner_v4(0)[..]);
         assert_eq!(inb.replay_window().top(), 7);
+    }
+
+    /// The same burst recorded with `commit_run` before it is finished: the copy is refused
+    /// there, and finishing the others does not record them twice (which would refuse them).
+    #[test]
+    fn a_run_committed_at_once_finishes_without_committing_again() {
+        let out = OutboundSa::new(&cfg(false), Arc::new(SeqCounter::default())).unwrap();
+        let inb = InboundSa::new(&cfg(false)).unwrap();
+        let (mut burst, outers) = burst_with_a_copy(&out, 40);
+        let mut opened: Vec<Result<Authentic, EspError>> =
+            burst.iter_mut().zip(&outers).map(|(b, o)| inb.open(o, b)).collect();
+        inb.commit_run(&mut opened);
+        assert_eq!(inb.replay_window().top(), 40);
+        assert_eq!(opened[2].as_ref().err(), Some(&EspError::ReplayDuplicate));
+        let finished: Vec<_> = burst
+            .iter_mut()
+            .zip(&outers)
+            .zip(opened)
+            .map(|((b, o), a)| a.and_then(|a| inb.finish(o, b, a)).map(|d| d.seq))
+            .collect();
+        assert_eq!(finished, [Ok(5), Ok(40), Err(EspError::ReplayDuplicate)]);
+        assert_eq!(burst[1].data(), &inner_v4(0)[..]);
+    }
+
+    /// Four cores' copies of one SA record every number in runs (each core in its own
+    /// order): each number is accepted by exactly one of them.
+    #[test]
+    fn commit_run_accepts_each_number_once_across_cores() {
+        let sa = InboundSa::new(&SaConfig { replay_window: 1024, ..cfg(false) }).unwrap();
+        let n = 100_000u64;
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let sa = sa.clone();
+                std::thread::spawn(move || {
+                    let mut mine = Vec::new();
+                    let seqs: Vec<u64> = (1..=n).collect();
+                    // Runs of 1 to 32 packets; half the cores swap neighbours.
+                    for run in seqs.chunks(1 + (t as usize * 11) % 32) {
+                        let mut r: Vec<Result<Authentic, EspError>> =
+                            run.iter().map(|&seq| Ok(Authentic { seq, committed: false })).collect();
+                        if t % 2 == 1 {
+                            r.reverse();
+                        }
+                        sa.commit_run(&mut r);
+                        mine.extend(r.into_iter().flatten().map(|a| a.seq));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let all = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        crate::replay::assert_each_accepted_once(all, n, "window 1024");
+        assert_eq!(sa.replay_window().top(), n);
+    }
+
+    /// `commit_run` over runs of numbers (in order, reordered, repeated, too old, with
+    /// results that are errors already) decides each packet as committing it alone would.
+    #[test]
+    fn commit_run_agrees_with_committing_one_by_one() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for window in [64u32, 1024] {
+            let sa_cfg = SaConfig { replay_window: window, ..cfg(false) };
+            let batched = InboundSa::new(&sa_cfg).unwrap();
+            let single = InboundSa::new(&sa_cfg).unwrap();
+            let mut base = 1u64;
+            for _ in 0..2000 {
+                let len = 1 + next(40) as usize;
+                let mut run = Vec::with_capacity(len);
+                let mut want = Vec::with_capacity(len);
+                for _ in 0..len {
+                    // Mostly ahead and in order; sometimes back into or past the window, or
+                    // a number just used.
+                    let seq = match next(10) {
+                        0 => base.saturating_sub(next(u64::from(window) + 80)),
+                        1 => base.saturating_sub(1),
+                        _ => base,
+                    };
+                    base += next(3);
+                    if next(12) == 0 {
+                        run.push(Err(EspError::AuthFailed));
+                        want.push(Err(EspError::AuthFailed));
+                    } else {
+                        run.push(Ok(Authentic { seq, committed: false }));
+                        want.push(single.replay_window().commit(seq).map(|()| seq));
+                    }
+                }
+                batched.commit_run(&mut run);
+                let got: Vec<Result<u64, EspError>> = run
+                    .iter()
+                    .map(|r| match r {
+                        Ok(a) => {
+                            assert!(a.committed, "an accepted packet is marked committed");
+                            Ok(a.seq)
+                        }
+                        Err(e) => Err(*e),
+                    })
+                    .collect();
+                assert_eq!(got, want, "window {window}");
+                assert_eq!(batched.replay_window().top(), single.replay_window().top());
+            }
+        }
     }
 }
