@@ -593,6 +593,17 @@ impl Pipeline {
             self.opened.push(opened);
         }
         let mut opened = std::mem::take(&mut self.opened);
+        // The authenticated numbers go into each SA's anti-replay window a run of packets on
+        // the same SA at a time (see `InboundSa::commit_run`), before any packet is finished.
+        let mut i = 0;
+        while i < pending.len() {
+            let pos = pending[i].2;
+            let n = pending[i..].iter().take_while(|p| p.2 == pos).count();
+            if let Some(e) = self.inbound.at(pos) {
+                e.sa.commit_run(&mut opened[i..i + n]);
+            }
+            i += n;
+        }
         for (&(idx, ref outer, pos), authentic) in pending.iter().zip(opened.drain(..)) {
             verdicts[idx] = match authentic {
                 Ok(a) => self.inbound_esp(&mut pkts[idx], outer, pos, a, now),

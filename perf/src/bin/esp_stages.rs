@@ -11,6 +11,7 @@ use dataplane::config::{Config, PolicyAction, RouteConf};
 use dataplane::counters::DropReason;
 use dataplane::net::{self, Mac, Prefix};
 use dataplane::pipeline::{Ingress, Neighbor, Pipeline, Verdict};
+use esp::EspError;
 use esp::aead::{Aead, Backend, Cipher, GcmKeyLen, ICV_LEN, KeyMaterial};
 use esp::buf::{PacketBuf, VecBuf};
 use esp::codec::{self, ESP_PREFIX_LEN};
@@ -185,8 +186,9 @@ struct EspBench {
     esp: Vec<Vec<u8>>,
     open: Vec<OpenMeta>,
     bufs: Vec<VecBuf>,
-    /// What opening each packet of a burst gave, for finishing it.
-    opened: Vec<Option<(wire::EspOuter, Authentic)>>,
+    /// Each packet of a burst as classified, and what opening it gave, for finishing it.
+    outers: Vec<Option<wire::EspOuter>>,
+    opened: Vec<Result<Authentic, EspError>>,
     /// Sequence numbers (nonces) of the bare seal.
     aead_seq: u64,
     errors: u64,
@@ -227,6 +229,7 @@ impl EspBench {
             esp,
             open,
             bufs,
+            outers: Vec::with_capacity(BURST),
             opened: Vec::with_capacity(BURST),
             aead_seq: 0,
             errors: 0,
@@ -315,19 +318,27 @@ impl EspBench {
                 }
             }
             Kind::DecapStage => {
-                // As the pipeline decapsulates a burst: every packet opened before any is
-                // finished (see `InboundSa::open`).
+                // As the pipeline decapsulates a burst: every packet opened, then their numbers
+                // recorded in the window at once, then each finished (see `InboundSa::open`
+                // and `InboundSa::commit_run`).
                 for b in 0..BURSTS_PER_ROUND {
                     self.opened.clear();
+                    self.outers.clear();
                     for (i, buf) in self.bufs.iter_mut().enumerate() {
                         buf.reset(&self.esp[b * BURST + i], HEADROOM);
-                        self.opened.push(match wire::classify(buf.data()) {
-                            Ok(Classified::Esp(o)) => self.in_sa.open(&o, buf).map(|a| (o, a)).ok(),
-                            _ => None,
-                        });
+                        let (outer, opened) = match wire::classify(buf.data()) {
+                            Ok(Classified::Esp(o)) => (Some(o), self.in_sa.open(&o, buf)),
+                            _ => (None, Err(EspError::Truncated)),
+                        };
+                        self.outers.push(outer);
+                        self.opened.push(opened);
                     }
-                    for (buf, opened) in self.bufs.iter_mut().zip(self.opened.drain(..)) {
-                        let ok = opened.is_some_and(|(o, a)| self.in_sa.finish(&o, buf, a).is_ok());
+                    self.in_sa.commit_run(&mut self.opened);
+                    for ((buf, outer), opened) in self.bufs.iter_mut().zip(&self.outers).zip(self.opened.drain(..)) {
+                        let ok = match (outer, opened) {
+                            (Some(o), Ok(a)) => self.in_sa.finish(o, buf, a).is_ok(),
+                            _ => false,
+                        };
                         self.errors += u64::from(!ok);
                     }
                     black_box(&mut self.bufs);
@@ -998,7 +1009,7 @@ fn main() {
     let rows: Vec<Row> = cases.iter().flat_map(|case| case_rows(&args, case, tunnel, tsc_per_ns)).collect();
     if args.tables.contains(&Table::Esp) {
         println!(
-            "\nESP stages (encap = OutboundSa::encapsulate; decap = wire::classify + InboundSa::open, then ::finish, a burst at a time) vs bare AES-GCM seal/open; outer {}{}",
+            "\nESP stages (encap = OutboundSa::encapsulate; decap = wire::classify + InboundSa::open, ::commit_run and ::finish, a burst at a time) vs bare AES-GCM seal/open; outer {}{}",
             if args.outer == Outer::V4 { "IPv4" } else { "IPv6" },
             if args.udp_encap { " + UDP 4500" } else { ", plain ESP" }
         );
