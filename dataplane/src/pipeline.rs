@@ -85,13 +85,18 @@ pub struct Neighbor {
 /// An inbound SA as a worker holds it: the SA (its anti-replay window shared with the other
 /// workers' copies), its slot for the counters, and the traffic selectors decrypted packets
 /// must match (RFC 4301 5.2), written as outbound policies are (local side as `src`).
-/// Cache-line aligned, as `OutboundSa` is.
+/// Cache-line aligned, as `OutboundSa` is, and laid out in order, so that what a packet reads
+/// lies in the first [`InboundEntry::HOT_LEN`] bytes.
 #[derive(Debug, Clone)]
-#[repr(align(64))]
+#[repr(C, align(64))]
 pub struct InboundEntry {
     pub slot: usize,
-    pub sa: InboundSa,
     pub selectors: Arc<[Selector]>,
+    pub sa: InboundSa,
+}
+
+impl InboundEntry {
+    pub const HOT_LEN: usize = std::mem::offset_of!(InboundEntry, sa) + InboundSa::HOT_LEN;
 }
 
 /// A change the control thread hands to a worker through the worker's ring.
@@ -549,7 +554,7 @@ impl Pipeline {
                     && p != last
                     && let Some(entry) = self.inbound.at(p)
                 {
-                    prefetch_range((&raw const **entry).cast(), size_of::<InboundEntry>(), 256);
+                    prefetch_range((&raw const **entry).cast(), InboundEntry::HOT_LEN, InboundEntry::HOT_LEN);
                 }
                 (*pos, last) = (p, p);
                 true
@@ -784,7 +789,7 @@ impl Pipeline {
             if slot != last
                 && let Some(sa) = self.outbound.get(slot).and_then(|s| s.sa.as_ref())
             {
-                prefetch_range((&raw const **sa).cast(), size_of::<OutboundSa>(), 256);
+                prefetch_range((&raw const **sa).cast(), OutboundSa::HOT_LEN, OutboundSa::HOT_LEN);
             }
             last = slot;
         }
@@ -839,7 +844,6 @@ impl Pipeline {
             };
             // One atomic add per run: these numbers belong to this core alone.
             let first = sa.seq_counter().reserve(run as u64);
-            let remote = sa.remote;
             let egress = self.egress(sa_idx);
             for (k, p) in pending[i..i + run].iter().enumerate() {
                 let pkt = &mut pkts[p.0];
@@ -854,7 +858,9 @@ impl Pipeline {
                         }
                         match egress {
                             Some(e) => Self::frame_for(pkt, &e),
-                            None => self.send(pkt, remote, now),
+                            // The next hop is being resolved (the SA's address is read only
+                            // here: it lies beyond `OutboundSa::HOT_LEN`).
+                            None => self.send(pkt, sa.remote, now),
                         }
                     }
                     Err(e) => Verdict::Drop(e.into()),

@@ -90,14 +90,18 @@ impl SeqCounter {
     }
 }
 
-/// Outer header fields that never change for an SA, built once when it is installed.
+/// Outer header fields that never change for an SA, built once when it is installed. 52
+/// bytes, laid out in order (see [`OutboundSa`]).
 #[derive(Clone, Debug)]
+#[repr(C)]
 struct OuterTemplate {
     hdr: [u8; IPV6_HDR_LEN + UDP_HDR_LEN],
-    ip_len: usize,
+    /// IPv4: the checksum sum of the fixed fields, folded to 16 bits; the per-packet ones are
+    /// added to it (ones' complement addition is associative, RFC 1071 2(A)).
+    partial_sum: u16,
+    /// 20 or 40.
+    ip_len: u8,
     udp: bool,
-    /// IPv4: the checksum sum of the fixed fields; the per-packet ones are added to it.
-    partial_sum: u32,
 }
 
 impl OuterTemplate {
@@ -128,12 +132,16 @@ impl OuterTemplate {
             hdr[ip_len..ip_len + 2].copy_from_slice(&e.sport.to_be_bytes());
             hdr[ip_len + 2..ip_len + 4].copy_from_slice(&e.dport.to_be_bytes());
         }
-        let partial_sum = checksum_add(0, &hdr[..IPV4_HDR_LEN]);
-        OuterTemplate { hdr, ip_len, udp: encap.is_some(), partial_sum }
+        let partial_sum = !checksum_finish(checksum_add(0, &hdr[..IPV4_HDR_LEN]));
+        OuterTemplate { hdr, partial_sum, ip_len: ip_len as u8, udp: encap.is_some() }
+    }
+
+    fn ip_len(&self) -> usize {
+        usize::from(self.ip_len)
     }
 
     fn len(&self) -> usize {
-        self.ip_len + if self.udp { UDP_HDR_LEN } else { 0 }
+        self.ip_len() + if self.udp { UDP_HDR_LEN } else { 0 }
     }
 
     /// Writes the outer headers at the front of `pkt` (whose ESP part is already sealed).
@@ -141,14 +149,14 @@ impl OuterTemplate {
         let hl = self.len();
         pkt[..hl].copy_from_slice(&self.hdr[..hl]);
         let total = pkt.len();
-        if self.ip_len == IPV4_HDR_LEN {
+        if self.ip_len() == IPV4_HDR_LEN {
             pkt[1] = tos;
             pkt[2..4].copy_from_slice(&(total as u16).to_be_bytes());
             pkt[4..6].copy_from_slice(&id.to_be_bytes());
             let flags: u16 = if df { 0x4000 } else { 0 };
             pkt[6..8].copy_from_slice(&flags.to_be_bytes());
             // The template's fields are summed once; here only TOS, length, ID and flags.
-            let sum = self.partial_sum + u32::from(tos) + total as u32 + u32::from(id) + u32::from(flags);
+            let sum = u32::from(self.partial_sum) + u32::from(tos) + total as u32 + u32::from(id) + u32::from(flags);
             let c = checksum_finish(sum);
             pkt[10..12].copy_from_slice(&c.to_be_bytes());
         } else {
@@ -157,10 +165,10 @@ impl OuterTemplate {
             pkt[4..6].copy_from_slice(&((total - IPV6_HDR_LEN) as u16).to_be_bytes());
         }
         if self.udp {
-            let u = self.ip_len;
+            let u = self.ip_len();
             let ulen = (total - u) as u16;
             pkt[u + 4..u + 6].copy_from_slice(&ulen.to_be_bytes());
-            if self.ip_len == IPV6_HDR_LEN {
+            if u == IPV6_HDR_LEN {
                 // RFC 8200 8.1: UDP over IPv6 needs a real checksum. Over IPv4 RFC 3948 2.1 lets
                 // it be zero, as the ESP ICV protects the content.
                 let mut sum = checksum_add(0, &pkt[8..40]);
@@ -199,21 +207,26 @@ fn inner_fields(inner: &[u8]) -> Result<(u8, u8, bool), EspError> {
     }
 }
 
-/// The sending half of an SA. Cache-line aligned: 184 bytes then take 3 lines, not 4, and
-/// with many tunnels each is a miss.
+/// The sending half of an SA. With many tunnels each is a cache miss, so it is cache-line
+/// aligned and laid out in order: what sealing a packet reads (sequence counter, SPI, salt,
+/// outer header, ESN flag, cipher) lies in the first two lines ([`Self::HOT_LEN`]), and the
+/// endpoint addresses, read only to route the SA's packets, come after.
 #[derive(Debug)]
-#[repr(align(64))]
+#[repr(C, align(64))]
 pub struct OutboundSa {
+    seq: Arc<SeqCounter>,
     pub spi: u32,
+    salt: [u8; SALT_LEN],
+    outer: OuterTemplate,
     pub esn: bool,
+    aead: Cipher,
     pub local: IpAddr,
     pub remote: IpAddr,
     pub encap: Option<UdpEncap>,
-    aead: Cipher,
-    salt: [u8; SALT_LEN],
-    outer: OuterTemplate,
-    seq: Arc<SeqCounter>,
 }
+
+// What sealing reads lies within HOT_LEN.
+const _: () = assert!(core::mem::offset_of!(OutboundSa, aead) + core::mem::size_of::<Cipher>() <= OutboundSa::HOT_LEN);
 
 impl Drop for OutboundSa {
     fn drop(&mut self) {
@@ -222,6 +235,9 @@ impl Drop for OutboundSa {
 }
 
 impl OutboundSa {
+    /// The bytes at the start of the SA that sealing a packet reads: what to prefetch.
+    pub const HOT_LEN: usize = 128;
+
     /// Builds the SA; every core's copy must share one `seq` counter.
     pub fn new(cfg: &SaConfig, seq: Arc<SeqCounter>) -> Result<Self, &'static str> {
         cfg.validate()?;
@@ -337,16 +353,23 @@ pub struct Decapsulated {
 /// The receiving half of an SA. Each core gets its own copy (`clone`): the cipher state is
 /// private to the copy, the anti-replay window is shared (lock-free), so a packet replayed
 /// towards another core's queue is caught as well.
+///
+/// Laid out in order, as [`OutboundSa`] is: what opening a packet reads (window, salt,
+/// cipher) first, within [`Self::HOT_LEN`] bytes, the endpoint addresses after.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct InboundSa {
+    replay: Arc<ReplayWindow>,
+    salt: [u8; SALT_LEN],
     pub spi: u32,
+    aead: Cipher,
     pub local: IpAddr,
     pub remote: IpAddr,
     pub encap: Option<UdpEncap>,
-    aead: Cipher,
-    salt: [u8; SALT_LEN],
-    replay: Arc<ReplayWindow>,
 }
+
+// What opening reads lies within HOT_LEN.
+const _: () = assert!(core::mem::offset_of!(InboundSa, aead) + core::mem::size_of::<Cipher>() <= InboundSa::HOT_LEN);
 
 impl Drop for InboundSa {
     fn drop(&mut self) {
@@ -355,6 +378,9 @@ impl Drop for InboundSa {
 }
 
 impl InboundSa {
+    /// The bytes at the start of the SA that opening a packet reads.
+    pub const HOT_LEN: usize = 72;
+
     pub fn new(cfg: &SaConfig) -> Result<Self, &'static str> {
         cfg.validate()?;
         Ok(InboundSa {
