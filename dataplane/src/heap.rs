@@ -8,8 +8,8 @@
 //! the default THP mode `madvise`). glibc reads tunables only when a process starts, so the
 //! gateway sets it by running itself again, once, before anything else.
 //!
-//! Measured with 100,000 SA pairs, 64-byte outbound through DPDK: 2.37 against 2.71 Mpps
-//! (perf/RESULTS.md section 17).
+//! Measured with 100,000 SA pairs, 64-byte packets through DPDK: 1.15x outbound and 1.22x
+//! inbound (perf/RESULTS.md section 17).
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;

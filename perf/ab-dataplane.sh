@@ -1,0 +1,31 @@
+#!/bin/bash
+# Compares two dataplane builds under gwbench, alternating them round by round, so that the
+# machine's drift affects both alike: prints each round's ratio (B/A, Mpps) per case and the
+# median. On a shared or virtual machine, figures taken minutes apart differ more than most
+# changes do; alternated rounds are how the changes in perf/RESULTS.md were judged.
+#
+# usage: perf/ab-dataplane.sh ROUNDS DATAPLANE_A DATAPLANE_B [gwbench arguments]
+#   e.g. perf/ab-dataplane.sh 6 /tmp/dataplane.old target/release/dataplane --sizes 64 --dirs out,in --sas 100000
+set -euo pipefail
+rounds=$1 a=$2 b=$3
+shift 3
+gwbench=${GWBENCH:-$(dirname "$0")/../target/release/gwbench}
+for r in $(seq "$rounds"); do
+  for bin in "$a" "$b"; do
+    "$gwbench" --backends ipsec-mb --runs 1 --warmup 1 --no-ceiling --dataplane "$bin" "$@" 2>/dev/null |
+      awk -v r="$r" -v b="$bin" '/^(out|in) / {print r, b, $1 "-" $2, $6}'
+  done
+done | python3 -c '
+import statistics, sys
+a_bin = sys.argv[1]
+a, b = {}, {}
+for line in sys.stdin:
+    r, binary, case, mpps = line.split()
+    (a if binary == a_bin else b)[(r, case)] = float(mpps)
+for case in sorted({c for _, c in a}):
+    ratios = [b[k] / a[k] for k in a if k[1] == case and k in b]
+    print(case, "B/A per round:", " ".join("%.3f" % x for x in ratios),
+          "| median %.3f" % statistics.median(ratios),
+          "| Mpps A %.2f B %.2f" % (statistics.median([a[k] for k in a if k[1] == case]),
+                                   statistics.median([b[k] for k in b if k[1] == case])))
+' "$a"
