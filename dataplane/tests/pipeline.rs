@@ -392,6 +392,43 @@ fn bad_input_is_dropped_and_counted_by_reason() {
     expect_drop(&mut b, &cb, Ingress::Port(0), frame(B_PROT, HOST2, &ttl1), DropReason::TtlExpired);
 }
 
+/// Decrypted packets go to the destination's neighbour as it is now: a changed or a new
+/// neighbour address is used from the next packet on, for a few hundred destinations of both
+/// families (a guard for any caching of where destinations go).
+#[test]
+fn forwarding_follows_neighbour_changes() {
+    let (mut a, _) = pipeline("a", false, false, false);
+    let (mut b, _) = pipeline("b", false, false, false);
+    let mut deliver = |b: &mut Pipeline, dst: &str| {
+        let inner = if dst.contains(':') { ipv6_udp("fd01::10", dst, 64) } else { ipv4_udp("10.1.0.10", dst, 64) };
+        let (v, out) = run(b, Ingress::Port(1), encrypt(&mut a, &inner));
+        (v, net::dst_mac(out.data()))
+    };
+    assert_eq!(deliver(&mut b, "10.2.0.10"), (Verdict::Port(0), HOST2));
+    assert_eq!(deliver(&mut b, "10.2.0.10"), (Verdict::Port(0), HOST2));
+    let moved = Mac([2, 0x44, 0, 0, 0, 9]);
+    b.set_neighbor(Neighbor { port: 0, ip: "10.2.0.10".parse().unwrap(), mac: moved });
+    assert_eq!(deliver(&mut b, "10.2.0.10"), (Verdict::Port(0), moved));
+    // A host not known yet is held; once learned, its own address is used.
+    assert!(matches!(deliver(&mut b, "10.2.0.20").0, Verdict::Hold { port: 0, .. }));
+    // 293 destinations: each gets its own neighbour's address, the second time round as the
+    // first.
+    let hosts: Vec<(String, Mac)> = (2..=254u8)
+        .filter(|&i| i != 10)
+        .map(|i| (format!("10.2.0.{i}"), Mac([2, 0x55, 0, 0, 0, i])))
+        .chain((0..41u8).map(|i| (format!("fd02::{:x}", 0x100 + u32::from(i)), Mac([2, 0x66, 0, 0, 0, i]))))
+        .collect();
+    for (ip, mac) in &hosts {
+        b.set_neighbor(Neighbor { port: 0, ip: ip.parse().unwrap(), mac: *mac });
+    }
+    for _ in 0..2 {
+        for (ip, mac) in &hosts {
+            assert_eq!(deliver(&mut b, ip), (Verdict::Port(0), *mac), "{ip}");
+        }
+    }
+    assert_eq!(deliver(&mut b, "10.2.0.10"), (Verdict::Port(0), moved));
+}
+
 #[test]
 fn host_traffic_and_neighbours() {
     let (mut b, cb) = pipeline("b", true, false, false);
