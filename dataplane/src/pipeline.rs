@@ -182,8 +182,6 @@ pub struct Pipeline {
     opened: Vec<Result<Authentic, DropReason>>,
     /// Next hops of this burst's [`Verdict::Hold`]s.
     held_hops: Vec<IpAddr>,
-    /// Whether this burst's phases prefetch (see [`PREFETCH_ABOVE`]), from the table sizes.
-    prefetching: bool,
     /// TSC of the last ICMP error sent, for rate limiting.
     last_icmp: u64,
     /// Bumped by what an egress depends on: an outbound SA added or removed, a neighbour
@@ -244,7 +242,6 @@ impl Pipeline {
             pending_clear: Vec::with_capacity(256),
             opened: Vec::with_capacity(256),
             held_hops: Vec::new(),
-            prefetching: false,
             last_icmp: 0,
             egress_gen: 1,
         }
@@ -327,6 +324,13 @@ impl Pipeline {
         self.neighbors.get(&(port, ip)).copied()
     }
 
+    /// Whether the burst phases prefetch (see [`PREFETCH_ABOVE`]): read from the table sizes,
+    /// which change only between bursts.
+    #[inline]
+    fn prefetching(&self) -> bool {
+        self.spd.len().max(self.inbound.len()) > PREFETCH_ABOVE
+    }
+
     /// The data port whose addresses include `ip`, if `ip` is one of the gateway's own.
     #[inline]
     fn own_address(&self, ip: IpAddr) -> Option<usize> {
@@ -363,7 +367,6 @@ impl Pipeline {
         self.pending_in.clear();
         self.pending_clear.clear();
         self.held_hops.clear();
-        self.prefetching = self.spd.len().max(self.inbound.len()) > PREFETCH_ABOVE;
         for (i, pkt) in pkts.iter_mut().enumerate() {
             verdicts[i] = match ingress {
                 Ingress::Host(p) => {
@@ -467,7 +470,7 @@ impl Pipeline {
         // are skipped with few tunnels (see `PREFETCH_ABOVE`), for a packet between the same
         // addresses as the one before, and below for one on the same SA: what they would ask
         // for is in cache already, and asking again would only cost.
-        if self.prefetching && self.pending_clear.last().is_none_or(|(_, k)| (k.src, k.dst) != (key.src, key.dst)) {
+        if self.prefetching() && self.pending_clear.last().is_none_or(|(_, k)| (k.src, k.dst) != (key.src, key.dst)) {
             match self.ports[port].role {
                 Role::Protected => self.spd.prefetch_outbound(&key),
                 Role::Unprotected => self.spd.prefetch_inbound_clear(&key),
@@ -500,7 +503,7 @@ impl Pipeline {
                 }
                 Some((Action::Protect { sa_out: Some(sa_out) }, id)) => {
                     // Ask for the slot (SA and egress, read next phase) and its counters.
-                    if self.prefetching && self.pending.last().is_none_or(|p| p.1 != sa_out) {
+                    if self.prefetching() && self.pending.last().is_none_or(|p| p.1 != sa_out) {
                         prefetch(self.outbound.as_ptr().wrapping_add(sa_out));
                         prefetch(self.counters.sa.addr(sa_out));
                     }
@@ -530,7 +533,7 @@ impl Pipeline {
     /// ESP addressed to the gateway: queued to be opened with the rest of the burst, its SPI's
     /// slot in the SAD asked for.
     fn queue_inbound(&mut self, idx: usize, outer: wire::EspOuter) -> Verdict {
-        if self.prefetching && self.pending_in.last().is_none_or(|p| p.1.spi != outer.spi) {
+        if self.prefetching() && self.pending_in.last().is_none_or(|p| p.1.spi != outer.spi) {
             self.inbound.prefetch(&outer.spi);
         }
         self.pending_in.push((idx, outer, 0));
@@ -547,7 +550,7 @@ impl Pipeline {
         }
         let mut pending = std::mem::take(&mut self.pending_in);
         let mut last = usize::MAX;
-        let prefetching = self.prefetching;
+        let prefetching = self.prefetching();
         pending.retain_mut(|(idx, outer, pos)| match self.inbound.find(&outer.spi) {
             Some(p) => {
                 if prefetching
@@ -784,8 +787,9 @@ impl Pipeline {
         if self.pending.is_empty() {
             return;
         }
+        let prefetching = self.prefetching();
         let mut last = usize::MAX;
-        for &(_, slot, _) in self.pending.iter().filter(|_| self.prefetching) {
+        for &(_, slot, _) in self.pending.iter().filter(|_| prefetching) {
             if slot != last
                 && let Some(sa) = self.outbound.get(slot).and_then(|s| s.sa.as_ref())
             {
@@ -813,7 +817,7 @@ impl Pipeline {
                 verdicts[idx] = Verdict::Drop(DropReason::TtlExpired);
                 return false;
             }
-            if self.prefetching
+            if prefetching
                 && slot != last
                 && let Some(sa) = self.outbound.get(slot).and_then(|s| s.sa.as_ref())
             {
