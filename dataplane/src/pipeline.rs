@@ -99,6 +99,9 @@ impl InboundEntry {
     pub const HOT_LEN: usize = std::mem::offset_of!(InboundEntry, sa) + InboundSa::HOT_LEN;
 }
 
+// What a packet reads of its inbound SA fits two cache lines.
+const _: () = assert!(InboundEntry::HOT_LEN <= 128);
+
 /// A change the control thread hands to a worker through the worker's ring.
 #[derive(Debug)]
 pub enum Update {

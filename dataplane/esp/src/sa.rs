@@ -225,8 +225,8 @@ pub struct OutboundSa {
     pub encap: Option<UdpEncap>,
 }
 
-// What sealing reads lies within HOT_LEN.
-const _: () = assert!(core::mem::offset_of!(OutboundSa, aead) + core::mem::size_of::<Cipher>() <= OutboundSa::HOT_LEN);
+// What sealing reads fits the first two cache lines.
+const _: () = assert!(OutboundSa::HOT_LEN <= 128);
 
 impl Drop for OutboundSa {
     fn drop(&mut self) {
@@ -235,8 +235,9 @@ impl Drop for OutboundSa {
 }
 
 impl OutboundSa {
-    /// The bytes at the start of the SA that sealing a packet reads: what to prefetch.
-    pub const HOT_LEN: usize = 128;
+    /// The bytes at the start of the SA that sealing a packet reads (up to the end of the
+    /// cipher): what to prefetch.
+    pub const HOT_LEN: usize = core::mem::offset_of!(OutboundSa, aead) + core::mem::size_of::<Cipher>();
 
     /// Builds the SA; every core's copy must share one `seq` counter.
     pub fn new(cfg: &SaConfig, seq: Arc<SeqCounter>) -> Result<Self, &'static str> {
@@ -368,9 +369,6 @@ pub struct InboundSa {
     pub encap: Option<UdpEncap>,
 }
 
-// What opening reads lies within HOT_LEN.
-const _: () = assert!(core::mem::offset_of!(InboundSa, aead) + core::mem::size_of::<Cipher>() <= InboundSa::HOT_LEN);
-
 impl Drop for InboundSa {
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.salt);
@@ -378,8 +376,9 @@ impl Drop for InboundSa {
 }
 
 impl InboundSa {
-    /// The bytes at the start of the SA that opening a packet reads.
-    pub const HOT_LEN: usize = 72;
+    /// The bytes at the start of the SA that opening a packet reads (up to the end of the
+    /// cipher).
+    pub const HOT_LEN: usize = core::mem::offset_of!(InboundSa, aead) + core::mem::size_of::<Cipher>();
 
     pub fn new(cfg: &SaConfig) -> Result<Self, &'static str> {
         cfg.validate()?;
