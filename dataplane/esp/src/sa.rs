@@ -522,20 +522,13 @@ impl InboundSa {
         let Some(region) = buf.data_mut().get_mut(outer.esp_offset..end) else {
             return Err(EspError::Truncated);
         };
-        let opened = match codec::trailer(region) {
-            Ok(o) => o,
-            // Authentic but with a bad trailer: the sender did use this number, so it is
-            // committed like any authenticated packet (RFC 4303 3.4.3), then dropped.
-            Err(e) => {
-                if !authentic.committed {
-                    self.replay.commit(seq)?;
-                }
-                return Err(e);
-            }
-        };
+        // Committed before the trailer is checked: an authentic packet with a bad trailer was
+        // still sent with this number, so it is recorded like any authenticated packet
+        // (RFC 4303 3.4.3), then dropped.
         if !authentic.committed {
             self.replay.commit(seq)?;
         }
+        let opened = codec::trailer(region)?;
         let inner_at = outer.esp_offset + ESP_PREFIX_LEN;
         let inner = &mut buf.data_mut()[inner_at..inner_at + opened.payload_len];
         // RFC 4303 2.6: dummy packets are discarded silently (counted).
