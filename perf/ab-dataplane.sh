@@ -4,6 +4,12 @@
 # median. On a shared or virtual machine, figures taken minutes apart differ more than most
 # changes do; alternated rounds are how the changes in perf/RESULTS.md were judged.
 #
+# Each case also gets two measures of how far the median can be trusted: in how many rounds B
+# was faster, with the two-sided sign-test p-value (the chance of a split at least that uneven
+# if neither build were faster), and a 90% bootstrap interval of the median ratio. Running a
+# build against a copy of itself shows the machine's noise: on the VM of perf/RESULTS.md, 14
+# such rounds ranged from 0.63 to 1.68 (median 0.99), so a change of 5% needs dozens of rounds.
+#
 # usage: perf/ab-dataplane.sh ROUNDS DATAPLANE_A DATAPLANE_B [gwbench arguments]
 #   e.g. perf/ab-dataplane.sh 6 /tmp/dataplane.old target/release/dataplane --sizes 64 --dirs out,in --sas 100000
 set -euo pipefail
@@ -16,8 +22,19 @@ for r in $(seq "$rounds"); do
       awk -v r="$r" -v b="$bin" '/^(out|in) / {print r, b, $1 "-" $2, $6}'
   done
 done | python3 -c '
-import statistics, sys
+import math, random, statistics, sys
 a_bin = sys.argv[1]
+
+def sign_test(ratios):
+    n = len(ratios)
+    k = sum(x > 1 for x in ratios)
+    tail = sum(math.comb(n, i) for i in range(min(k, n - k) + 1)) / 2**n
+    return k, n, min(1.0, 2 * tail)
+
+def bootstrap_median(ratios, rng=random.Random(1), draws=2000):
+    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(draws))
+    return medians[int(0.05 * draws)], medians[int(0.95 * draws) - 1]
+
 a, b = {}, {}
 for line in sys.stdin:
     r, binary, case, mpps = line.split()
@@ -26,6 +43,8 @@ for case in sorted({c for _, c in a}):
     ratios = [b[k] / a[k] for k in a if k[1] == case and k in b]
     print(case, "B/A per round:", " ".join("%.3f" % x for x in ratios),
           "| median %.3f" % statistics.median(ratios),
+          "| B faster in %d of %d (sign test p %.2f)" % sign_test(ratios),
+          "| 90%% interval %.3f-%.3f" % bootstrap_median(ratios),
           "| Mpps A %.2f B %.2f" % (statistics.median([a[k] for k in a if k[1] == case]),
                                    statistics.median([b[k] for k in b if k[1] == case])))
 ' "$a"
