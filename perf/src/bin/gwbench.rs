@@ -104,6 +104,11 @@ struct Args {
     /// Skip the testpmd ceiling (ratios are then left out).
     #[arg(long)]
     no_ceiling: bool,
+    /// With --sas N: also run the gateway with one SA pair on as many frames, interleaved run
+    /// by run with the N pairs, and report the ratio of each run to its one-pair run (many
+    /// tunnels against one, on a machine whose speed drifts between runs).
+    #[arg(long)]
+    vs_one_pair: bool,
     /// Also measure per-packet latency at this offered load (Mpps), one-core cases: trafgen
     /// sends the case's traffic over net_memif through the dataplane, then through testpmd
     /// (the I/O path alone), for --seconds each.
@@ -231,6 +236,7 @@ fn lengths(size: &str, n: usize) -> Result<Vec<usize>, String> {
     Ok(vec![s; n])
 }
 
+#[derive(Clone, Copy)]
 struct Case<'a> {
     dir: Dir,
     size: &'a str,
@@ -238,6 +244,8 @@ struct Case<'a> {
     cores: usize,
     /// SA pairs carrying the traffic.
     sas: usize,
+    /// Frames in the pcap: at least one per SA pair.
+    frames: usize,
 }
 
 fn aes(args: &Args) -> GcmKeyLen {
@@ -254,7 +262,7 @@ fn key_hex(args: &Args, k: &str) -> String {
 
 /// The traffic of a case: inner packets, and for inbound their ESP form as the peer sends it.
 fn traffic(args: &Args, t: &Topo, case: &Case) -> Result<(Vec<Vec<u8>>, u64), String> {
-    let lens = lengths(case.size, packets(args, case))?;
+    let lens = lengths(case.size, case.frames)?;
     let (sas, flows) = (case.sas, args.flows.max(case.sas));
     let inner_bytes: u64 = lens.iter().map(|&l| l as u64).sum();
     // The peer's outbound SAs (our inbound), one per SA pair.
@@ -308,15 +316,10 @@ fn traffic(args: &Args, t: &Topo, case: &Case) -> Result<(Vec<Vec<u8>>, u64), St
     Ok((frames, inner_bytes))
 }
 
-/// Packets in a case's pcap: at least one per SA pair.
-fn packets(args: &Args, case: &Case) -> usize {
-    args.packets.max(case.sas)
-}
-
 /// mbufs for a program replaying the pcap: each RX queue holds the whole file in memory
 /// (infinite_rx), plus room for the packets in flight.
-fn mbufs(args: &Args, case: &Case) -> usize {
-    case.cores * packets(args, case) + 32767
+fn mbufs(case: &Case) -> usize {
+    case.cores * case.frames + 32767
 }
 
 /// The gateway's configuration for a case: the pcap port on the input side, net_null on the
@@ -357,7 +360,7 @@ mac = "02:00:00:00:00:20"
 "#,
         backend = case.backend,
         socket = socket.display(),
-        mbufs = mbufs(args, case),
+        mbufs = mbufs(case),
         max_sas = (2 * (case.sas + args.program.unwrap_or(0))).max(16),
         prot = t.prot_prefix,
         unprot = t.unprot_prefix,
@@ -458,7 +461,7 @@ fn eal_args(pcap: &Path, cores: usize, mbufs: usize, prefix: &str, testpmd: bool
 /// testpmd io forwarding over the same vdevs: the median of its per-second RX rates on the
 /// pcap port after the warm-up.
 fn ceiling(args: &Args, case: &Case, pcap: &Path, log: &Path) -> Result<f64, String> {
-    let (cores, mbufs) = (case.cores, mbufs(args, case));
+    let (cores, mbufs) = (case.cores, mbufs(case));
     let mut cmd = Command::new(&args.testpmd);
     cmd.args(eal_args(pcap, cores, mbufs, "gwbench-tp", true));
     cmd.args(["--", "--forward-mode=io", "--stats-period=1", "--no-lsc-interrupt"]);
@@ -628,7 +631,7 @@ fn gateway(
     case: &Case,
     log: &Path,
 ) -> Result<GwRun, String> {
-    let eal = eal_args(pcap, case.cores, mbufs(args, case), "gwbench-gw", false);
+    let eal = eal_args(pcap, case.cores, mbufs(case), "gwbench-gw", false);
     let (mut child, install_secs) = start_gateway(args, topo, config, socket, eal, case, log)?;
     let result = (|| {
         std::thread::sleep(Duration::from_secs_f64(args.warmup));
@@ -703,6 +706,10 @@ struct Row {
     ratio_to_ceiling: Option<Stat>,
     aead_mpps: f64,
     ratio_to_aead: f64,
+    /// With --vs-one-pair: one SA pair on the same frames, run between the N-pair runs.
+    one_pair_mpps: Option<Stat>,
+    /// Each N-pair run over its one-pair run.
+    ratio_to_one_pair: Option<Stat>,
     runs: Vec<GwRun>,
     latency: Option<LatencyPair>,
 }
@@ -943,7 +950,8 @@ fn run(args: &Args) -> Result<(), String> {
                 for &cores in &args.cores {
                     n += 1;
                     let sas = if args.program.is_some() { 1 } else { args.sas.max(1) };
-                    let case = Case { dir, size, backend: backend.name(), cores, sas };
+                    let frames = args.packets.max(sas);
+                    let case = Case { dir, size, backend: backend.name(), cores, sas, frames };
                     rows.push(measure(args, &topo, &case, &work, hz, (n, total))?);
                 }
             }
@@ -992,11 +1000,45 @@ fn measure(
     let ports = if case.dir == Dir::Out { ("net_pcap0", "net_null0") } else { ("net_null0", "net_pcap0") };
     std::fs::write(&config, gateway_config(args, t, case, &socket, ports)).map_err(|e| e.to_string())?;
     let mean_len = inner_bytes as f64 / frames.len() as f64;
+    // The one-pair baseline: the same frames, all on one SA pair.
+    let one_pair = (args.vs_one_pair && case.sas > 1)
+        .then(|| -> Result<_, String> {
+            let one = Case { sas: 1, ..*case };
+            let tag = format!("{tag}-one-pair");
+            let pcap = work.join(format!("{tag}.pcap"));
+            write_pcap(&pcap, &traffic(args, t, &one)?.0).map_err(|e| e.to_string())?;
+            let config = work.join(format!("{tag}.toml"));
+            std::fs::write(&config, gateway_config(args, t, &one, &socket, ports)).map_err(|e| e.to_string())?;
+            Ok((one, tag, pcap, config))
+        })
+        .transpose()?;
     let mut ours = Vec::new();
     let mut ceil = Vec::new();
+    let mut base = Vec::new();
+    // Before the N-pair run every other time, so that neither always runs first.
+    let run_one_pair = |r: usize| -> Result<Option<f64>, String> {
+        let Some((one, one_tag, pcap, config)) = &one_pair else { return Ok(None) };
+        let log = work.join(format!("{one_tag}-gw-{r}.log"));
+        let b = gateway(args, t, config, &socket, pcap, one, &log)?;
+        if b.dropped > 0 || b.processed + 64 * one.cores as u64 * 32 < b.rx {
+            return Err(format!(
+                "{one_tag}: the gateway dropped {} of {} packets (log: {})",
+                b.dropped,
+                b.rx,
+                log.display()
+            ));
+        }
+        Ok(Some(b.pps))
+    };
     for r in 0..args.runs {
         print!("[{n}/{total}] {tag} run {}/{}: ", r + 1, args.runs);
         let _ = std::io::stdout().flush();
+        if r % 2 == 1
+            && let Some(b) = run_one_pair(r)?
+        {
+            print!("one SA pair on the same frames {:.2} Mpps, ", b / 1e6);
+            base.push(b);
+        }
         // Interleaved, so that slow drifts of the machine touch both alike.
         if !args.no_ceiling {
             let c = ceiling(args, case, &pcap, &work.join(format!("{tag}-testpmd-{r}.log")))?;
@@ -1043,11 +1085,20 @@ fn measure(
             }
         }
         ours.push(g);
+        if r % 2 == 0
+            && let Some(b) = run_one_pair(r)?
+        {
+            println!("  one SA pair on the same frames: {:.2} Mpps", b / 1e6);
+            base.push(b);
+        }
     }
     let mpps: Vec<f64> = ours.iter().map(|g| g.pps / 1e6).collect();
     let gbps: Vec<f64> = ours.iter().map(|g| g.pps * mean_len * 8.0 / 1e9).collect();
     let ceiling_mpps = (!ceil.is_empty()).then(|| stat(&ceil.iter().map(|c| c / 1e6).collect::<Vec<_>>()));
     let ratio = (!ceil.is_empty()).then(|| stat(&ours.iter().zip(&ceil).map(|(g, c)| g.pps / c).collect::<Vec<_>>()));
+    let one_pair_mpps = (!base.is_empty()).then(|| stat(&base.iter().map(|b| b / 1e6).collect::<Vec<_>>()));
+    let ratio_to_one_pair =
+        (!base.is_empty()).then(|| stat(&ours.iter().zip(&base).map(|(g, b)| g.pps / b).collect::<Vec<_>>()));
     let m = stat(&mpps);
     let backend = dataplane::crypto::choose(case.backend)?.0;
     let aead = aead_mpps(backend, aes(args), case.size)?;
@@ -1082,6 +1133,8 @@ fn measure(
         ceiling_mpps,
         ratio_to_ceiling: ratio,
         aead_mpps: aead,
+        one_pair_mpps,
+        ratio_to_one_pair,
         runs: ours,
         latency,
     })
@@ -1149,6 +1202,31 @@ fn print_table(rows: &[Row]) {
          the same vdevs and lcores (Mpps); ratio = gateway / ceiling per interleaved run; AEAD: the backend's bare \
          seal on the same payload sizes, one core (Mpps); r-AEAD = gateway Mpps / AEAD Mpps."
     );
+    let with_baseline: Vec<(&Row, &Stat, &Stat)> =
+        rows.iter().filter_map(|r| Some((r, r.one_pair_mpps.as_ref()?, r.ratio_to_one_pair.as_ref()?))).collect();
+    if !with_baseline.is_empty() {
+        println!();
+        println!("against one SA pair on the same frames (--vs-one-pair; runs interleaved):");
+        println!(
+            "{:<4} {:<6} {:<9} {:>2} | {:>7} {:>8} | {:>17}",
+            "dir", "size", "backend", "c", "Mpps", "one pair", "ratio [min-max]"
+        );
+        for (r, one, ratio) in with_baseline {
+            println!(
+                "{:<4} {:<6} {:<9} {:>2} | {:>7.2} {:>8.2} | {:>17}",
+                format!("{:?}", r.dir).to_lowercase(),
+                r.size,
+                r.backend,
+                r.cores,
+                r.mpps.median,
+                one.median,
+                format!("{:.3} [{:.3}-{:.3}]", ratio.median, ratio.min, ratio.max)
+            );
+        }
+        println!(
+            "  ratio = Mpps of each run with all the SA pairs / Mpps of the one-pair run next to it (median of the runs)."
+        );
+    }
     let with_latency: Vec<(&Row, &LatencyPair)> = rows.iter().filter_map(|r| Some((r, r.latency.as_ref()?))).collect();
     if let Some((_, first)) = with_latency.first() {
         println!();
