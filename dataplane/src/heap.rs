@@ -13,7 +13,7 @@
 //! are. Small allocations made by other threads are not covered: glibc keeps them in per-thread
 //! arenas that it does not advise, and the SAs, key schedules and anti-replay windows are built
 //! by the control thread (about 350 MB on 4 KiB pages, against 110 MB on huge pages).
-//! `glibc.malloc.arena_max=1` would put them on the main heap too; that measured no different.
+//! `glibc.malloc.arena_max=1` would put them on the main heap too; that measured no difference.
 //!
 //! Measured with 100,000 SA pairs, 64-byte packets through DPDK, against `hugetlb=0`: 1.15x
 //! outbound and 1.22x inbound over 3 alternated rounds (perf/RESULTS.md section 17), but 1.01x
