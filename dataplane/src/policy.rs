@@ -53,14 +53,20 @@ pub struct Selector {
     pub dport: PortRange,
 }
 
+/// Whether flow `k` has a selector's protocol and ports; `reverse` for a packet going the
+/// other way (its destination port is then checked against the source range).
+#[inline]
+fn proto_ports_match(proto: Option<u8>, sport: PortRange, dport: PortRange, k: &FlowKey, reverse: bool) -> bool {
+    let (ks, kd) = if reverse { (k.dport, k.sport) } else { (k.sport, k.dport) };
+    proto.is_none_or(|p| p == k.proto) && sport.contains(ks) && dport.contains(kd)
+}
+
 impl Selector {
     #[inline]
     pub fn matches(&self, k: &FlowKey) -> bool {
         self.src.contains_bits(k.v6, k.src)
             && self.dst.contains_bits(k.v6, k.dst)
-            && self.proto.is_none_or(|p| p == k.proto)
-            && self.sport.contains(k.sport)
-            && self.dport.contains(k.dport)
+            && proto_ports_match(self.proto, self.sport, self.dport, k, false)
     }
 
     /// Matches a packet going the other way (inbound through an SA of this policy).
@@ -68,9 +74,7 @@ impl Selector {
     pub fn matches_reverse(&self, k: &FlowKey) -> bool {
         self.src.contains_bits(k.v6, k.dst)
             && self.dst.contains_bits(k.v6, k.src)
-            && self.proto.is_none_or(|p| p == k.proto)
-            && self.sport.contains(k.dport)
-            && self.dport.contains(k.sport)
+            && proto_ports_match(self.proto, self.sport, self.dport, k, true)
     }
 }
 
@@ -212,15 +216,18 @@ impl Bucket {
         Bucket { best: Compact::new(&p), all: Box::new(vec![p]) }
     }
 
+    /// The best policy with flow `k`'s protocol and ports (`REVERSE`: see
+    /// [`proto_ports_match`]), with its rank.
     #[inline]
-    /// The best policy whose protocol, source ports and destination ports `matches` accepts,
-    /// with its rank.
-    fn find(&self, matches: &impl Fn(Option<u8>, PortRange, PortRange) -> bool) -> Option<(Matched, (u32, u32))> {
+    fn find<const REVERSE: bool>(&self, k: &FlowKey) -> Option<(Matched, (u32, u32))> {
         let b = &self.best;
-        if matches(b.proto, b.sport, b.dport) {
+        if proto_ports_match(b.proto, b.sport, b.dport, k, REVERSE) {
             return Some((b.matched(), (b.priority, b.id)));
         }
-        let p = self.all.iter().skip(1).find(|p| matches(p.selector.proto, p.selector.sport, p.selector.dport))?;
+        let p = self.all.iter().skip(1).find(|p| {
+            let s = &p.selector;
+            proto_ports_match(s.proto, s.sport, s.dport, k, REVERSE)
+        })?;
         Some((Matched { action: p.action, id: p.id }, p.rank()))
     }
 
@@ -327,9 +334,7 @@ impl Spd {
     /// The first policy that matches an outbound packet (from a protected network).
     #[inline]
     pub fn lookup_outbound(&self, k: &FlowKey) -> Option<Matched> {
-        self.first(k.v6, k.src, k.dst, &|proto, sport, dport| {
-            proto.is_none_or(|p| p == k.proto) && sport.contains(k.sport) && dport.contains(k.dport)
-        })
+        self.first::<false>(k.src, k.dst, k)
     }
 
     /// The first policy that matches a packet arriving in the clear from the unprotected side
@@ -337,9 +342,7 @@ impl Spd {
     #[inline]
     pub fn lookup_inbound_clear(&self, k: &FlowKey) -> Option<Matched> {
         // Mirrored: the packet's destination is in the policy's source prefix, and so on.
-        self.first(k.v6, k.dst, k.src, &|proto, sport, dport| {
-            proto.is_none_or(|p| p == k.proto) && sport.contains(k.dport) && dport.contains(k.sport)
-        })
+        self.first::<true>(k.dst, k.src, k)
     }
 
     /// Asks for the memory that [`Self::lookup_outbound`] of `k` will read, so that the
@@ -363,19 +366,14 @@ impl Spd {
     }
 
     /// The best-ranked policy whose prefixes hold `src` and `dst` (as the policy's source and
-    /// destination) and whose protocol and ports `matches` accepts.
+    /// destination) and that has flow `k`'s protocol and ports (`REVERSE`: see
+    /// [`proto_ports_match`]). A constant, so that each lookup is its own inlined copy.
     #[inline]
-    fn first(
-        &self,
-        v6: bool,
-        src: u128,
-        dst: u128,
-        matches: &impl Fn(Option<u8>, PortRange, PortRange) -> bool,
-    ) -> Option<Matched> {
+    fn first<const REVERSE: bool>(&self, src: u128, dst: u128, k: &FlowKey) -> Option<Matched> {
         let mut best: Option<(Matched, (u32, u32))> = None;
-        for g in self.groups.iter().filter(|g| g.v6 == v6) {
+        for g in self.groups.iter().filter(|g| g.v6 == k.v6) {
             let Some(bucket) = g.buckets.get(&(src & g.src_mask, dst & g.dst_mask)) else { continue };
-            if let Some((m, rank)) = bucket.find(matches)
+            if let Some((m, rank)) = bucket.find::<REVERSE>(k)
                 && best.is_none_or(|(_, b)| rank < b)
             {
                 best = Some((m, rank));
