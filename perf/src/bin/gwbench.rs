@@ -1012,6 +1012,9 @@ fn measure(
             Ok((one, tag, pcap, config))
         })
         .transpose()?;
+    // Packets still in the pipeline when the counters were read: a burst per port and core
+    // (the one-pair baseline has as many cores).
+    let in_flight = 64 * case.cores as u64 * 32;
     let mut ours = Vec::new();
     let mut ceil = Vec::new();
     let mut base = Vec::new();
@@ -1020,7 +1023,7 @@ fn measure(
         let Some((one, one_tag, pcap, config)) = &one_pair else { return Ok(None) };
         let log = work.join(format!("{one_tag}-gw-{r}.log"));
         let b = gateway(args, t, config, &socket, pcap, one, &log)?;
-        if b.dropped > 0 || b.processed + 64 * one.cores as u64 * 32 < b.rx {
+        if b.dropped > 0 || b.processed + in_flight < b.rx {
             return Err(format!(
                 "{one_tag}: the gateway dropped {} of {} packets (log: {})",
                 b.dropped,
@@ -1056,8 +1059,6 @@ fn measure(
             case.sas,
             g.install_secs
         );
-        // Packets still in the pipeline when the counters were read: a burst per port and core.
-        let in_flight = 64 * case.cores as u64 * 32;
         if g.dropped > 0 || g.processed + in_flight < g.rx {
             return Err(format!(
                 "{tag}: the gateway dropped {} and processed {} of {} packets (log: {})",
