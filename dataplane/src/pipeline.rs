@@ -536,8 +536,8 @@ impl Pipeline {
     /// ESP addressed to the gateway: queued to be opened with the rest of the burst, its SPI's
     /// slot in the SAD asked for.
     fn queue_inbound(&mut self, idx: usize, outer: wire::EspOuter) -> Verdict {
-        if self.prefetching() && self.pending_in.last().is_none_or(|p| p.1.spi != outer.spi) {
-            self.inbound.prefetch(&outer.spi);
+        if self.prefetching() && self.pending_in.last().is_none_or(|p| p.1.spi() != outer.spi()) {
+            self.inbound.prefetch(&outer.spi());
         }
         self.pending_in.push((idx, outer, 0));
         // Placeholder until `decrypt_pending` decides.
@@ -554,7 +554,7 @@ impl Pipeline {
         let mut pending = std::mem::take(&mut self.pending_in);
         let mut last = usize::MAX;
         let prefetching = self.prefetching();
-        pending.retain_mut(|(idx, outer, pos)| match self.inbound.find(&outer.spi) {
+        pending.retain_mut(|(idx, outer, pos)| match self.inbound.find(&outer.spi()) {
             Some(p) => {
                 if prefetching
                     && p != last
@@ -583,7 +583,7 @@ impl Pipeline {
             last = pos;
             if let Some(e) = self.inbound.at(pos) {
                 // (The next packets on the SA have numbers close by: the same slot, mostly.)
-                for (at, len) in e.sa.hot_memory(outer.seq_low) {
+                for (at, len) in e.sa.hot_memory(outer.seq_low()) {
                     prefetch_range(at, len, KEY_STATE_PREFETCH);
                 }
                 // All of the selectors, not only the first line: a single one (46 bytes,

@@ -113,7 +113,7 @@ fn decap_one(sa: &InboundSa, pkt: &[u8]) -> Value {
         Err(e) => return json!({"ok": false, "error": format!("{e:?}")}),
     };
     // The dataplane looks the SA up by SPI; this tool has one.
-    if outer.spi != sa.spi {
+    if outer.spi() != sa.spi {
         return json!({"ok": false, "error": "UnknownSpi"});
     }
     match sa.decapsulate(&outer, &mut buf) {

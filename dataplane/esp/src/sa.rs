@@ -438,10 +438,10 @@ impl InboundSa {
     /// store, which a load cannot be forwarded from) to commit, and with intel-ipsec-mb that
     /// wait was half of the pipeline's inbound phase for 64-byte packets.
     pub fn open<B: PacketBuf + ?Sized>(&self, outer: &EspOuter, buf: &mut B) -> Result<Authentic, EspError> {
-        codec::check_len(outer.esp_len)?;
-        let seq = self.replay.check(outer.seq_low)?;
-        let end = outer.esp_offset + outer.esp_len;
-        let Some(region) = buf.data_mut().get_mut(outer.esp_offset..end) else {
+        codec::check_len(outer.esp_len())?;
+        let seq = self.replay.check(outer.seq_low())?;
+        let end = outer.esp_offset() + outer.esp_len();
+        let Some(region) = buf.data_mut().get_mut(outer.esp_offset()..end) else {
             return Err(EspError::Truncated);
         };
         // Not authenticated: the window stays as it was.
@@ -518,8 +518,8 @@ impl InboundSa {
         authentic: Authentic,
     ) -> Result<Decapsulated, EspError> {
         let seq = authentic.seq;
-        let end = outer.esp_offset + outer.esp_len;
-        let Some(region) = buf.data_mut().get_mut(outer.esp_offset..end) else {
+        let end = outer.esp_offset() + outer.esp_len();
+        let Some(region) = buf.data_mut().get_mut(outer.esp_offset()..end) else {
             return Err(EspError::Truncated);
         };
         // Committed before the trailer is checked: an authentic packet with a bad trailer was
@@ -529,7 +529,7 @@ impl InboundSa {
             self.replay.commit(seq)?;
         }
         let opened = codec::trailer(region)?;
-        let inner_at = outer.esp_offset + ESP_PREFIX_LEN;
+        let inner_at = outer.esp_offset() + ESP_PREFIX_LEN;
         let inner = &mut buf.data_mut()[inner_at..inner_at + opened.payload_len];
         // RFC 4303 2.6: dummy packets are discarded silently (counted).
         // The inner header's own length wins over the payload length: anything after it is
@@ -549,7 +549,7 @@ impl InboundSa {
             }
             _ => return Err(EspError::BadNextHeader),
         };
-        ecn_decapsulate(outer.tos, &mut inner[..inner_len])?;
+        ecn_decapsulate(outer.tos(), &mut inner[..inner_len])?;
         let len_after_adj = buf.len() - inner_at;
         if !buf.adj(inner_at) || !buf.trim(len_after_adj - inner_len) {
             return Err(EspError::Truncated);

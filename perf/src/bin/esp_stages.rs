@@ -210,10 +210,10 @@ impl EspBench {
             let Ok(Classified::Esp(o)) = wire::classify(d) else { panic!("template is not ESP") };
             let mut nonce = [0u8; 12];
             nonce[..4].copy_from_slice(&SALT);
-            nonce[4..].copy_from_slice(&d[o.esp_offset + 8..o.esp_offset + 16]);
+            nonce[4..].copy_from_slice(&d[o.esp_offset() + 8..o.esp_offset() + 16]);
             let mut aad = [0u8; 8];
-            aad.copy_from_slice(&d[o.esp_offset..o.esp_offset + 8]);
-            let ct = o.esp_offset + ESP_PREFIX_LEN..o.esp_offset + o.esp_len - ICV_LEN;
+            aad.copy_from_slice(&d[o.esp_offset()..o.esp_offset() + 8]);
+            let ct = o.esp_offset() + ESP_PREFIX_LEN..o.esp_offset() + o.esp_len() - ICV_LEN;
             open.push(OpenMeta { nonce, aad, ct });
             esp.push(d.to_vec());
         }

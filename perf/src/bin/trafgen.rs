@@ -153,7 +153,7 @@ fn stamp_of<B: PacketBuf>(rx_sa: Option<&InboundSa>, m: &mut B) -> Option<Stamp>
     if let Some(sa) = rx_sa
         && let Ok(Classified::Esp(outer)) = wire::classify(m.data())
     {
-        if outer.spi != sa.spi {
+        if outer.spi() != sa.spi {
             return None;
         }
         sa.decapsulate(&outer, m).ok()?;

@@ -62,7 +62,7 @@ fn decap(sa: &InboundSa, outer: &EspOuter, pkt: &[u8]) -> (Result<Decapsulated, 
 fn raw(o: &Opts, pkt: &[u8]) {
     let _ = black_box(flow_key(black_box(pkt)));
     let Ok(Classified::Esp(outer)) = black_box(classify(black_box(pkt))) else { return };
-    assert!(outer.esp_offset + outer.esp_len <= pkt.len(), "classify points past the packet");
+    assert!(outer.esp_offset() + outer.esp_len() <= pkt.len(), "classify points past the packet");
     let sa = new_sa(o);
     let (first, buf) = decap(&sa, &outer, pkt);
     match black_box(first) {
@@ -170,10 +170,10 @@ fn fix_inner_checksum(plain: &mut [u8]) {
 fn classify_ok(pkt: &[u8], o: &Opts, esp_len: usize, seq_low: u32) -> EspOuter {
     let Ok(Classified::Esp(outer)) = classify(pkt) else { panic!("a well-formed ESP packet is not classified as ESP") };
     let hl = if o.v6 { 40 } else { 20 } + if o.udp { 8 } else { 0 };
-    assert_eq!(outer.esp_offset, hl);
-    assert_eq!(outer.esp_len, esp_len);
-    assert_eq!((outer.spi, outer.seq_low), (SPI, seq_low));
-    assert_eq!(outer.udp, o.udp.then_some((4500, 4500)));
+    assert_eq!(outer.esp_offset(), hl);
+    assert_eq!(outer.esp_len(), esp_len);
+    assert_eq!((outer.spi(), outer.seq_low()), (SPI, seq_low));
+    assert_eq!(outer.udp_encapsulated(), o.udp);
     outer
 }
 

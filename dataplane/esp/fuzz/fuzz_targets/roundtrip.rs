@@ -105,9 +105,9 @@ fuzz_target!(|data: &[u8]| {
     let result = match classified {
         Ok(Classified::Esp(o)) => {
             if flipped.is_none() {
-                assert_eq!((o.spi, o.seq_low, o.esp_offset), (cfg.spi, seq as u32, esp_at));
-                assert_eq!(o.esp_len, pkt.len() - esp_at);
-                assert_eq!(o.udp, udp.then_some((4500, 4500)));
+                assert_eq!((o.spi(), o.seq_low(), o.esp_offset()), (cfg.spi, seq as u32, esp_at));
+                assert_eq!(o.esp_len(), pkt.len() - esp_at);
+                assert_eq!(o.udp_encapsulated(), udp);
             }
             Some((o, inb.decapsulate(&o, &mut buf)))
         }
