@@ -187,6 +187,10 @@ pub struct Pipeline {
     held_hops: Vec<IpAddr>,
     /// TSC of the last ICMP error sent, for rate limiting.
     last_icmp: u64,
+    /// The next hop [`Self::send`] found last: (`egress_gen` then, port, address, MAC).
+    /// Decrypted packets mostly leave through one router, and hashing into the neighbour
+    /// table for each of them was 7% of an inbound 64-byte packet's time through DPDK.
+    last_hop: Option<(u64, usize, IpAddr, Mac)>,
     /// Bumped by what an egress depends on: an outbound SA added or removed, a neighbour
     /// learned or changed (routes never change while running).
     egress_gen: u64,
@@ -246,6 +250,7 @@ impl Pipeline {
             opened: Vec::with_capacity(256),
             held_hops: Vec::new(),
             last_icmp: 0,
+            last_hop: None,
             egress_gen: 1,
         }
     }
@@ -691,10 +696,18 @@ impl Pipeline {
         if pkt.len() > usize::from(self.ports[port].mtu) {
             return Verdict::Drop(DropReason::MtuExceeded);
         }
-        let mac = self.neighbors.get(&(port, hop)).copied();
-        if mac.is_none() {
-            self.want_neighbor(port, hop, now);
-        }
+        let mac = match self.last_hop {
+            // Valid while no neighbour has changed (that bumps `egress_gen`).
+            Some((generation, p, h, mac)) if generation == self.egress_gen && p == port && h == hop => Some(mac),
+            _ => {
+                let mac = self.neighbors.get(&(port, hop)).copied();
+                match mac {
+                    Some(m) => self.last_hop = Some((self.egress_gen, port, hop, m)),
+                    None => self.want_neighbor(port, hop, now),
+                }
+                mac
+            }
+        };
         let et = if pkt.data()[0] >> 4 == 4 { ETHERTYPE_IPV4 } else { ETHERTYPE_IPV6 };
         let src = self.ports[port].mac;
         match pkt.prepend(ETH_HDR_LEN) {
