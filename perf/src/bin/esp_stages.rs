@@ -263,6 +263,18 @@ impl EspBench {
         }
     }
 
+    /// Restores every buffer of burst `b` from its template (the ESP packet or the inner one)
+    /// before any of them is processed, as a receive burst arrives whole. Restoring each just
+    /// before processing it made the first read of the packet wait for the copy's stores to
+    /// complete, at 1420 bytes about 39 ns, charged to the ESP stage (whose `classify` reads
+    /// first) but mostly hidden in the bare cipher's start-up.
+    fn restore_burst(&mut self, b: usize, esp: bool) {
+        let templates = if esp { &self.esp } else { &self.inner };
+        for (buf, t) in self.bufs.iter_mut().zip(&templates[b * BURST..]) {
+            buf.reset(t, HEADROOM);
+        }
+    }
+
     /// One round of `BURSTS_PER_ROUND` bursts; returns the time of the timed part only.
     fn round(&mut self, kind: Kind) -> Duration {
         // Decapsulation needs a fresh anti-replay window every round (the templates carry
@@ -277,8 +289,8 @@ impl EspBench {
                 for b in 0..BURSTS_PER_ROUND {
                     // One reservation per burst, as the pipeline does per run of packets.
                     let first = self.out_sa.seq_counter().reserve(BURST as u64);
+                    self.restore_burst(b, false);
                     for (i, buf) in self.bufs.iter_mut().enumerate() {
-                        buf.reset(&self.inner[b * BURST + i], HEADROOM);
                         if self.out_sa.encapsulate(first + i as u64, buf).is_err() {
                             self.errors += 1;
                         }
@@ -288,10 +300,10 @@ impl EspBench {
             }
             Kind::EncapAead => {
                 for b in 0..BURSTS_PER_ROUND {
+                    self.restore_burst(b, false);
                     for (i, buf) in self.bufs.iter_mut().enumerate() {
                         let j = b * BURST + i;
                         let n = self.lens[j];
-                        buf.reset(&self.inner[j], HEADROOM);
                         // What ESP encrypts: payload, padding, pad length, next header.
                         let pt = n + codec::pad_len(n) + 2;
                         let Some(d) = buf.append(pt - n + ICV_LEN) else {
@@ -311,9 +323,7 @@ impl EspBench {
             }
             Kind::EncapReset => {
                 for b in 0..BURSTS_PER_ROUND {
-                    for (i, buf) in self.bufs.iter_mut().enumerate() {
-                        buf.reset(&self.inner[b * BURST + i], HEADROOM);
-                    }
+                    self.restore_burst(b, false);
                     black_box(&mut self.bufs);
                 }
             }
@@ -324,8 +334,8 @@ impl EspBench {
                 for b in 0..BURSTS_PER_ROUND {
                     self.opened.clear();
                     self.outers.clear();
-                    for (i, buf) in self.bufs.iter_mut().enumerate() {
-                        buf.reset(&self.esp[b * BURST + i], HEADROOM);
+                    self.restore_burst(b, true);
+                    for buf in self.bufs.iter_mut() {
                         let (outer, opened) = match wire::classify(buf.data()) {
                             Ok(Classified::Esp(o)) => (Some(o), self.in_sa.open(&o, buf)),
                             _ => (None, Err(EspError::Truncated)),
@@ -346,10 +356,9 @@ impl EspBench {
             }
             Kind::DecapAead => {
                 for b in 0..BURSTS_PER_ROUND {
+                    self.restore_burst(b, true);
                     for (i, buf) in self.bufs.iter_mut().enumerate() {
-                        let j = b * BURST + i;
-                        buf.reset(&self.esp[j], HEADROOM);
-                        let m = &self.open[j];
+                        let m = &self.open[b * BURST + i];
                         let d = buf.data_mut();
                         // As ESP decapsulation opens it: in place, the ICV right after.
                         let ok =
@@ -361,9 +370,7 @@ impl EspBench {
             }
             Kind::DecapReset => {
                 for b in 0..BURSTS_PER_ROUND {
-                    for (i, buf) in self.bufs.iter_mut().enumerate() {
-                        buf.reset(&self.esp[b * BURST + i], HEADROOM);
-                    }
+                    self.restore_burst(b, true);
                     black_box(&mut self.bufs);
                 }
             }
