@@ -544,6 +544,23 @@ struct GwRun {
     program: Option<Program>,
 }
 
+impl GwRun {
+    /// An error unless the gateway dropped nothing and processed every packet it received,
+    /// less up to `in_flight` still in the pipeline when the counters were read.
+    fn complete(&self, tag: &str, in_flight: u64, log: &Path) -> Result<(), String> {
+        if self.dropped > 0 || self.processed + in_flight < self.rx {
+            return Err(format!(
+                "{tag}: the gateway dropped {} and processed {} of {} packets (log: {})",
+                self.dropped,
+                self.processed,
+                self.rx,
+                log.display()
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What the dataplane did while `--program` SA pairs were installed under traffic.
 #[derive(Clone, Debug, Serialize)]
 struct Program {
@@ -1023,14 +1040,7 @@ fn measure(
         let Some((one, one_tag, pcap, config)) = &one_pair else { return Ok(None) };
         let log = work.join(format!("{one_tag}-gw-{r}.log"));
         let b = gateway(args, t, config, &socket, pcap, one, &log)?;
-        if b.dropped > 0 || b.processed + in_flight < b.rx {
-            return Err(format!(
-                "{one_tag}: the gateway dropped {} of {} packets (log: {})",
-                b.dropped,
-                b.rx,
-                log.display()
-            ));
-        }
+        b.complete(one_tag, in_flight, &log)?;
         Ok(Some(b.pps))
     };
     for r in 0..args.runs {
@@ -1059,15 +1069,7 @@ fn measure(
             case.sas,
             g.install_secs
         );
-        if g.dropped > 0 || g.processed + in_flight < g.rx {
-            return Err(format!(
-                "{tag}: the gateway dropped {} and processed {} of {} packets (log: {})",
-                g.dropped,
-                g.processed,
-                g.rx,
-                log.display()
-            ));
-        }
+        g.complete(&tag, in_flight, &log)?;
         if let Some(p) = &g.program {
             println!(
                 "  programmed {} SA pairs with their policies in {:.2} s ({:.0} pairs/s) while forwarding {:.2} Mpps \
