@@ -15,7 +15,7 @@ use crate::policy::{Action, Policy, Selector, Spd};
 use crate::route::RouteTable;
 use esp::buf::PacketBuf;
 use esp::sa::{Authentic, InboundSa, OutboundSa};
-use esp::wire::{self, Classified, FlowKey, Ipv4Packet, Ipv6Packet, PROTO_ICMPV6};
+use esp::wire::{self, Classified, FlowKey, PROTO_ICMPV6};
 use std::net::IpAddr;
 
 use std::sync::Arc;
@@ -439,17 +439,13 @@ impl Pipeline {
         // Work on the IP packet; the Ethernet header is rebuilt on the way out.
         let frame_len = pkt.len();
         let ip = &pkt.data()[ETH_HDR_LEN..];
-        let (dst, ip_len, v6) = match ip.first().map(|b| b >> 4) {
-            Some(4) => match Ipv4Packet::new_checked(ip) {
-                Ok(p) => (IpAddr::V4(p.dst()), p.total_len(), false),
-                Err(_) => return Verdict::Drop(DropReason::MalformedIp),
-            },
-            Some(6) => match Ipv6Packet::new_checked(ip) {
-                Ok(p) => (IpAddr::V6(p.dst()), p.total_len(), true),
-                Err(_) => return Verdict::Drop(DropReason::MalformedIp),
-            },
-            _ => return Verdict::Drop(DropReason::MalformedIp),
+        // One parse of the header gives the flow (for the SPD) and the length; packets for
+        // the gateway are parsed again below, as ESP.
+        let (key, ip_len) = match wire::flow_key_and_len(ip) {
+            Ok(k) => k,
+            Err(_) => return Verdict::Drop(DropReason::MalformedIp),
         };
+        let (dst, v6) = (key.dst_ip(), key.v6);
         if v6
             && ip[6] == PROTO_ICMPV6
             && let Some((ip6, mac)) = net::ndp_learn(ip)
@@ -482,10 +478,6 @@ impl Pipeline {
         if let Some(outer) = esp {
             return self.queue_inbound(idx, outer);
         }
-        let key = match wire::flow_key(pkt.data()) {
-            Ok(k) => k,
-            Err(_) => return Verdict::Drop(DropReason::MalformedIp),
-        };
         // The SPD is looked up once the whole burst is classified (see `process`). Prefetches
         // are skipped with few tunnels (see `PREFETCH_ABOVE`), for a packet between the same
         // addresses as the one before, and below for one on the same SA: what they would ask

@@ -62,10 +62,11 @@ pub fn checksum_add(sum: u32, data: &[u8]) -> u32 {
 
 /// Folds and complements a partial sum into an Internet checksum (RFC 1071).
 #[inline]
-pub fn checksum_finish(mut sum: u32) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
+pub fn checksum_finish(sum: u32) -> u16 {
+    // Two folds bring any 32-bit sum into 16 bits (the first leaves at most 0x1_fffe), without
+    // a loop to predict.
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
     !(sum as u16)
 }
 
@@ -120,7 +121,15 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ipv4Addr::from(be32(self.0.as_ref(), 16))
     }
     pub fn checksum_ok(&self) -> bool {
-        checksum_finish(checksum_add(0, &self.0.as_ref()[..self.header_len()])) == 0
+        let b = self.0.as_ref();
+        // The usual header, without options, at a length the compiler knows: five words
+        // added without a loop.
+        if let Some(h) = b.first_chunk::<IPV4_HDR_LEN>()
+            && self.header_len() == IPV4_HDR_LEN
+        {
+            return checksum_finish(checksum_add(0, h)) == 0;
+        }
+        b.get(..self.header_len()).is_some_and(|h| checksum_finish(checksum_add(0, h)) == 0)
     }
     /// The bytes after the header, up to the total length.
     pub fn payload(&self) -> &[u8] {
@@ -227,27 +236,35 @@ impl FlowKey {
 /// that the key is built in registers (see [`FlowKey`]).
 #[inline(always)]
 pub fn flow_key(pkt: &[u8]) -> Result<FlowKey, EspError> {
-    let (src, dst, v6, proto, l4, first_fragment) = match pkt.first().map(|b| b >> 4) {
+    flow_key_and_len(pkt).map(|(k, _)| k)
+}
+
+/// [`flow_key`] and the packet's total length from its header (the buffer may hold more:
+/// Ethernet padding), from one parse of the header.
+#[inline(always)]
+pub fn flow_key_and_len(pkt: &[u8]) -> Result<(FlowKey, usize), EspError> {
+    let (src, dst, v6, proto, l4_at, total_len, first_fragment) = match pkt.first().map(|b| b >> 4) {
         Some(4) => {
             let p = Ipv4Packet::new_checked(pkt)?;
             let off = be16(pkt, 6) & 0x1fff;
             let (src, dst) = (u128::from(u32::from(p.src())), u128::from(u32::from(p.dst())));
-            (src, dst, false, p.protocol(), &pkt[p.header_len()..p.total_len()], off == 0)
+            (src, dst, false, p.protocol(), p.header_len(), p.total_len(), off == 0)
         }
         Some(6) => {
             let p = Ipv6Packet::new_checked(pkt)?;
             let (src, dst) = (u128::from(p.src()), u128::from(p.dst()));
-            (src, dst, true, p.next_header(), &pkt[IPV6_HDR_LEN..p.total_len()], true)
+            (src, dst, true, p.next_header(), IPV6_HDR_LEN, p.total_len(), true)
         }
         Some(_) => return Err(EspError::BadOuterHeader),
         None => return Err(EspError::Truncated),
     };
+    let l4 = &pkt[l4_at..total_len];
     let (sport, dport) = match proto {
         PROTO_TCP | PROTO_UDP | 132 if first_fragment && l4.len() >= 4 => (be16(l4, 0), be16(l4, 2)),
         PROTO_ICMP | PROTO_ICMPV6 if first_fragment && l4.len() >= 2 => (u16::from(l4[0]), u16::from(l4[1])),
         _ => (0, 0),
     };
-    Ok(FlowKey { src, dst, v6, proto, sport, dport })
+    Ok((FlowKey { src, dst, v6, proto, sport, dport }, total_len))
 }
 
 /// Where the ESP header starts in an outer packet, and what the outer headers say that
@@ -408,6 +425,51 @@ mod tests {
             let split = len / 4 * 2;
             let chained = checksum_add(checksum_add(0, &d[..split]), &d[split..]);
             assert_eq!(checksum_finish(chained), !(plain as u16), "len {len} chained");
+        }
+    }
+
+    /// The two folds of `checksum_finish` give what folding until nothing carries gives, at
+    /// the edges of the 32-bit range as well.
+    #[test]
+    fn checksum_finish_folds_any_sum() {
+        let looped = |mut s: u32| {
+            while s >> 16 != 0 {
+                s = (s & 0xffff) + (s >> 16);
+            }
+            !(s as u16)
+        };
+        let mut x = 0x2545_f491u32;
+        let edges = [0, 1, 0xffff, 0x1_0000, 0x1_fffe, 0x1_ffff, 0xffff_0000, 0xfffe_ffff, u32::MAX];
+        for s in edges.into_iter().chain((0..10_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        })) {
+            assert_eq!(checksum_finish(s), looped(s), "{s:#x}");
+        }
+    }
+
+    /// Headers with and without options: a correct checksum passes, and any one byte changed
+    /// fails.
+    #[test]
+    fn header_checksum_with_and_without_options() {
+        for ihl in [5u8, 6, 15] {
+            let len = usize::from(ihl) * 4;
+            let mut h: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(37)).collect();
+            h[0] = 0x40 | ihl;
+            h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            h[10..12].fill(0);
+            let c = checksum_finish(checksum_add(0, &h));
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            assert!(Ipv4Packet::new_checked(&h[..]).unwrap().checksum_ok(), "ihl {ihl}");
+            for i in 1..len {
+                let mut bad = h.clone();
+                bad[i] ^= 0x01;
+                if let Ok(p) = Ipv4Packet::new_checked(&bad[..]) {
+                    assert!(!p.checksum_ok(), "ihl {ihl} byte {i}");
+                }
+            }
         }
     }
 
