@@ -9,7 +9,7 @@ pkgs=(
   tshark tcpdump iperf3 iputils-ping iproute2 nftables ethtool procps
   strongswan-swanctl strongswan-charon strongswan-pki libcharon-extra-plugins
   libstrongswan-standard-plugins libstrongswan-extra-plugins
-  python3-pip
+  python3-pip valgrind
 )
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_apt+=("$p")
