@@ -146,7 +146,7 @@ impl OuterTemplate {
 
     /// Copies the first `N` bytes of the template to the front of `pkt`; false if `pkt` is
     /// shorter. A copy of constant length is a few vector moves where one of the variable
-    /// length `len()` was a call to `memcpy`, 4% of a 64-byte packet's encapsulation.
+    /// length `len()` was a call to `memcpy`, about 2% of a 64-byte encapsulation's samples.
     #[inline]
     fn copy_to<const N: usize>(&self, pkt: &mut [u8]) -> bool {
         match (pkt.first_chunk_mut::<N>(), self.hdr.first_chunk::<N>()) {
