@@ -70,6 +70,21 @@ pub fn checksum_finish(sum: u32) -> u16 {
     !(sum as u16)
 }
 
+/// Whether an option-less IPv4 header's checksum holds: its 16-bit words add up to 0xffff in
+/// ones' complement (RFC 1071). That sum is the same in either byte order, byte-swapped, and
+/// 0xffff swapped is 0xffff (RFC 1071 2(B)), so the words are added as they lie in memory:
+/// five 32-bit loads without byte swaps, folded to 16 bits. Half the instructions of the
+/// general sum, on a check every inbound ESP packet gets twice (outer and inner header).
+#[inline]
+fn header_sums_to_all_ones(h: &[u8; IPV4_HDR_LEN]) -> bool {
+    let word = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+    let s = word(0) + word(4) + word(8) + word(12) + word(16); // below 2^35
+    let s = (s & 0xffff_ffff) + (s >> 32); // below 2^32 + 8
+    let s = (s & 0xffff) + (s >> 16); // at most 0x1_ffff
+    let s = (s & 0xffff) + (s >> 16); // at most 0x1_0000, which would fold to 1
+    s == 0xffff
+}
+
 /// A checked IPv4 header. Options are allowed; the total length must fit in the buffer.
 pub struct Ipv4Packet<T: AsRef<[u8]>>(T);
 
@@ -122,12 +137,10 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
     pub fn checksum_ok(&self) -> bool {
         let b = self.0.as_ref();
-        // The usual header, without options, at a length the compiler knows: five words
-        // added without a loop.
         if let Some(h) = b.first_chunk::<IPV4_HDR_LEN>()
             && self.header_len() == IPV4_HDR_LEN
         {
-            return checksum_finish(checksum_add(0, h)) == 0;
+            return header_sums_to_all_ones(h);
         }
         b.get(..self.header_len()).is_some_and(|h| checksum_finish(checksum_add(0, h)) == 0)
     }
@@ -447,6 +460,36 @@ mod tests {
             x
         })) {
             assert_eq!(checksum_finish(s), looped(s), "{s:#x}");
+        }
+    }
+
+    /// The option-less fast path agrees with the general sum on random headers, with their
+    /// checksum right and wrong, and on the sums that fold to the edges.
+    #[test]
+    fn header_fast_path_agrees_with_the_general_sum() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut cases: Vec<[u8; 20]> = vec![[0; 20], [0xff; 20]];
+        for _ in 0..20_000 {
+            let mut h = [0u8; 20];
+            for c in h.chunks_mut(8) {
+                let r = next().to_le_bytes();
+                c.copy_from_slice(&r[..c.len()]);
+            }
+            cases.push(h);
+            // The same header with its checksum set right.
+            h[10..12].fill(0);
+            let c = checksum_finish(checksum_add(0, &h));
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            cases.push(h);
+        }
+        for h in cases {
+            assert_eq!(header_sums_to_all_ones(&h), checksum_finish(checksum_add(0, &h)) == 0, "{h:02x?}");
         }
     }
 
