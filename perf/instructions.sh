@@ -11,12 +11,15 @@
 # Under valgrind, intel-ipsec-mb finds no AVX-512 and runs its AVX2 code, so the AEAD's own
 # count differs from a native run; the figure to compare builds by is the one outside it.
 #
-# usage: perf/instructions.sh [ESP_STAGES_BINARY] [extra esp-stages arguments]
+# usage: perf/instructions.sh [ESP_STAGES_BINARY] [esp-stages arguments]
 #   default binary target/release/esp-stages; default arguments --sizes 64 --dirs out,in
 #   e.g. perf/instructions.sh target/release/esp-stages --sizes 64,1420 --dirs out
 set -euo pipefail
-bin=${1:-target/release/esp-stages}
-shift || true
+bin=target/release/esp-stages
+if [ $# -gt 0 ] && [[ $1 != -* ]]; then
+  bin=$1
+  shift
+fi
 args=("$@")
 [ ${#args[@]} -gt 0 ] || args=(--sizes 64 --dirs out,in)
 command -v valgrind >/dev/null || { echo "needs valgrind (scripts/deps.sh installs it)" >&2; exit 1; }
@@ -74,11 +77,11 @@ if not timed:
 cost, bursts = timed[0][0], timed[0][1]
 packets = bursts * BURST
 # One AEAD call a packet, costing the same from every caller at one packet size.
-aead = 0.0
-for f in ('<esp::aead::Cipher as esp::aead::Aead>::seal', '<esp::aead::Cipher as esp::aead::Aead>::open_appended'):
-    cs = callers(f)
-    if cs and sys.argv[3] == ('out' if f.endswith('seal') else 'in'):
-        aead = sum(c[0] for c in cs) / sum(c[1] for c in cs)
+f = '<esp::aead::Cipher as esp::aead::Aead>::' + ('seal' if sys.argv[3] == 'out' else 'open_appended')
+cs = callers(f)
+if not cs:
+    sys.exit(f"no calls of {f} found for {sys.argv[2]} {sys.argv[3]}")
+aead = sum(c[0] for c in cs) / sum(c[1] for c in cs)
 print(f"{sys.argv[2]:<6} {sys.argv[3]:<4} {packets:>10} {cost / packets:>12.1f} {aead:>12.1f} {cost / packets - aead:>12.1f}")
 PY
   done
