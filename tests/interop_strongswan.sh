@@ -223,31 +223,88 @@ fi
 
 # Rekey under traffic: our daemon rekeys the Child SA every 4 s (CREATE_CHILD_SA, REKEY_SA,
 # make-before-break) and the IKE SA every 7 s; a continuous ping for 60 s across many rekeys of
-# both loses nothing, and neither does a bounded iperf3 UDP stream running across the first
-# rekeys (its receiver counts every lost datagram).
+# both loses nothing at our gateway, and neither does a bounded iperf3 UDP stream running across
+# the first rekeys (its receiver counts every lost datagram). A loss that counters place past
+# our gateway, in a full receive buffer of strongSwan's userspace ESP or of iperf3 (this VM has
+# two cores for everything), is reported and not failed; any other loss fails.
 ups_before=$(grep -c "child SA net up" "$work/daemon.log")
 ike_before=$(grep -c "IKE SA .* rekeyed" "$work/daemon.log")
+# Where a lost packet went: every counter of a loss along h1 -> a -> b -> h2 (and back, for the
+# ping's replies), read before and after. Interfaces' drops in all four namespaces; at gateway a
+# the drops of its packet sockets (the dataplane's af_packet rings), the dataplane's drop
+# reasons and its ports' own counters; UDP receive-buffer overflows at b (charon's ESP-in-UDP
+# socket: kernel-libipsec decrypts in userspace) and at h2 (iperf3's socket).
+loss_counters() {
+  local n
+  for n in h1 gwa gwb h2; do
+    ns "$n" sh -c 'for d in /sys/class/net/*; do
+        echo "$0 link ${d##*/} rx_dropped $(cat "$d/statistics/rx_dropped")"
+        echo "$0 link ${d##*/} tx_dropped $(cat "$d/statistics/tx_dropped")"
+      done' "$n"
+  done
+  ns gwa ss -0 -a -m 2>/dev/null | grep -o 'skmem:([^)]*)' | sed 's/.*,d\([0-9]*\).*/\1/' \
+    | awk '{n += $1} END {print "gwa packet-sockets drops " n + 0}'
+  # Frames for other MACs and non-IP frames cannot be the test's packets.
+  "$bin" stats --socket "$work/a.sock" --json 2>/dev/null | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for x in d["drops"]:
+    if x["reason"] not in ("NotForUs", "UnsupportedEthertype"):
+        print("dataplane drop", x["reason"], x["count"])
+for p in d.get("ports", []):
+    for k in ("rx_missed", "rx_errors", "rx_nombuf", "tx_errors"):
+        print("dataplane port", p["name"], k, p[k])'
+  for n in gwb h2; do
+    ns "$n" awk '$1 == "Udp:" && !h {split($0, k); h = 1; next}
+      $1 == "Udp:" {for (i = 2; i <= NF; i++) if (k[i] == "RcvbufErrors") print ns, "udp", k[i], $i}' ns="$n" /proc/net/snmp
+    ns "$n" awk '$1 == "Udp6RcvbufErrors" {print ns, "udp6", $1, $2}' ns="$n" /proc/net/snmp6
+  done
+}
+# The counters that grew between two readings, one "name +growth" a line.
+loss_grew() {
+  awk 'function key(k, i) {k = $1; for (i = 2; i < NF; i++) k = k " " $i; return k}
+    NR == FNR {was[key()] = $NF; next}
+    $NF > was[key()] + 0 {printf "%s +%d\n", key(), $NF - was[key()]}' "$1" "$2"
+}
+loss_counters >"$work/loss-before.txt"
 ns h2 iperf3 -s -1 -D -p 5202 >/dev/null 2>&1
 sleep 0.3
-ns h1 timeout 40 iperf3 -c "$h2_ip" -p 5202 -u -b 100M -l 1200 -t 20 -J >"$work/iperf-rekey.json" 2>&1 &
+# -w 4M: the receiver's socket buffer (the client hands it to the server). The default holds
+# under 10 ms at 100 Mbit/s, less than a receiver can wait for a core on this 2-vCPU VM.
+ns h1 timeout 40 iperf3 -c "$h2_ip" -p 5202 -u -b 100M -l 1200 -w 4M -t 20 -J >"$work/iperf-rekey.json" 2>&1 &
 iperf_pid=$!
-if ns h1 ping -c 300 -i 0.2 -W 2 "$h2_ip" >"$work/ping-rekey" 2>&1 && grep -q " 0% packet loss" "$work/ping-rekey"; then
-  rekeys=$(( $(grep -c "child SA net up" "$work/daemon.log") - ups_before ))
-  ike_rekeys=$(( $(grep -c "IKE SA .* rekeyed" "$work/daemon.log") - ike_before ))
-  if [ "$rekeys" -ge 10 ] && [ "$ike_rekeys" -ge 6 ]; then
-    ok "ping 5/s for 60 s across $rekeys child SA and $ike_rekeys IKE SA rekeys: no packet lost"
-  else
-    bad "only $rekeys child and $ike_rekeys IKE rekeys during the ping"
-  fi
+ns h1 ping -c 300 -i 0.2 -W 2 "$h2_ip" >"$work/ping-rekey" 2>&1
+ping_lost=$(awk '/packets transmitted/ {print $1 - $4}' "$work/ping-rekey")
+rekeys=$(( $(grep -c "child SA net up" "$work/daemon.log") - ups_before ))
+ike_rekeys=$(( $(grep -c "IKE SA .* rekeyed" "$work/daemon.log") - ike_before ))
+if [ "$rekeys" -ge 10 ] && [ "$ike_rekeys" -ge 6 ]; then
+  ok "$rekeys child SA and $ike_rekeys IKE SA rekeys during a 60 s ping"
 else
-  bad "ping across rekeys: $(grep loss "$work/ping-rekey")"
+  bad "only $rekeys child and $ike_rekeys IKE rekeys during the ping"
 fi
 wait "$iperf_pid"
-lost=$(python3 -c "import json;d=json.load(open('$work/iperf-rekey.json'))['end']['sum'];print(d['lost_packets'], d['packets'])" 2>/dev/null)
-if [ -n "$lost" ] && [ "${lost%% *}" -eq 0 ]; then
-  ok "iperf3 UDP 100 Mbit/s for 20 s across the rekeys: 0 of ${lost#* } datagrams lost"
+loss_counters >"$work/loss-after.txt"
+loss_grew "$work/loss-before.txt" "$work/loss-after.txt" >"$work/loss-grew.txt"
+read -r iperf_lost iperf_sent < <(python3 -c "import json;d=json.load(open('$work/iperf-rekey.json'))['end']['sum'];print(d['lost_packets'], d['packets'])" 2>/dev/null)
+# What our gateway lost (anything counted at h1 or a) and what overflowed a receive buffer at
+# strongSwan's gateway or behind it. Each overflow there is one whole datagram: one ESP packet
+# (one iperf3 datagram or ping) at b, one iperf3 datagram at h2.
+ours=$(awk '$1 == "h1" || $1 == "gwa" || $1 == "dataplane" {n += $NF} END {print n + 0}' "$work/loss-grew.txt")
+theirs=$(awk '($1 == "gwb" || $1 == "h2") && $2 ~ /^udp/ {n += $NF} END {print n + 0}' "$work/loss-grew.txt")
+grew=$(tr '\n' ';' <"$work/loss-grew.txt")
+if [ -z "${iperf_lost:-}" ] || [ -z "${ping_lost:-}" ]; then
+  bad "no result from iperf3 or ping: $(tail -3 "$work/iperf-rekey.json") $(tail -2 "$work/ping-rekey")"
+elif [ $((iperf_lost + ping_lost)) -eq 0 ]; then
+  ok "iperf3 UDP 100 Mbit/s for 20 s and a 5/s ping for 60 s across the rekeys: 0 of $iperf_sent datagrams and 0 of 300 pings lost"
+elif [ "$ours" -ne 0 ]; then
+  bad "lost around the rekeys: iperf3 $iperf_lost of $iperf_sent datagrams, ping $ping_lost of 300; on our side: $grew"
+elif [ $((iperf_lost + ping_lost)) -le "$theirs" ]; then
+  # Not our loss, and counted where it happened: say so, and pass.
+  ok "across the rekeys our gateway lost nothing; iperf3 lost $iperf_lost of $iperf_sent and ping $ping_lost of 300, all in receive buffers past it ($grew)"
 else
-  bad "iperf3 UDP across rekeys: lost/sent ${lost:-?}: $(tail -3 "$work/iperf-rekey.json")"
+  bad "lost around the rekeys: iperf3 $iperf_lost of $iperf_sent datagrams, ping $ping_lost of 300, more than any counter shows ($grew)"
+  echo "# strongSwan's log about ESP and SAs:"
+  grep -iE "esp|spi|child_sa" "$ss/charon.log" | grep -vE "parsed|generating|sending packet|received packet" | tail -20
 fi
 "$bin" stats --socket "$work/a.sock" >"$work/stats-rekeyed.txt" 2>&1
 # As rekey initiator we can install the new inbound SA only once strongSwan's answer brings its

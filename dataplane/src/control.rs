@@ -39,7 +39,7 @@ mod tests {
         let server = ControlServer::bind(&path).unwrap();
         let p2 = path.clone();
         let client = std::thread::spawn(move || request(&p2, Command::Stats));
-        let snap = crate::counters::Snapshot { drops: vec![], sas: vec![], cores: vec![] };
+        let snap = crate::counters::Snapshot::default();
         let mut asked = None;
         for _ in 0..200 {
             server.poll(&mut |c| {

@@ -5,7 +5,7 @@
 
 use crate::config::{self, Direction, RawPolicy, RawSa};
 use crate::control::{Command, PROTOCOL_VERSION, Response};
-use crate::counters::{Snapshot, WorkerCounters};
+use crate::counters::{PortSnapshot, Snapshot, WorkerCounters};
 use crate::pipeline::Update;
 use crate::sad::{Sad, SadEvent, Updates};
 use crate::worker::Event;
@@ -27,6 +27,8 @@ pub struct Controller {
     worker_events: Vec<Arc<ArrayQueue<Event>>>,
     events: VecDeque<SadEvent>,
     last_expire: Instant,
+    /// The DPDK ports to report: (port id, device name, role).
+    ports: Vec<(u16, String, String)>,
 }
 
 impl Controller {
@@ -45,7 +47,34 @@ impl Controller {
             worker_events,
             events: VecDeque::new(),
             last_expire: Instant::now(),
+            ports: Vec::new(),
         }
+    }
+
+    /// The ports whose own counters snapshots show: (DPDK port id, device name, role).
+    pub fn report_ports(&mut self, ports: Vec<(u16, String, String)>) {
+        self.ports = ports;
+    }
+
+    /// Each port's driver counters. Reading them from this thread while workers burst is what
+    /// `rte_eth_stats_get` is for; a port that cannot answer is left out rather than shown as 0.
+    fn port_counters(&self) -> Vec<PortSnapshot> {
+        self.ports
+            .iter()
+            .filter_map(|(id, name, role)| {
+                let s = crate::dpdk::port_stats(*id).ok()?;
+                Some(PortSnapshot {
+                    name: name.clone(),
+                    role: role.clone(),
+                    rx: s.ipackets,
+                    tx: s.opackets,
+                    rx_missed: s.imissed,
+                    rx_errors: s.ierrors,
+                    rx_nombuf: s.rx_nombuf,
+                    tx_errors: s.oerrors,
+                })
+            })
+            .collect()
     }
 
     /// Queues per-worker updates and pushes what fits into the rings now.
@@ -120,7 +149,10 @@ impl Controller {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        crate::counters::snapshot(&self.counters, self.sad.list(&self.counters))
+        Snapshot {
+            ports: self.port_counters(),
+            ..crate::counters::snapshot(&self.counters, self.sad.list(&self.counters))
+        }
     }
 
     fn ok() -> Response {
@@ -163,7 +195,9 @@ impl Controller {
         match cmd {
             Command::Stats => Response { stats: Some(self.snapshot()), ..Self::ok() },
             Command::Totals => {
-                Response { stats: Some(crate::counters::snapshot(&self.counters, Vec::new())), ..Self::ok() }
+                let totals =
+                    Snapshot { ports: self.port_counters(), ..crate::counters::snapshot(&self.counters, Vec::new()) };
+                Response { stats: Some(totals), ..Self::ok() }
             }
             Command::ListSas => Response { sas: Some(self.sad.list(&self.counters)), ..Self::ok() },
             Command::AddSa { sa } => self.add_sa(&sa),

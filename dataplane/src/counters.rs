@@ -211,7 +211,7 @@ impl WorkerCounters {
     }
 }
 
-pub use ctlproto::{CoreSnapshot, DropSnapshot, SaInfo, Snapshot};
+pub use ctlproto::{CoreSnapshot, DropSnapshot, PortSnapshot, SaInfo, Snapshot};
 
 /// `sas` are the installed SAs with their counts (see `Sad::list`).
 pub fn snapshot(workers: &[std::sync::Arc<WorkerCounters>], sas: Vec<SaInfo>) -> Snapshot {
@@ -242,7 +242,7 @@ pub fn snapshot(workers: &[std::sync::Arc<WorkerCounters>], sas: Vec<SaInfo>) ->
             })
         })
         .collect();
-    Snapshot { cores, sas, drops }
+    Snapshot { cores, sas, drops, ports: Vec::new() }
 }
 
 #[cfg(test)]

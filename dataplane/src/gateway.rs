@@ -2,7 +2,7 @@
 //! exception-path TAPs, per-worker pipelines, the workers themselves and the control thread;
 //! and takes it down again, returning the final counters.
 
-use crate::config::{Config, Direction};
+use crate::config::{Config, Direction, Role};
 use crate::control::ControlServer;
 use crate::controller::Controller;
 use crate::counters::{Snapshot, WorkerCounters};
@@ -94,12 +94,19 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
     let pool = Mempool::new("dp_mbufs", cfg.mbufs, 256, 2048 + 128, dpdk::socket_id())?;
 
     let mut ids = PortIds { data: Vec::new(), tap: Vec::new() };
+    // What snapshots report: each data port, and its exception path when it is a real TAP.
+    let mut reported: Vec<(u16, String, String)> = Vec::new();
     let mut macs = Vec::new();
     let mut started: Vec<Port> = Vec::new();
     for (i, p) in cfg.ports.iter().enumerate() {
         let id =
             dpdk::port_by_name(&p.name).ok_or_else(|| GatewayError::NoSuchPort { index: i, name: p.name.clone() })?;
         started.push(Port::configure(id, nq, nq, cfg.rx_desc, &pool)?);
+        let role = match p.role {
+            Role::Protected => "protected",
+            Role::Unprotected => "unprotected",
+        };
+        reported.push((id, p.name.clone(), role.to_string()));
         let mac = match p.mac {
             // Some devices (net_pcap) cannot change their MAC; the port is promiscuous, so the
             // configured address still works: the pipeline filters on it in software.
@@ -121,6 +128,7 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
             macs.push(Mac(mac));
             continue;
         }
+        reported.push((tap_id, p.tap.clone(), "exception".to_string()));
         // The host stack answers ARP and ICMP for the port's addresses: it must use the port's MAC.
         dpdk::set_port_mac(tap_id, mac)?;
         let tap_err = |reason: String| GatewayError::Tap { iface: p.tap.clone(), reason };
@@ -190,6 +198,7 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
         let stop = stop.clone();
         let ext_stop = opts.stop.clone();
         let mut ctl = Controller::new(sad, counters.clone(), updates, events);
+        ctl.report_ports(reported);
         let deadline = opts.run_for.map(|d| Instant::now() + d);
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {

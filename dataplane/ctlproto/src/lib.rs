@@ -155,13 +155,40 @@ pub struct CoreSnapshot {
     pub parked: u64,
 }
 
-/// Everything an operator reads: totals per SA and per drop reason, and per core.
+/// One port's own counters, as its driver keeps them (DPDK's `rte_eth_stats`). They tell
+/// apart what the port lost before any worker saw it (`rx_missed`: the receive ring was full;
+/// `rx_nombuf`: no buffer to receive into) from what the workers dropped (the drop reasons).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct PortSnapshot {
+    /// The DPDK device name (`net_af_packet0`, `0000:3b:00.0`, `net_tapexc0`, ...).
+    pub name: String,
+    /// "protected", "unprotected", or "exception" for a data port's path to the host stack.
+    pub role: String,
+    pub rx: u64,
+    pub tx: u64,
+    pub rx_missed: u64,
+    pub rx_errors: u64,
+    pub rx_nombuf: u64,
+    pub tx_errors: u64,
+}
+
+impl PortSnapshot {
+    /// Frames the port itself lost or refused.
+    pub fn lost(&self) -> u64 {
+        self.rx_missed + self.rx_errors + self.rx_nombuf + self.tx_errors
+    }
+}
+
+/// Everything an operator reads: totals per SA and per drop reason, per core and per port.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
     pub cores: Vec<CoreSnapshot>,
     pub sas: Vec<SaInfo>,
     /// Only the reasons that counted something.
     pub drops: Vec<DropSnapshot>,
+    /// Every port the dataplane drives, data ports and their exception paths.
+    #[serde(default)]
+    pub ports: Vec<PortSnapshot>,
 }
 
 impl Snapshot {
@@ -180,6 +207,20 @@ impl Snapshot {
                 "{:>6} {:>12} {:>12} {:>10} {:>10} {:>12} {:>12} {:>10} {:>8}",
                 c.lcore, c.rx, c.tx, c.to_host, c.from_host, c.encrypted, c.decrypted, c.bypassed, c.parked
             );
+        }
+        if !self.ports.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n{:<20} {:<11} {:>12} {:>12} {:>10} {:>10} {:>10} {:>10}",
+                "port", "role", "rx", "tx", "rx-missed", "rx-errors", "rx-nombuf", "tx-errors"
+            );
+            for p in &self.ports {
+                let _ = writeln!(
+                    s,
+                    "{:<20} {:<11} {:>12} {:>12} {:>10} {:>10} {:>10} {:>10}",
+                    p.name, p.role, p.rx, p.tx, p.rx_missed, p.rx_errors, p.rx_nombuf, p.tx_errors
+                );
+            }
         }
         let _ = writeln!(s, "\n{:<16} {:>10} {:>4} {:>12} {:>14}", "SA", "SPI", "dir", "packets", "bytes");
         for a in &self.sas {
@@ -307,5 +348,28 @@ mod tests {
         let ev: SadEvent =
             serde_json::from_str(r#"{"event":"soft_expire","name":"x","spi":5,"direction":"in"}"#).unwrap();
         assert_eq!(ev, SadEvent::SoftExpire { name: "x".into(), spi: 5, direction: "in".into() });
+    }
+
+    #[test]
+    fn port_counters_show_and_older_snapshots_still_parse() {
+        let old = r#"{"cores":[],"sas":[],"drops":[]}"#;
+        assert_eq!(serde_json::from_str::<Snapshot>(old).unwrap().ports, vec![]);
+        let port = PortSnapshot {
+            name: "net_af_packet1".into(),
+            role: "unprotected".into(),
+            rx: 10,
+            tx: 9,
+            rx_missed: 3,
+            rx_nombuf: 2,
+            ..PortSnapshot::default()
+        };
+        assert_eq!(port.lost(), 5);
+        let text = Snapshot { ports: vec![port], ..Snapshot::default() }.render();
+        let row = text.lines().find(|l| l.starts_with("net_af_packet1")).unwrap();
+        assert_eq!(
+            row.split_whitespace().collect::<Vec<_>>(),
+            ["net_af_packet1", "unprotected", "10", "9", "3", "0", "2", "0"]
+        );
+        assert!(text.contains("rx-missed"), "{text}");
     }
 }
