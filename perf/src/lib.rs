@@ -110,6 +110,43 @@ pub fn median_min_max(v: &[f64]) -> (f64, f64, f64) {
     (med, s[0], s[n - 1])
 }
 
+/// Per CPU, the jiffies spent stolen (taken by the hypervisor for other guests) and in total,
+/// from the text of `/proc/stat` (`cpuN user nice system idle iowait irq softirq steal ...`;
+/// guest time is already inside user time, so the first eight fields are the total).
+pub fn cpu_steal(stat: &str, cpus: &[usize]) -> Option<Vec<(u64, u64)>> {
+    cpus.iter()
+        .map(|&c| {
+            let name = format!("cpu{c}");
+            let line = stat.lines().find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+            let f: Vec<u64> = line.split_whitespace().skip(1).take(8).map(|x| x.parse().ok()).collect::<Option<_>>()?;
+            (f.len() == 8).then(|| (f[7], f.iter().sum()))
+        })
+        .collect()
+}
+
+/// A reading of the steal counters of some CPUs, to tell how much of an interval the
+/// hypervisor took from them: on a shared VM a run that lost much time this way ran slow for
+/// reasons not its own.
+#[derive(Clone, Debug)]
+pub struct StealClock(Vec<(u64, u64)>);
+
+impl StealClock {
+    /// Now, for `cpus`; `None` without `/proc/stat` or those CPUs.
+    pub fn read(cpus: &[usize]) -> Option<Self> {
+        cpu_steal(&std::fs::read_to_string("/proc/stat").ok()?, cpus).map(StealClock)
+    }
+
+    /// The share of the CPUs' time since `self` that was stolen (0.0 when no time passed).
+    pub fn share_since(&self, later: &StealClock) -> f64 {
+        let (mut stolen, mut total) = (0, 0);
+        for (a, b) in self.0.iter().zip(&later.0) {
+            stolen += b.0.saturating_sub(a.0);
+            total += b.1.saturating_sub(a.1);
+        }
+        if total == 0 { 0.0 } else { stolen as f64 / total as f64 }
+    }
+}
+
 /// The time-stamp counter, or `None` off x86_64. It ticks at a constant nominal rate
 /// (`constant_tsc`), not at the current core clock, so "TSC ticks per packet" equal core cycles
 /// only when the core runs at that nominal frequency.
@@ -172,5 +209,22 @@ mod tests {
         }
         assert_eq!(median_min_max(&[3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
         assert_eq!(median_min_max(&[4.0, 1.0, 2.0, 3.0]), (2.5, 1.0, 4.0));
+    }
+
+    #[test]
+    fn steal_from_proc_stat() {
+        let a = "cpu  10 0 5 100 0 0 0 3 0 0\ncpu0 4 0 2 50 0 0 0 1 0 0\ncpu1 6 0 3 50 0 0 0 2 7 0\n";
+        let b = "cpu  30 0 5 100 0 0 0 13 0 0\ncpu0 4 0 2 50 0 0 0 1 0 0\ncpu1 26 0 3 60 0 0 0 12 7 0\n";
+        assert_eq!(cpu_steal(a, &[1]), Some(vec![(2, 61)]));
+        assert_eq!(cpu_steal(a, &[0, 1]), Some(vec![(1, 57), (2, 61)]));
+        assert_eq!(cpu_steal(a, &[2]), None);
+        assert_eq!(cpu_steal("cpu1 1 2 3\n", &[1]), None);
+        let (x, y) = (StealClock(cpu_steal(a, &[1]).unwrap()), StealClock(cpu_steal(b, &[1]).unwrap()));
+        // cpu1: 10 of 40 jiffies stolen.
+        assert!((x.share_since(&y) - 0.25).abs() < 1e-12);
+        assert_eq!(x.share_since(&x), 0.0);
+        // cpu0 had nothing in the interval: the share is over both CPUs' time.
+        let (x, y) = (StealClock(cpu_steal(a, &[0, 1]).unwrap()), StealClock(cpu_steal(b, &[0, 1]).unwrap()));
+        assert!((x.share_since(&y) - 0.25).abs() < 1e-12);
     }
 }

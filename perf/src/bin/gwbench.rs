@@ -14,14 +14,16 @@
 //!
 //! It prints Mpps, Gbit/s (inner IP bytes), cycles per packet, the ratio to the testpmd ceiling
 //! and to the raw AEAD, as medians over `--runs` runs with their spread, and writes JSON and an
-//! SVG chart. Inbound SAs run with anti-replay off (`replay_window = 0`): the pcap repeats its
+//! SVG chart. Each run says how much of the forwarding CPUs' time a hypervisor took for other
+//! guests (`steal` in /proc/stat), when it took any: a slow run on a shared VM can be told
+//! from a slow gateway. Inbound SAs run with anti-replay off (`replay_window = 0`): the pcap repeats its
 //! sequence numbers, as in DPDK's ipsec-secgw measurements.
 
 use clap::{Parser, ValueEnum};
 use esp::aead::{Backend, GcmKeyLen, KeyMaterial};
 use esp::buf::{PacketBuf, VecBuf};
 use esp::sa::{OutboundSa, SaConfig, SeqCounter};
-use perf::{IMIX, ipv4_udp, ipv6_udp, median_min_max};
+use perf::{IMIX, StealClock, ipv4_udp, ipv6_udp, median_min_max};
 use serde::Serialize;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -458,9 +460,15 @@ fn eal_args(pcap: &Path, cores: usize, mbufs: usize, prefix: &str, testpmd: bool
     ]
 }
 
+/// The CPUs that forward, as `eal_args` places the lcores (the same for testpmd and the
+/// gateway): whose stolen time a run reports.
+fn forwarding_cpus(cores: usize) -> &'static [usize] {
+    if cores == 1 { &[1] } else { &[0, 1] }
+}
+
 /// testpmd io forwarding over the same vdevs: the median of its per-second RX rates on the
-/// pcap port after the warm-up.
-fn ceiling(args: &Args, case: &Case, pcap: &Path, log: &Path) -> Result<f64, String> {
+/// pcap port after the warm-up, and the share of the forwarding CPUs' time stolen meanwhile.
+fn ceiling(args: &Args, case: &Case, pcap: &Path, log: &Path) -> Result<(f64, Option<f64>), String> {
     let (cores, mbufs) = (case.cores, mbufs(case));
     let mut cmd = Command::new(&args.testpmd);
     cmd.args(eal_args(pcap, cores, mbufs, "gwbench-tp", true));
@@ -498,21 +506,27 @@ fn ceiling(args: &Args, case: &Case, pcap: &Path, log: &Path) -> Result<f64, Str
     });
     let mut rates = Vec::new();
     let deadline = Instant::now() + Duration::from_secs_f64(args.warmup + args.seconds + 20.0);
+    let skip = args.warmup.ceil() as usize;
+    let mut steal_from = None;
     while rates.len() < want && Instant::now() < deadline {
+        if rates.len() == skip {
+            steal_from = StealClock::read(forwarding_cpus(cores));
+        }
         match rx.recv_timeout(Duration::from_secs(5)) {
             Ok(r) => rates.push(r),
             Err(_) => break,
         }
     }
+    let steal = steal_from.zip(StealClock::read(forwarding_cpus(cores))).map(|(a, b)| a.share_since(&b));
     stop(&mut child);
     drop(rx);
     let text = reader.join().unwrap_or_default();
     let _ = std::fs::write(log, &text);
-    let measured: Vec<f64> = rates.into_iter().skip(args.warmup.ceil() as usize).filter(|&r| r > 0.0).collect();
+    let measured: Vec<f64> = rates.into_iter().skip(skip).filter(|&r| r > 0.0).collect();
     if measured.is_empty() {
         return Err(format!("testpmd reported no rates (log: {})", log.display()));
     }
-    Ok(median_min_max(&measured).0)
+    Ok((median_min_max(&measured).0, steal))
 }
 
 fn stop(child: &mut Child) {
@@ -542,6 +556,9 @@ struct GwRun {
     /// Time to install the case's SA pairs and policies through the control socket.
     install_secs: f64,
     program: Option<Program>,
+    /// The share of the forwarding CPUs' time the hypervisor took while the rate was measured
+    /// (`steal` in /proc/stat): on a shared VM, what a slow run lost to other guests.
+    steal: Option<f64>,
 }
 
 impl GwRun {
@@ -677,9 +694,12 @@ fn gateway(
             }
             None => None,
         };
+        let cpus = forwarding_cpus(case.cores);
+        let steal_from = StealClock::read(cpus);
         let (t0, a) = read()?;
         std::thread::sleep(Duration::from_secs_f64(args.seconds));
         let (t1, b) = read()?;
+        let steal = steal_from.zip(StealClock::read(cpus)).map(|(s0, s1)| s0.share_since(&s1));
         let dt = (t1 - t0).as_secs_f64();
         let rx = b.0 - a.0;
         Ok(GwRun {
@@ -690,6 +710,7 @@ fn gateway(
             dropped: b.3 - a.3,
             install_secs,
             program,
+            steal,
         })
     })();
     stop(&mut child);
@@ -727,6 +748,8 @@ struct Row {
     one_pair_mpps: Option<Stat>,
     /// Each N-pair run over its one-pair run.
     ratio_to_one_pair: Option<Stat>,
+    /// Per testpmd run, the share of the forwarding CPUs' time stolen (see `GwRun::steal`).
+    ceiling_steal: Vec<f64>,
     runs: Vec<GwRun>,
     latency: Option<LatencyPair>,
 }
@@ -1034,6 +1057,7 @@ fn measure(
     let in_flight = 64 * case.cores as u64 * 32;
     let mut ours = Vec::new();
     let mut ceil = Vec::new();
+    let mut ceil_steal = Vec::new();
     let mut base = Vec::new();
     // Before the N-pair run every other time, so that neither always runs first.
     let run_one_pair = |r: usize| -> Result<Option<f64>, String> {
@@ -1054,15 +1078,17 @@ fn measure(
         }
         // Interleaved, so that slow drifts of the machine touch both alike.
         if !args.no_ceiling {
-            let c = ceiling(args, case, &pcap, &work.join(format!("{tag}-testpmd-{r}.log")))?;
-            print!("testpmd {:.2} Mpps, ", c / 1e6);
+            let (c, steal) = ceiling(args, case, &pcap, &work.join(format!("{tag}-testpmd-{r}.log")))?;
+            print!("testpmd {:.2} Mpps{}, ", c / 1e6, stolen(steal));
             ceil.push(c);
+            ceil_steal.extend(steal);
         }
         let log = work.join(format!("{tag}-gw-{r}.log"));
         let g = gateway(args, t, &config, &socket, &pcap, case, &log)?;
         println!(
-            "gateway {:.2} Mpps ({} in, {} out, {} dropped; {} SA pair(s) installed in {:.2} s)",
+            "gateway {:.2} Mpps{} ({} in, {} out, {} dropped; {} SA pair(s) installed in {:.2} s)",
             g.pps / 1e6,
+            stolen(g.steal),
             g.rx,
             g.tx,
             g.dropped,
@@ -1138,9 +1164,18 @@ fn measure(
         aead_mpps: aead,
         one_pair_mpps,
         ratio_to_one_pair,
+        ceiling_steal: ceil_steal,
         runs: ours,
         latency,
     })
+}
+
+/// ", 3.1% stolen" when the hypervisor took a noticeable share of a run's time.
+fn stolen(steal: Option<f64>) -> String {
+    match steal {
+        Some(s) if s >= 0.005 => format!(" ({:.1}% stolen)", s * 100.0),
+        _ => String::new(),
+    }
 }
 
 /// The backend's bare AES-GCM seal rate on the payload sizes of a case, one core.
