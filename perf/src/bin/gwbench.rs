@@ -91,6 +91,10 @@ struct Args {
     /// Packets in each pcap (the replay loops over them).
     #[arg(long, default_value_t = 2048)]
     packets: usize,
+    /// Packets a worker receives and processes at once (the dataplane's `burst`, 1-256), and
+    /// testpmd's burst for the ceiling.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
+    burst: u16,
     #[arg(long)]
     json: Option<PathBuf>,
     #[arg(long)]
@@ -333,7 +337,7 @@ crypto = "{backend}"
 exception_path = false
 control_socket = "{socket}"
 mbufs = {mbufs}
-burst = 32
+burst = {burst}
 max_sas = {max_sas}
 
 [[port]]
@@ -363,6 +367,7 @@ mac = "02:00:00:00:00:20"
         backend = case.backend,
         socket = socket.display(),
         mbufs = mbufs(case),
+        burst = args.burst,
         max_sas = (2 * (case.sas + args.program.unwrap_or(0))).max(16),
         prot = t.prot_prefix,
         unprot = t.unprot_prefix,
@@ -473,6 +478,7 @@ fn ceiling(args: &Args, case: &Case, pcap: &Path, log: &Path) -> Result<(f64, Op
     let mut cmd = Command::new(&args.testpmd);
     cmd.args(eal_args(pcap, cores, mbufs, "gwbench-tp", true));
     cmd.args(["--", "--forward-mode=io", "--stats-period=1", "--no-lsc-interrupt"]);
+    cmd.arg(format!("--burst={}", args.burst));
     cmd.arg(format!("--total-num-mbufs={mbufs}"));
     cmd.arg(format!("--nb-cores={cores}")).arg(format!("--rxq={cores}")).arg(format!("--txq={cores}"));
     let mut child = cmd
@@ -1054,7 +1060,7 @@ fn measure(
         .transpose()?;
     // Packets still in the pipeline when the counters were read: a burst per port and core
     // (the one-pair baseline has as many cores).
-    let in_flight = 64 * case.cores as u64 * 32;
+    let in_flight = 64 * case.cores as u64 * u64::from(args.burst);
     let mut ours = Vec::new();
     let mut ceil = Vec::new();
     let mut ceil_steal = Vec::new();
