@@ -212,6 +212,17 @@ def main():
             inner_src = sum(1 for l in good if "10.1.0.10" in l or "fd01::10" in l)
             check(inner_src == len(pkts), f"tshark decrypted {inner_src}/{len(pkts)} inner packets")
             check(stats.get("drops", []) == [], f"no drops outbound: {stats.get('drops')}")
+            # The ports' own counters (rte_eth_stats) in the dataplane's summary: every frame of
+            # the pcap received, every ESP frame sent, nothing lost by a port.
+            ports = {p["name"]: p for p in stats.get("ports", [])}
+            prot, unprot = ports.get("net_pcap0", {}), ports.get("net_pcap1", {})
+            check(prot.get("role") == "protected" and prot.get("rx") == len(pkts),
+                  f"{what}: protected port counted {prot.get('rx')} frames received, want {len(pkts)}")
+            check(unprot.get("role") == "unprotected" and unprot.get("tx", 0) >= len(esp_frames),
+                  f"{what}: unprotected port counted {unprot.get('tx')} frames sent, want {len(esp_frames)} or more")
+            lost = {n: p for n, p in ports.items()
+                    if any(p.get(k) for k in ("rx_missed", "rx_errors", "rx_nombuf", "tx_errors"))}
+            check(not lost, f"{what}: no port lost a frame: {lost}")
 
             # Inbound: scapy encrypts, we decrypt.
             sa_in = SecurityAssociation(ESP, spi=SPI_IN, crypt_algo="AES-GCM", crypt_key=KEY_IN + SALT_IN, auth_algo="NULL",

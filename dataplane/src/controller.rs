@@ -56,8 +56,12 @@ impl Controller {
         self.ports = ports;
     }
 
-    /// Each port's driver counters. Reading them from this thread while workers burst is what
-    /// `rte_eth_stats_get` is for; a port that cannot answer is left out rather than shown as 0.
+    /// Each port's driver counters, read from this thread (the only one that reads them) while
+    /// the workers burst. DPDK does not promise that `rte_eth_stats_get` may run beside a burst
+    /// on every driver; NIC drivers read registers or per-queue counters, and so do the
+    /// virtual devices used here (af_packet, tap, null, ring, memif, pcap on files). net_pcap
+    /// on a live interface (`iface=`) is the exception: its counters come from the libpcap
+    /// handle the worker reads. A port that cannot answer is left out rather than shown as 0.
     fn port_counters(&self) -> Vec<PortSnapshot> {
         self.ports
             .iter()

@@ -217,25 +217,31 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
     };
 
     let mut inline = None;
+    let mut launched = Ok(());
     for (w, &lcore) in workers.into_iter().zip(&worker_lcores) {
         if lcore == dpdk::main_lcore() {
             inline = Some(w);
-        } else {
-            dpdk::launch(lcore, move || w.run())?;
+        } else if let Err(e) = dpdk::launch(lcore, move || w.run()) {
+            launched = Err(e);
+            break;
         }
     }
-    if let Some(w) = inline {
+    if launched.is_ok()
+        && let Some(w) = inline
+    {
         w.run();
     }
-    let waited = dpdk::wait_all();
+    // Whatever ended the run (a stop, or a worker that could not be launched), the workers
+    // and the control thread, which reads the ports' counters, finish before the ports close.
     stop.store(true, Ordering::Relaxed);
+    let waited = dpdk::wait_all();
     let snap = control.join().unwrap_or_else(|_| crate::counters::snapshot(&counters, Vec::new()));
-    waited?;
-
     for p in &started {
         let _ = dpdk::port_stop(p.id);
         let _ = dpdk::port_close(p.id);
     }
+    launched?;
+    waited?;
     Ok(snap)
 }
 

@@ -110,7 +110,8 @@ pub fn median_min_max(v: &[f64]) -> (f64, f64, f64) {
     (med, s[0], s[n - 1])
 }
 
-/// Per CPU, the jiffies spent stolen (taken by the hypervisor for other guests) and in total,
+/// Per CPU, the jiffies stolen (the hypervisor ran something else: other guests, its own
+/// threads) and in total,
 /// from the text of `/proc/stat` (`cpuN user nice system idle iowait irq softirq steal ...`;
 /// guest time is already inside user time, so the first eight fields are the total).
 pub fn cpu_steal(stat: &str, cpus: &[usize]) -> Option<Vec<(u64, u64)>> {
@@ -125,8 +126,8 @@ pub fn cpu_steal(stat: &str, cpus: &[usize]) -> Option<Vec<(u64, u64)>> {
 }
 
 /// A reading of the steal counters of some CPUs, to tell how much of an interval the
-/// hypervisor took from them: on a shared VM a run that lost much time this way ran slow for
-/// reasons not its own.
+/// hypervisor took from them: on a VM a run that lost much time this way ran slow for reasons
+/// not its own.
 #[derive(Clone, Debug)]
 pub struct StealClock(Vec<(u64, u64)>);
 
@@ -136,8 +137,9 @@ impl StealClock {
         cpu_steal(&std::fs::read_to_string("/proc/stat").ok()?, cpus).map(StealClock)
     }
 
-    /// The share of the CPUs' time since `self` that was stolen (0.0 when no time passed).
-    pub fn share_since(&self, later: &StealClock) -> f64 {
+    /// The share of the CPUs' time from `self` until `later` that was stolen (0.0 when no time
+    /// passed).
+    pub fn share_until(&self, later: &StealClock) -> f64 {
         let (mut stolen, mut total) = (0, 0);
         for (a, b) in self.0.iter().zip(&later.0) {
             stolen += b.0.saturating_sub(a.0);
@@ -221,10 +223,10 @@ mod tests {
         assert_eq!(cpu_steal("cpu1 1 2 3\n", &[1]), None);
         let (x, y) = (StealClock(cpu_steal(a, &[1]).unwrap()), StealClock(cpu_steal(b, &[1]).unwrap()));
         // cpu1: 10 of 40 jiffies stolen.
-        assert!((x.share_since(&y) - 0.25).abs() < 1e-12);
-        assert_eq!(x.share_since(&x), 0.0);
+        assert!((x.share_until(&y) - 0.25).abs() < 1e-12);
+        assert_eq!(x.share_until(&x), 0.0);
         // cpu0 had nothing in the interval: the share is over both CPUs' time.
         let (x, y) = (StealClock(cpu_steal(a, &[0, 1]).unwrap()), StealClock(cpu_steal(b, &[0, 1]).unwrap()));
-        assert!((x.share_since(&y) - 0.25).abs() < 1e-12);
+        assert!((x.share_until(&y) - 0.25).abs() < 1e-12);
     }
 }

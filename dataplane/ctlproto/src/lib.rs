@@ -160,7 +160,8 @@ pub struct CoreSnapshot {
 /// `rx_nombuf`: no buffer to receive into) from what the workers dropped (the drop reasons).
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 pub struct PortSnapshot {
-    /// The DPDK device name (`net_af_packet0`, `0000:3b:00.0`, `net_tapexc0`, ...).
+    /// A data port's DPDK device name as configured (`net_af_packet0`, `0000:3b:00.0`, ...); an
+    /// exception path's kernel TAP interface (`tap-unprot`).
     pub name: String,
     /// "protected", "unprotected", or "exception" for a data port's path to the host stack.
     pub role: String,
@@ -170,13 +171,6 @@ pub struct PortSnapshot {
     pub rx_errors: u64,
     pub rx_nombuf: u64,
     pub tx_errors: u64,
-}
-
-impl PortSnapshot {
-    /// Frames the port itself lost or refused.
-    pub fn lost(&self) -> u64 {
-        self.rx_missed + self.rx_errors + self.rx_nombuf + self.tx_errors
-    }
 }
 
 /// Everything an operator reads: totals per SA and per drop reason, per core and per port.
@@ -247,9 +241,10 @@ pub const MAX_BATCH: usize = 1024;
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
-    /// Counters: per core, per SA, per drop reason.
+    /// Counters: per core, per SA, per drop reason, per port.
     Stats,
-    /// Counters per core and per drop reason only: cheap to ask often with 100,000 SAs.
+    /// Counters per core, per drop reason and per port, without the SAs: cheap to ask often
+    /// with 100,000 SAs.
     Totals,
     /// The installed SAs with their traffic.
     ListSas,
@@ -363,7 +358,6 @@ mod tests {
             rx_nombuf: 2,
             ..PortSnapshot::default()
         };
-        assert_eq!(port.lost(), 5);
         let text = Snapshot { ports: vec![port], ..Snapshot::default() }.render();
         let row = text.lines().find(|l| l.starts_with("net_af_packet1")).unwrap();
         assert_eq!(

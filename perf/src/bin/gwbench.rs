@@ -14,10 +14,10 @@
 //!
 //! It prints Mpps, Gbit/s (inner IP bytes), cycles per packet, the ratio to the testpmd ceiling
 //! and to the raw AEAD, as medians over `--runs` runs with their spread, and writes JSON and an
-//! SVG chart. Each run says how much of the forwarding CPUs' time a hypervisor took for other
-//! guests (`steal` in /proc/stat), when it took any: a slow run on a shared VM can be told
-//! from a slow gateway. Inbound SAs run with anti-replay off (`replay_window = 0`): the pcap repeats its
-//! sequence numbers, as in DPDK's ipsec-secgw measurements.
+//! SVG chart. Each run says how much of the forwarding CPUs' time a hypervisor took for
+//! anything else (`steal` in /proc/stat), when it took any: a run slowed that way can be told
+//! from a slow gateway. Inbound SAs run with anti-replay off (`replay_window = 0`): the pcap
+//! repeats its sequence numbers, as in DPDK's ipsec-secgw measurements.
 
 use clap::{Parser, ValueEnum};
 use esp::aead::{Backend, GcmKeyLen, KeyMaterial};
@@ -523,7 +523,7 @@ fn ceiling(args: &Args, case: &Case, pcap: &Path, log: &Path) -> Result<(f64, Op
             Err(_) => break,
         }
     }
-    let steal = steal_from.zip(StealClock::read(forwarding_cpus(cores))).map(|(a, b)| a.share_since(&b));
+    let steal = steal_from.zip(StealClock::read(forwarding_cpus(cores))).map(|(a, b)| a.share_until(&b));
     stop(&mut child);
     drop(rx);
     let text = reader.join().unwrap_or_default();
@@ -563,7 +563,7 @@ struct GwRun {
     install_secs: f64,
     program: Option<Program>,
     /// The share of the forwarding CPUs' time the hypervisor took while the rate was measured
-    /// (`steal` in /proc/stat): on a shared VM, what a slow run lost to other guests.
+    /// (`steal` in /proc/stat): on a VM, what a slow run lost to other guests or the host.
     steal: Option<f64>,
 }
 
@@ -705,7 +705,7 @@ fn gateway(
         let (t0, a) = read()?;
         std::thread::sleep(Duration::from_secs_f64(args.seconds));
         let (t1, b) = read()?;
-        let steal = steal_from.zip(StealClock::read(cpus)).map(|(s0, s1)| s0.share_since(&s1));
+        let steal = steal_from.zip(StealClock::read(cpus)).map(|(s0, s1)| s0.share_until(&s1));
         let dt = (t1 - t0).as_secs_f64();
         let rx = b.0 - a.0;
         Ok(GwRun {
@@ -755,7 +755,7 @@ struct Row {
     /// Each N-pair run over its one-pair run.
     ratio_to_one_pair: Option<Stat>,
     /// Per testpmd run, the share of the forwarding CPUs' time stolen (see `GwRun::steal`).
-    ceiling_steal: Vec<f64>,
+    ceiling_steal: Vec<Option<f64>>,
     runs: Vec<GwRun>,
     latency: Option<LatencyPair>,
 }
@@ -1087,7 +1087,7 @@ fn measure(
             let (c, steal) = ceiling(args, case, &pcap, &work.join(format!("{tag}-testpmd-{r}.log")))?;
             print!("testpmd {:.2} Mpps{}, ", c / 1e6, stolen(steal));
             ceil.push(c);
-            ceil_steal.extend(steal);
+            ceil_steal.push(steal);
         }
         let log = work.join(format!("{tag}-gw-{r}.log"));
         let g = gateway(args, t, &config, &socket, &pcap, case, &log)?;
@@ -1176,7 +1176,7 @@ fn measure(
     })
 }
 
-/// ", 3.1% stolen" when the hypervisor took a noticeable share of a run's time.
+/// " (3.1% stolen)" when the hypervisor took a noticeable share of a run's time.
 fn stolen(steal: Option<f64>) -> String {
     match steal {
         Some(s) if s >= 0.005 => format!(" ({:.1}% stolen)", s * 100.0),
