@@ -6,6 +6,7 @@
 use crate::config::{self, Direction, RawPolicy, RawSa};
 use crate::control::{Command, PROTOCOL_VERSION, Response};
 use crate::counters::{PortSnapshot, Snapshot, WorkerCounters};
+use crate::dpdk::af_packet::RingDrops;
 use crate::pipeline::Update;
 use crate::sad::{Sad, SadEvent, Updates};
 use crate::worker::Event;
@@ -16,6 +17,17 @@ use std::time::{Duration, Instant};
 
 /// Events kept for the control plane between two polls; older ones are dropped first.
 const MAX_EVENTS: usize = 4096;
+/// A port whose own counters snapshots show.
+pub struct ReportedPort {
+    pub id: u16,
+    /// The DPDK device name of a data port, the kernel TAP interface of an exception path.
+    pub name: String,
+    pub role: String,
+    /// For a `net_af_packet` port: what the kernel dropped in front of its receive rings,
+    /// which the driver does not count; shown as missed (see `dpdk::af_packet`).
+    pub ring: Option<RingDrops>,
+}
+
 /// How often lifetimes are checked.
 const EXPIRE_EVERY: Duration = Duration::from_millis(100);
 
@@ -27,8 +39,7 @@ pub struct Controller {
     worker_events: Vec<Arc<ArrayQueue<Event>>>,
     events: VecDeque<SadEvent>,
     last_expire: Instant,
-    /// The DPDK ports to report: (port id, device name, role).
-    ports: Vec<(u16, String, String)>,
+    ports: Vec<ReportedPort>,
 }
 
 impl Controller {
@@ -51,8 +62,8 @@ impl Controller {
         }
     }
 
-    /// The ports whose own counters snapshots show: (DPDK port id, device name, role).
-    pub fn report_ports(&mut self, ports: Vec<(u16, String, String)>) {
+    /// The ports whose own counters snapshots show.
+    pub fn report_ports(&mut self, ports: Vec<ReportedPort>) {
         self.ports = ports;
     }
 
@@ -65,14 +76,14 @@ impl Controller {
     fn port_counters(&self) -> Vec<PortSnapshot> {
         self.ports
             .iter()
-            .filter_map(|(id, name, role)| {
-                let s = crate::dpdk::port_stats(*id).ok()?;
+            .filter_map(|p| {
+                let s = crate::dpdk::port_stats(p.id).ok()?;
                 Some(PortSnapshot {
-                    name: name.clone(),
-                    role: role.clone(),
+                    name: p.name.clone(),
+                    role: p.role.clone(),
                     rx: s.ipackets,
                     tx: s.opackets,
-                    rx_missed: s.imissed,
+                    rx_missed: s.imissed + p.ring.as_ref().map_or(0, RingDrops::read),
                     rx_errors: s.ierrors,
                     rx_nombuf: s.rx_nombuf,
                     tx_errors: s.oerrors,

@@ -4,8 +4,9 @@
 
 use crate::config::{Config, Direction, Role};
 use crate::control::ControlServer;
-use crate::controller::Controller;
+use crate::controller::{Controller, ReportedPort};
 use crate::counters::{Snapshot, WorkerCounters};
+use crate::dpdk::af_packet::RingDrops;
 use crate::dpdk::{self, Eal, Mempool, Port};
 use crate::net::Mac;
 use crate::pipeline::{Neighbor, Pipeline, PortInfo};
@@ -95,7 +96,7 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
 
     let mut ids = PortIds { data: Vec::new(), tap: Vec::new() };
     // What snapshots report: each data port, and its exception path when it is a real TAP.
-    let mut reported: Vec<(u16, String, String)> = Vec::new();
+    let mut reported: Vec<ReportedPort> = Vec::new();
     let mut macs = Vec::new();
     let mut started: Vec<Port> = Vec::new();
     for (i, p) in cfg.ports.iter().enumerate() {
@@ -106,7 +107,12 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
             Role::Protected => "protected",
             Role::Unprotected => "unprotected",
         };
-        reported.push((id, p.name.clone(), role.to_string()));
+        // The driver's sockets exist once the port has started.
+        let ring = match dpdk::port_driver(id) {
+            Ok((driver, ifindex)) if driver == "net_af_packet" && ifindex > 0 => Some(RingDrops::find(ifindex)),
+            _ => None,
+        };
+        reported.push(ReportedPort { id, name: p.name.clone(), role: role.to_string(), ring });
         let mac = match p.mac {
             // Some devices (net_pcap) cannot change their MAC; the port is promiscuous, so the
             // configured address still works: the pipeline filters on it in software.
@@ -128,7 +134,7 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
             macs.push(Mac(mac));
             continue;
         }
-        reported.push((tap_id, p.tap.clone(), "exception".to_string()));
+        reported.push(ReportedPort { id: tap_id, name: p.tap.clone(), role: "exception".to_string(), ring: None });
         // The host stack answers ARP and ICMP for the port's addresses: it must use the port's MAC.
         dpdk::set_port_mac(tap_id, mac)?;
         let tap_err = |reason: String| GatewayError::Tap { iface: p.tap.clone(), reason };

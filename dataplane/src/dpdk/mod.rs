@@ -33,8 +33,11 @@
 //!   configure (RSS over IP/UDP when `nb_rxq > 1` and the device can), queues on the port's
 //!   socket, start, promiscuous on (ENOTSUP ignored).
 //! - `port_mac(u16) -> Result<[u8; 6], _>`, `set_port_mac(u16, [u8; 6]) -> Result<(), _>`,
-//!   `port_stats(u16) -> Result<PortStats, _>`, `port_stop(u16)`, `port_close(u16)`, `link_up(u16)`,
+//!   `port_stats(u16) -> Result<PortStats, _>`, `port_driver(u16) -> Result<(String, u32), _>`
+//!   (driver name, kernel interface index), `port_stop(u16)`, `port_close(u16)`, `link_up(u16)`,
 //!   `link_is_up(u16) -> bool`.
+//! - [`af_packet::RingDrops`]: the kernel's drops in front of a `net_af_packet` port's receive
+//!   rings, which the driver does not count (`find(ifindex)`, `read() -> u64`).
 //! - `rx_burst(port, queue, out: &mut Vec<Mbuf>) -> usize`: appends up to
 //!   `out.capacity() - out.len()` mbufs, never allocates (reserve 32 or more beforehand).
 //! - `tx_burst(port, queue, pkts: &mut Vec<Mbuf>) -> usize`: sends from the front, removes what
@@ -55,6 +58,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
+pub mod af_packet;
 pub mod eal;
 mod error;
 pub mod ipsec_mb;
@@ -70,8 +74,8 @@ pub use error::{DpdkError, RteErrno};
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
 pub use port::{
-    Port, PortStats, link_is_up, link_up, port_by_name, port_close, port_count, port_mac, port_name, port_socket,
-    port_stats, port_stop, rx_burst, set_port_mac, tx_burst,
+    Port, PortStats, link_is_up, link_up, port_by_name, port_close, port_count, port_driver, port_mac, port_name,
+    port_socket, port_stats, port_stop, rx_burst, set_port_mac, tx_burst,
 };
 pub use prefetch::{prefetch, prefetch_range};
 
