@@ -235,10 +235,10 @@ ike_before=$(grep -c "IKE SA .* rekeyed" "$work/daemon.log")
 # Where a lost packet went: every counter of a loss along h1 -> a -> b -> h2 (and back, for the
 # ping's replies), read before and after. Interfaces' drops in all four namespaces; at gateway a
 # the dataplane's drop reasons and its ports' own counters, and for each data port the frames
-# its veth received less those the dataplane took from the port: the kernel drops frames when
-# the af_packet ring is full and counts them only for the socket's owner, and DPDK 22.11's
-# net_af_packet does not report them. UDP receive-buffer overflows at b (charon's ESP-in-UDP
-# socket: kernel-libipsec decrypts in userspace) and at h2 (iperf3's socket).
+# its veth received less those the dataplane took from the port: the frames the kernel dropped
+# when the af_packet ring was full, counted from outside the dataplane (which also counts them
+# itself, in rx_missed; either growing is our loss). UDP receive-buffer overflows at b
+# (charon's ESP-in-UDP socket: kernel-libipsec decrypts in userspace) and at h2 (iperf3's).
 loss_counters() {
   local n veth
   for n in h1 gwa gwb h2; do

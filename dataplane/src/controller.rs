@@ -28,6 +28,9 @@ pub struct ReportedPort {
     pub ring: Option<RingDrops>,
 }
 
+/// How often the kernel's ring-drop counters of af_packet ports are collected: they are 32 bits
+/// wide and reset on each read, so they are read well before they could wrap, asked or not.
+const RING_DROPS_EVERY: Duration = Duration::from_secs(1);
 /// How often lifetimes are checked.
 const EXPIRE_EVERY: Duration = Duration::from_millis(100);
 
@@ -39,6 +42,7 @@ pub struct Controller {
     worker_events: Vec<Arc<ArrayQueue<Event>>>,
     events: VecDeque<SadEvent>,
     last_expire: Instant,
+    last_ring_read: Instant,
     ports: Vec<ReportedPort>,
 }
 
@@ -58,6 +62,7 @@ impl Controller {
             worker_events,
             events: VecDeque::new(),
             last_expire: Instant::now(),
+            last_ring_read: Instant::now(),
             ports: Vec::new(),
         }
     }
@@ -151,6 +156,12 @@ impl Controller {
         if !share.is_empty() {
             let updates = (0..self.rings.len()).map(|_| share.iter().map(|&n| Update::Neighbor(n)).collect()).collect();
             self.send(updates);
+        }
+        if now.duration_since(self.last_ring_read) >= RING_DROPS_EVERY {
+            self.last_ring_read = now;
+            for ring in self.ports.iter().filter_map(|p| p.ring.as_ref()) {
+                ring.read();
+            }
         }
         if now.duration_since(self.last_expire) >= EXPIRE_EVERY {
             self.last_expire = now;

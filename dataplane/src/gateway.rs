@@ -107,9 +107,20 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
             Role::Protected => "protected",
             Role::Unprotected => "unprotected",
         };
-        // The driver's sockets exist once the port has started.
+        // The driver opened its sockets, one per queue pair, when EAL probed the device.
         let ring = match dpdk::port_driver(id) {
-            Ok((driver, ifindex)) if driver == "net_af_packet" && ifindex > 0 => Some(RingDrops::find(ifindex)),
+            Ok((driver, ifindex, queues)) if driver == "net_af_packet" && ifindex > 0 => {
+                let ring = RingDrops::find(ifindex);
+                if ring.sockets() != usize::from(queues) {
+                    eprintln!(
+                        "dataplane: port {}: found {} of its {queues} af_packet sockets; rx-missed leaves out the \
+                         kernel's drops on the others",
+                        p.name,
+                        ring.sockets()
+                    );
+                }
+                Some(ring)
+            }
             _ => None,
         };
         reported.push(ReportedPort { id, name: p.name.clone(), role: role.to_string(), ring });

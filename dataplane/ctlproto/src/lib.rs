@@ -155,9 +155,11 @@ pub struct CoreSnapshot {
     pub parked: u64,
 }
 
-/// One port's own counters, as its driver keeps them (DPDK's `rte_eth_stats`). They tell
-/// apart what the port lost before any worker saw it (`rx_missed`: the receive ring was full;
-/// `rx_nombuf`: no buffer to receive into) from what the workers dropped (the drop reasons).
+/// One port's own counters, as its driver keeps them (DPDK's `rte_eth_stats`), with, for a
+/// `net_af_packet` port, the kernel's drops in front of its receive rings added to
+/// `rx_missed`. They tell apart what the port lost before any worker saw it (`rx_missed`: the
+/// receive ring was full; `rx_nombuf`: no buffer to receive into) from what the workers
+/// dropped (the drop reasons).
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 pub struct PortSnapshot {
     /// A data port's DPDK device name as configured (`net_af_packet0`, `0000:3b:00.0`, ...); an

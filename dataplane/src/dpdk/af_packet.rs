@@ -4,28 +4,20 @@
 //! The driver receives through one AF_PACKET socket per queue, each with a memory-mapped
 //! receive ring (`PACKET_RX_RING`, packet(7)). When a ring is full the kernel drops the frame
 //! and counts it for that socket only, readable with `getsockopt(PACKET_STATISTICS)`. The
-//! driver's `stats_get` sums its own queue counters and never asks (DPDK 22.11 to 24.x), so a
-//! port's `imissed` stays 0 however many frames the kernel dropped in front of it. The
+//! driver's `stats_get` sums its own queue counters and never asks (DPDK 22.11 through 24.11),
+//! so a port's `imissed` stays 0 however many frames the kernel dropped in front of it. The
 //! sockets are found here among the process's file descriptors, by the interface they are
 //! bound to, and asked.
 //!
 //! `PACKET_STATISTICS` returns the counts since the previous call and resets them, so
-//! [`RingDrops`] keeps the sum and must be their only reader (the driver is not one).
+//! [`RingDrops`] keeps the sum. Each drop reaches one reader: should a later driver read them
+//! too (25.03 does, into `imissed`), `imissed` plus this sum still counts each drop once.
 
 use std::cell::Cell;
 use std::mem::{size_of, zeroed};
 use std::os::raw::c_int;
 
-/// <linux/if_packet.h>; the libc crate has no binding for them on this target.
-const PACKET_STATISTICS: c_int = 6;
-
-/// `struct tpacket_stats` (TPACKET_V1/V2 rings, which the driver uses).
-#[repr(C)]
-#[derive(Default)]
-struct TpacketStats {
-    tp_packets: u32,
-    tp_drops: u32,
-}
+use libc::{PACKET_STATISTICS, tpacket_stats};
 
 /// The receive sockets of one port and what they dropped so far.
 #[derive(Debug)]
@@ -36,7 +28,8 @@ pub struct RingDrops {
 
 impl RingDrops {
     /// The AF_PACKET sockets of this process bound to interface `ifindex`: the driver's, one
-    /// per queue. Only valid while the port runs (the driver closes them when it stops).
+    /// per queue pair. The driver opens them when EAL probes the device and closes them when
+    /// the port stops or closes (depending on the 22.11 release): read them only before that.
     pub fn find(ifindex: u32) -> RingDrops {
         let fds = std::fs::read_dir("/proc/self/fd")
             .into_iter()
@@ -52,11 +45,14 @@ impl RingDrops {
         self.fds.len()
     }
 
-    /// Frames the kernel dropped because these sockets' rings were full, since they were opened.
+    /// Frames the kernel dropped on these sockets since they were opened: for want of room in
+    /// their rings, mostly (the count also holds its other reasons, such as a failed
+    /// allocation). Read it at least every 2^32 drops: the kernel's counter is 32 bits wide.
     pub fn read(&self) -> u64 {
         for &fd in &self.fds {
-            let mut st = TpacketStats::default();
-            let mut len = size_of::<TpacketStats>() as libc::socklen_t;
+            // `struct tpacket_stats`: the TPACKET_V1/V2 rings' statistics (the driver's are V2).
+            let mut st = tpacket_stats { tp_packets: 0, tp_drops: 0 };
+            let mut len = size_of::<tpacket_stats>() as libc::socklen_t;
             // Safety: `st` is valid for writes of `len` bytes, and `len` for reads and writes; a
             // stale or foreign descriptor makes the call fail, it cannot write elsewhere.
             let ret =

@@ -33,8 +33,8 @@
 //!   configure (RSS over IP/UDP when `nb_rxq > 1` and the device can), queues on the port's
 //!   socket, start, promiscuous on (ENOTSUP ignored).
 //! - `port_mac(u16) -> Result<[u8; 6], _>`, `set_port_mac(u16, [u8; 6]) -> Result<(), _>`,
-//!   `port_stats(u16) -> Result<PortStats, _>`, `port_driver(u16) -> Result<(String, u32), _>`
-//!   (driver name, kernel interface index), `port_stop(u16)`, `port_close(u16)`, `link_up(u16)`,
+//!   `port_stats(u16) -> Result<PortStats, _>`, `port_driver(u16) -> Result<(String, u32, u16), _>`
+//!   (driver name, kernel interface index, most RX queues), `port_stop(u16)`, `port_close(u16)`, `link_up(u16)`,
 //!   `link_is_up(u16) -> bool`.
 //! - [`af_packet::RingDrops`]: the kernel's drops in front of a `net_af_packet` port's receive
 //!   rings, which the driver does not count (`find(ifindex)`, `read() -> u64`).

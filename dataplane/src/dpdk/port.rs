@@ -175,9 +175,9 @@ pub fn set_port_mac(port: u16, mac: [u8; 6]) -> Result<(), DpdkError> {
     check(port, "default_mac_addr_set", unsafe { sys::rte_eth_dev_default_mac_addr_set(port, &mut addr) })
 }
 
-/// The name of the port's driver (`net_af_packet`, `net_ice`, ...) and the kernel interface
-/// index it reports (0 when it drives no kernel interface).
-pub fn port_driver(port: u16) -> Result<(String, u32), DpdkError> {
+/// The name of the port's driver (`net_af_packet`, `net_ice`, ...), the kernel interface
+/// index it reports (0 when it drives no kernel interface) and its most RX queues.
+pub fn port_driver(port: u16) -> Result<(String, u32, u16), DpdkError> {
     let mut info = sys::rte_eth_dev_info::default();
     // Safety: the id is checked by the function; info is a valid out pointer.
     check(port, "dev_info_get", unsafe { sys::rte_eth_dev_info_get(port, &mut info) })?;
@@ -187,7 +187,7 @@ pub fn port_driver(port: u16) -> Result<(String, u32), DpdkError> {
         // Safety: a non-NULL driver name is a NUL-terminated string owned by the driver.
         unsafe { CStr::from_ptr(info.driver_name) }.to_string_lossy().into_owned()
     };
-    Ok((name, info.if_index))
+    Ok((name, info.if_index, info.max_rx_queues))
 }
 
 /// Port counters (`rte_eth_stats`, without the per-queue arrays).
