@@ -104,6 +104,18 @@ pub enum Role {
     Unprotected,
 }
 
+impl Role {
+    pub const ALL: [Role; 2] = [Role::Protected, Role::Unprotected];
+
+    /// As the configuration file and the counters spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Protected => "protected",
+            Role::Unprotected => "unprotected",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct PortConf {
     pub name: String,
@@ -403,12 +415,8 @@ impl Config {
             if ports.iter().any(|q: &PortConf| q.name == p.name) {
                 return Err(field(f("name"), format!("port {:?} is listed twice", p.name)));
             }
-            let role = match p.role.as_str() {
-                "protected" => Role::Protected,
-                "unprotected" => Role::Unprotected,
-                other => {
-                    return Err(field(f("role"), format!("{other:?} is neither \"protected\" nor \"unprotected\"")));
-                }
+            let Some(role) = Role::ALL.into_iter().find(|r| r.name() == p.role) else {
+                return Err(field(f("role"), format!("{:?} is neither \"protected\" nor \"unprotected\"", p.role)));
             };
             let mut addresses = Vec::new();
             for (j, a) in p.addresses.iter().enumerate() {
@@ -573,6 +581,8 @@ sa_in = "in"
         assert_eq!(c.sas[0].sa.encap, Some(UdpEncap { sport: 4500, dport: 4500 }));
         assert_eq!(c.policies[0].action, PolicyAction::Protect { sa_out: "out".into(), sa_in: Some("in".into()) });
         assert_eq!(c.ports[0].tap, "gwtap0");
+        // The roles' names read back as the file spells them.
+        assert_eq!(c.ports.iter().map(|p| p.role.name()).collect::<Vec<_>>(), ["protected", "unprotected"]);
     }
 
     fn refused(from: &str, to: &str) -> String {

@@ -17,22 +17,23 @@ use std::time::{Duration, Instant};
 
 /// Events kept for the control plane between two polls; older ones are dropped first.
 const MAX_EVENTS: usize = 4096;
-/// A port whose own counters snapshots show.
-pub struct ReportedPort {
-    pub id: u16,
-    /// The DPDK device name of a data port, the kernel TAP interface of an exception path.
-    pub name: String,
-    pub role: String,
-    /// For a `net_af_packet` port: what the kernel dropped in front of its receive rings,
-    /// which the driver does not count; shown as missed (see `dpdk::af_packet`).
-    pub ring: Option<RingDrops>,
-}
-
 /// How often the kernel's ring-drop counters of af_packet ports are collected: they are 32 bits
 /// wide and reset on each read, so they are read well before they could wrap, asked or not.
 const RING_DROPS_EVERY: Duration = Duration::from_secs(1);
 /// How often lifetimes are checked.
 const EXPIRE_EVERY: Duration = Duration::from_millis(100);
+
+/// A port whose own counters snapshots show.
+pub struct ReportedPort {
+    pub id: u16,
+    /// The DPDK device name of a data port, the kernel TAP interface of an exception path.
+    pub name: String,
+    /// A data port's [`Role`](config::Role) name, or "exception".
+    pub role: &'static str,
+    /// For a `net_af_packet` port: what the kernel dropped in front of its receive rings,
+    /// which the driver does not count; shown as missed (see `dpdk::af_packet`).
+    pub ring: Option<RingDrops>,
+}
 
 pub struct Controller {
     pub sad: Sad,
@@ -85,7 +86,7 @@ impl Controller {
                 let s = crate::dpdk::port_stats(p.id).ok()?;
                 Some(PortSnapshot {
                     name: p.name.clone(),
-                    role: p.role.clone(),
+                    role: p.role.to_string(),
                     rx: s.ipackets,
                     tx: s.opackets,
                     rx_missed: s.imissed + p.ring.as_ref().map_or(0, RingDrops::read),

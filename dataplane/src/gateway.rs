@@ -2,7 +2,7 @@
 //! exception-path TAPs, per-worker pipelines, the workers themselves and the control thread;
 //! and takes it down again, returning the final counters.
 
-use crate::config::{Config, Direction, Role};
+use crate::config::{Config, Direction};
 use crate::control::ControlServer;
 use crate::controller::{Controller, ReportedPort};
 use crate::counters::{Snapshot, WorkerCounters};
@@ -103,10 +103,6 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
         let id =
             dpdk::port_by_name(&p.name).ok_or_else(|| GatewayError::NoSuchPort { index: i, name: p.name.clone() })?;
         started.push(Port::configure(id, nq, nq, cfg.rx_desc, &pool)?);
-        let role = match p.role {
-            Role::Protected => "protected",
-            Role::Unprotected => "unprotected",
-        };
         // The driver opened its sockets, one per queue pair, when EAL probed the device.
         let ring = match dpdk::port_driver(id) {
             Ok((driver, ifindex, queues)) if driver == "net_af_packet" && ifindex > 0 => {
@@ -123,7 +119,7 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
             }
             _ => None,
         };
-        reported.push(ReportedPort { id, name: p.name.clone(), role: role.to_string(), ring });
+        reported.push(ReportedPort { id, name: p.name.clone(), role: p.role.name(), ring });
         let mac = match p.mac {
             // Some devices (net_pcap) cannot change their MAC; the port is promiscuous, so the
             // configured address still works: the pipeline filters on it in software.
@@ -145,7 +141,7 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
             macs.push(Mac(mac));
             continue;
         }
-        reported.push(ReportedPort { id: tap_id, name: p.tap.clone(), role: "exception".to_string(), ring: None });
+        reported.push(ReportedPort { id: tap_id, name: p.tap.clone(), role: "exception", ring: None });
         // The host stack answers ARP and ICMP for the port's addresses: it must use the port's MAC.
         dpdk::set_port_mac(tap_id, mac)?;
         let tap_err = |reason: String| GatewayError::Tap { iface: p.tap.clone(), reason };
