@@ -111,9 +111,9 @@ pub fn median_min_max(v: &[f64]) -> (f64, f64, f64) {
 }
 
 /// Per CPU, the jiffies stolen (the hypervisor ran something else: other guests, its own
-/// threads) and in total,
-/// from the text of `/proc/stat` (`cpuN user nice system idle iowait irq softirq steal ...`;
-/// guest time is already inside user time, so the first eight fields are the total).
+/// threads) and in total, from the text of `/proc/stat` (`cpuN user nice system idle iowait
+/// irq softirq steal ...`; guest time is already inside user time, so the first eight fields
+/// are the total).
 pub fn cpu_steal(stat: &str, cpus: &[usize]) -> Option<Vec<(u64, u64)>> {
     cpus.iter()
         .map(|&c| {
