@@ -108,17 +108,19 @@ if [ "$dec" -eq 10 ]; then ok "tshark decrypts the 10 echo requests on the wire 
 # datagrams at it: its af_packet ring (512 frames) fills and the kernel drops the rest. DPDK's
 # driver does not count those; the dataplane reads them from the driver's sockets
 # (dpdk::af_packet) and shows them as rx-missed: as many as the veth received and the port
-# did not.
-ring_counts() { # gateway a's protected veth: frames received; its port: rx, rx_missed
-  echo "$(ns gwa cat /sys/class/net/a-prot/statistics/rx_packets)" \
-    "$("$bin" stats --socket "$work/a.sock" --json | python3 -c '
+# did not. Run again below with two queue pairs (two sockets in one fanout group).
+ring_counts() { # GATEWAY VETH PORT: frames the veth received; the port's rx and rx_missed
+  echo "$(ns "gw$1" cat "/sys/class/net/$2/statistics/rx_packets")" \
+    "$("$bin" stats --socket "$work/$1.sock" --json | python3 -c '
 import json, sys
-p = [p for p in json.load(sys.stdin)["ports"] if p["name"] == "net_af_packet0"][0]
-print(p["rx"], p["rx_missed"])')"
+p = [p for p in json.load(sys.stdin)["ports"] if p["name"] == sys.argv[1]][0]
+print(p["rx"], p["rx_missed"])' "$3")"
 }
-read -r v0 r0 m0 < <(ring_counts)
-kill -STOP "${gw_pids[0]}"
-ns h1 python3 -c '
+ring_check() { # PID GATEWAY VETH PORT WHAT: stop PID, flood h1 -> h2, compare
+  local v0 r0 m0 v1 r1 m1 m2 gap missed
+  read -r v0 r0 m0 < <(ring_counts "$2" "$3" "$4")
+  kill -STOP "$1"
+  ns h1 python3 -c '
 import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for _ in range(20000):
@@ -126,20 +128,22 @@ for _ in range(20000):
         s.sendto(b"x" * 100, ("10.2.0.10", 9))
     except OSError:
         pass'
-sleep 0.3
-kill -CONT "${gw_pids[0]}"
-sleep 1
-read -r v1 r1 m1 < <(ring_counts)
-# Read again 1.5 s later, idle: the kernel resets its counter on every read (and the control
-# thread reads it each second), so a count that were not kept as a sum would fall back.
-sleep 1.5
-read -r _ _ m2 < <(ring_counts)
-gap=$(((v1 - v0) - (r1 - r0))) missed=$((m1 - m0))
-if [ "$missed" -gt 10000 ] && [ "$missed" -ge $((gap - 2)) ] && [ "$missed" -le $((gap + 2)) ] && [ "$m2" -eq "$m1" ]; then
-  ok "a full receive ring is counted: $missed frames missed while gateway a was stopped, of $((v1 - v0)) that reached its port"
-else
-  bad "ring overflow: $((v1 - v0)) frames reached the port, it received $((r1 - r0)) and counted $missed missed ($m1, then $m2 idle)"
-fi
+  sleep 0.3
+  kill -CONT "$1"
+  sleep 1
+  read -r v1 r1 m1 < <(ring_counts "$2" "$3" "$4")
+  # Read again 1.5 s later, idle: the kernel resets its counter on every read (and the control
+  # thread reads it each second), so a count that were not kept as a sum would fall back.
+  sleep 1.5
+  read -r _ _ m2 < <(ring_counts "$2" "$3" "$4")
+  gap=$(((v1 - v0) - (r1 - r0))) missed=$((m1 - m0))
+  if [ "$missed" -gt 10000 ] && [ "$missed" -ge $((gap - 2)) ] && [ "$missed" -le $((gap + 2)) ] && [ "$m2" -eq "$m1" ]; then
+    ok "$5: $missed frames missed while gateway $2 was stopped, of $((v1 - v0)) that reached its port"
+  else
+    bad "$5: $((v1 - v0)) frames reached the port, it received $((r1 - r0)) and counted $missed missed ($m1, then $m2 idle)"
+  fi
+}
+ring_check "${gw_pids[0]}" a a-prot net_af_packet0 "a full receive ring is counted"
 
 gw_stop
 grep -q "AuthFailed" "$work/b.out" && bad "AuthFailed drops with matching keys" || ok "no authentication failures with matching keys"
@@ -182,6 +186,12 @@ for crypto in ${MW_CRYPTO:-aes-gcm aws-lc ipsec-mb}; do
   "$bin" stats --socket "$work/b.sock" --json >"$work/stats-b-mw.json" 2>&1
   busy=$(python3 -c "import json;d=json.load(open('$work/stats-b-mw.json'));print(sum(1 for c in d['cores'] if c['rx']>0))")
   [ "$busy" = 2 ] && ok "two workers, $crypto: both cores carried traffic" || bad "two workers, $crypto: $busy cores carried traffic"
+  if [ "$crypto" = aes-gcm ]; then
+    # Two sockets per port now, in one fanout group with rollover: gateway b's unprotected
+    # rings fill one after the other, and the drops of both are summed.
+    grep -q "af_packet sockets" "$work/b.err" && bad "two workers: $(grep "af_packet sockets" "$work/b.err")"
+    ring_check "${gw_pids[1]}" b b-unprot net_af_packet1 "two queue pairs: both full receive rings are counted"
+  fi
   gw_stop
   grep -q "AES-GCM by $crypto" "$work/b.err" || bad "two workers: gateway b did not use $crypto: $(grep AES-GCM "$work/b.err")"
   grep -qE "AuthFailed|Replay" "$work/b.out" && bad "two workers, $crypto: authentication or replay drops: $(sed -n "/drop reason/,\$p" "$work/b.out")" \
