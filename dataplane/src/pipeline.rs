@@ -752,6 +752,9 @@ impl Pipeline {
     /// that would not fit the egress port once encapsulated is answered with ICMP
     /// "fragmentation needed" (IPv4 with DF set) or ICMPv6 "packet too big", carrying the
     /// tunnel's MTU, and dropped. `None` if it fits.
+    ///
+    /// The packet counts as one `MtuExceeded` drop either way: through its verdict when it is
+    /// only dropped, here when the answer takes its verdict.
     fn check_tunnel_mtu<B: PacketBuf>(
         &mut self,
         ingress: usize,
@@ -771,7 +774,6 @@ impl Pipeline {
             return None;
         }
         let tunnel_mtu = sa.max_inner_len(mtu);
-        self.counters.count_drop(DropReason::MtuExceeded);
         let data = pkt.data();
         let v4 = data[0] >> 4 == 4;
         if v4 && data[6] & 0x40 == 0 {
@@ -783,7 +785,11 @@ impl Pipeline {
         if self.last_icmp != 0 && now.wrapping_sub(self.last_icmp) < gap {
             return Some(Verdict::Drop(DropReason::MtuExceeded));
         }
-        let src = self.ports[ingress].addresses.iter().map(|a| a.addr).find(|a| a.is_ipv4() == v4)?;
+        // Without an address of the packet's family on the port it came from there is no
+        // source for the answer; the packet is still too big.
+        let Some(src) = self.ports[ingress].addresses.iter().map(|a| a.addr).find(|a| a.is_ipv4() == v4) else {
+            return Some(Verdict::Drop(DropReason::MtuExceeded));
+        };
         let Ok(key) = wire::flow_key(data) else {
             return Some(Verdict::Drop(DropReason::MtuExceeded));
         };
@@ -797,7 +803,13 @@ impl Pipeline {
             return Some(Verdict::Drop(DropReason::MtuExceeded));
         }
         self.last_icmp = now.max(1);
-        Some(self.send(pkt, key.src_ip(), now))
+        match self.send(pkt, key.src_ip(), now) {
+            Verdict::Drop(_) => Some(Verdict::Drop(DropReason::MtuExceeded)),
+            answer => {
+                self.counters.count_drop(DropReason::MtuExceeded);
+                Some(answer)
+            }
+        }
     }
 
     /// The burst's outbound packets after the SPD phase (see `process`): a request for each

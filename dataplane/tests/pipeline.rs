@@ -535,10 +535,12 @@ fn too_big_for_the_tunnel_is_answered_with_icmp() {
     // Rate limited: right after the first, no second ICMP.
     let (v, _) = run(&mut a, Ingress::Port(0), frame(A_PROT, HOST1, &big));
     assert_eq!(v, Verdict::Drop(DropReason::MtuExceeded));
+    assert_eq!(ca.drops(DropReason::MtuExceeded), 2, "each packet counted once");
     // Without DF: dropped (no fragmentation yet), counted.
-    let (mut a, _) = pipeline("a", true, false, false);
+    let (mut a, ca) = pipeline("a", true, false, false);
     let no_df = ipv4_udp("10.1.0.10", "10.2.0.10", 1472);
     assert_eq!(run(&mut a, Ingress::Port(0), frame(A_PROT, HOST1, &no_df)).0, Verdict::Drop(DropReason::MtuExceeded));
+    assert_eq!(ca.drops(DropReason::MtuExceeded), 1, "counted once");
     // IPv6: "packet too big".
     let (mut a, _) = pipeline("a", true, false, false);
     let big6 = ipv6_udp("fd01::10", "fd02::10", 1452);
@@ -554,6 +556,26 @@ fn too_big_for_the_tunnel_is_answered_with_icmp() {
     let mut sum = checksum_add(0, &ip[8..40]);
     sum = sum.wrapping_add(icmp.len() as u32 + 58);
     assert_eq!(checksum_finish(checksum_add(sum, icmp)), 0);
+}
+
+/// A packet too big for the tunnel, from a protected port with no address of its family to
+/// answer from: dropped before it is sealed, and counted once.
+#[test]
+fn too_big_without_an_address_to_answer_from_is_dropped() {
+    let conf = gw_config("a", true, false, false).replace(r#"["10.1.0.1/24", "fd01::1/64"]"#, r#"["10.1.0.1/24"]"#);
+    let cfg = Config::parse(&conf).unwrap();
+    let (mut ps, _) = dataplane::gateway::build_pipelines(&cfg, &[A_PROT, A_UNPROT], &[0], 1_000_000).unwrap();
+    let mut a = ps.remove(0);
+    a.set_neighbor(Neighbor { port: 1, ip: "192.0.2.2".parse().unwrap(), mac: B_UNPROT });
+    let ca = a.counters().clone();
+    let big6 = ipv6_udp("fd01::10", "fd02::10", 1452);
+    let (v, _) = run(&mut a, Ingress::Port(0), frame(A_PROT, HOST1, &big6));
+    assert_eq!(v, Verdict::Drop(DropReason::MtuExceeded));
+    assert_eq!(ca.drops(DropReason::MtuExceeded), 1);
+    assert_eq!(ca.encrypted.get(), 0);
+    // One that fits still goes through.
+    let fits = ipv6_udp("fd01::10", "fd02::10", 1000);
+    assert_eq!(run(&mut a, Ingress::Port(0), frame(A_PROT, HOST1, &fits)).0, Verdict::Port(1));
 }
 
 // ---- Programmed at run time through the control thread, as the IKE daemon will do it ----
