@@ -507,6 +507,12 @@ impl Pipeline {
     }
 
     fn apply_policy<B: PacketBuf>(&mut self, port: usize, idx: usize, pkt: &mut B, key: FlowKey, now: u64) -> Verdict {
+        // A router verifies the header checksum of what it forwards (RFC 1812 5.2.2); `classify`
+        // did for ESP to the gateway, the host stack does for the rest of its traffic. Sealed
+        // unchecked, a corrupted header would cross the tunnel only to be dropped by the peer.
+        if !key.v6 && !wire::ipv4_checksum_ok(pkt.data()) {
+            return Verdict::Drop(DropReason::MalformedIp);
+        }
         match self.ports[port].role {
             Role::Protected => match self.spd.lookup_outbound(&key).map(|p| (p.action, p.id)) {
                 Some((Action::Protect { sa_out: None }, id)) => {

@@ -390,6 +390,26 @@ fn bad_input_is_dropped_and_counted_by_reason() {
     }));
     ttl1[10..12].copy_from_slice(&c.to_be_bytes());
     expect_drop(&mut b, &cb, Ingress::Port(0), frame(B_PROT, HOST2, &ttl1), DropReason::TtlExpired);
+    // A corrupted header checksum: dropped by the gateway that received it, not sealed for the
+    // peer to drop (RFC 1812 5.2.2). Options or not, every byte of the header counts.
+    for options in [0, 4] {
+        let mut bad = ipv4_udp("10.2.0.10", "10.1.0.10", 10);
+        if options > 0 {
+            bad.splice(20..20, [1u8; 4]);
+            bad[0] = 0x46;
+            let total = bad.len() as u16;
+            bad[2..4].copy_from_slice(&total.to_be_bytes());
+        }
+        bad[10..12].fill(0);
+        let c = checksum_finish(checksum_add(0, &bad[..20 + options]));
+        bad[10..12].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(run(&mut b, Ingress::Port(0), frame(B_PROT, HOST2, &bad)).0, Verdict::Port(1));
+        for at in [1, 8, 15, 19 + options] {
+            let mut f = bad.clone();
+            f[at] ^= 0x10;
+            expect_drop(&mut b, &cb, Ingress::Port(0), frame(B_PROT, HOST2, &f), DropReason::MalformedIp);
+        }
+    }
 }
 
 /// Decrypted packets go to the destination's neighbour as it is now: a changed or a new

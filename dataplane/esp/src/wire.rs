@@ -150,6 +150,18 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 }
 
+/// Whether the IPv4 header at the start of `pkt` has a right checksum: the header its IHL
+/// gives, all of it in `pkt` (false if not), options included. For a header parsed already
+/// ([`flow_key_and_len`]), so nothing else of it is checked again.
+#[inline]
+pub fn ipv4_checksum_ok(pkt: &[u8]) -> bool {
+    let ihl = pkt.first().map_or(0, |b| usize::from(b & 0x0f) * 4);
+    match pkt.first_chunk::<IPV4_HDR_LEN>() {
+        Some(h) if ihl == IPV4_HDR_LEN => header_sums_to_all_ones(h),
+        _ => ihl > IPV4_HDR_LEN && pkt.get(..ihl).is_some_and(|h| checksum_finish(checksum_add(0, h)) == 0),
+    }
+}
+
 /// A checked fixed IPv6 header; the payload length must fit in the buffer.
 pub struct Ipv6Packet<T: AsRef<[u8]>>(T);
 
@@ -506,9 +518,13 @@ mod tests {
             let c = checksum_finish(checksum_add(0, &h));
             h[10..12].copy_from_slice(&c.to_be_bytes());
             assert!(Ipv4Packet::new_checked(&h[..]).unwrap().checksum_ok(), "ihl {ihl}");
+            assert!(ipv4_checksum_ok(&h), "ihl {ihl}");
+            // Cut inside the header: not the whole header, so not right.
+            assert!(!ipv4_checksum_ok(&h[..len - 1]), "ihl {ihl}");
             for i in 1..len {
                 let mut bad = h.clone();
                 bad[i] ^= 0x01;
+                assert!(!ipv4_checksum_ok(&bad), "ihl {ihl} byte {i}");
                 if let Ok(p) = Ipv4Packet::new_checked(&bad[..]) {
                     assert!(!p.checksum_ok(), "ihl {ihl} byte {i}");
                 }
