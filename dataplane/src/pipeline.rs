@@ -391,7 +391,8 @@ impl Pipeline {
             verdicts[i] = match ingress {
                 Ingress::Host(p) => {
                     self.counters.from_host.add(1);
-                    Verdict::Port(id(p))
+                    // Passed on unchanged, but never less than a frame (found by fuzzing).
+                    if pkt.len() < ETH_HDR_LEN { Verdict::Drop(DropReason::RuntFrame) } else { Verdict::Port(id(p)) }
                 }
                 Ingress::Port(p) => self.classify(p, i, pkt),
             };

@@ -468,6 +468,8 @@ fn host_traffic_and_neighbours() {
     assert_eq!(v, Verdict::Port(1));
     assert_eq!(out.data(), &arp[..]);
     assert_eq!(cb.from_host.get(), 1);
+    // Less than a frame is not sent.
+    expect_drop(&mut b, &cb, Ingress::Host(1), VecBuf::new(&arp[..13], 0, 0), DropReason::RuntFrame);
     // An unresolved next hop is solicited, rate limited, and the packet counted.
     let to_unknown = frame(B_PROT, HOST2, &ipv4_udp("10.2.0.10", "10.1.0.99", 8));
     let (mut a, ca) = pipeline("a", true, false, false);
