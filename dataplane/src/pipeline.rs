@@ -761,7 +761,9 @@ impl Pipeline {
     /// tunnel's MTU, and dropped. `None` if it fits.
     ///
     /// The packet counts as one `MtuExceeded` drop either way: through its verdict when it is
-    /// only dropped, here when the answer takes its verdict.
+    /// only dropped, here when the answer takes its verdict. (The answer is a packet of its
+    /// own: should the worker drop it later, for want of a neighbour or room to send, that
+    /// counts too.)
     fn check_tunnel_mtu<B: PacketBuf>(
         &mut self,
         ingress: usize,
@@ -792,9 +794,11 @@ impl Pipeline {
         if self.last_icmp != 0 && now.wrapping_sub(self.last_icmp) < gap {
             return Some(Verdict::Drop(DropReason::MtuExceeded));
         }
-        // Without an address of the packet's family on the port it came from there is no
-        // source for the answer; the packet is still too big.
-        let Some(src) = self.ports[ingress].addresses.iter().map(|a| a.addr).find(|a| a.is_ipv4() == v4) else {
+        // The answer's source: an address of the port the packet came in by (the answer goes
+        // back out of it), else any of the gateway's of that family (RFC 1812 4.3.2.4, RFC
+        // 4443 2.2(c)).
+        let family = |p: &PortInfo| p.addresses.iter().map(|a| a.addr).find(|a| a.is_ipv4() == v4);
+        let Some(src) = family(&self.ports[ingress]).or_else(|| self.ports.iter().find_map(family)) else {
             return Some(Verdict::Drop(DropReason::MtuExceeded));
         };
         let Ok(key) = wire::flow_key(data) else {
@@ -809,10 +813,10 @@ impl Pipeline {
         if is_error || !net::icmp_too_big(pkt, src, key.src_ip(), tunnel_mtu as u32) {
             return Some(Verdict::Drop(DropReason::MtuExceeded));
         }
-        self.last_icmp = now.max(1);
         match self.send(pkt, key.src_ip(), now) {
             Verdict::Drop(_) => Some(Verdict::Drop(DropReason::MtuExceeded)),
             answer => {
+                self.last_icmp = now.max(1);
                 self.counters.count_drop(DropReason::MtuExceeded);
                 Some(answer)
             }

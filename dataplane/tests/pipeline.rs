@@ -580,21 +580,38 @@ fn too_big_for_the_tunnel_is_answered_with_icmp() {
     assert_eq!(checksum_finish(checksum_add(sum, icmp)), 0);
 }
 
-/// A packet too big for the tunnel, from a protected port with no address of its family to
-/// answer from: dropped before it is sealed, and counted once.
+/// A packet too big for the tunnel that came in by a port with no address of its family: the
+/// answer's source is another port's address of that family (RFC 4443 2.2(c)); with none at
+/// all, the packet is dropped before it is sealed. Either way it counts as one drop.
 #[test]
-fn too_big_without_an_address_to_answer_from_is_dropped() {
-    let conf = gw_config("a", true, false, false).replace(r#"["10.1.0.1/24", "fd01::1/64"]"#, r#"["10.1.0.1/24"]"#);
-    let cfg = Config::parse(&conf).unwrap();
-    let (mut ps, _) = dataplane::gateway::build_pipelines(&cfg, &[A_PROT, A_UNPROT], &[0], 1_000_000).unwrap();
-    let mut a = ps.remove(0);
-    a.set_neighbor(Neighbor { port: 1, ip: "192.0.2.2".parse().unwrap(), mac: B_UNPROT });
-    let ca = a.counters().clone();
+fn too_big_without_an_address_on_the_ingress_port() {
+    let v4_only = gw_config("a", true, false, false).replace(r#"["10.1.0.1/24", "fd01::1/64"]"#, r#"["10.1.0.1/24"]"#);
+    let build = |conf: &str| {
+        let cfg = Config::parse(conf).unwrap();
+        let (mut ps, _) = dataplane::gateway::build_pipelines(&cfg, &[A_PROT, A_UNPROT], &[0], 1_000_000).unwrap();
+        let mut a = ps.remove(0);
+        a.set_neighbor(Neighbor { port: 1, ip: "192.0.2.2".parse().unwrap(), mac: B_UNPROT });
+        a.set_neighbor(Neighbor { port: 0, ip: "fd01::10".parse().unwrap(), mac: HOST1 });
+        let c = a.counters().clone();
+        (a, c)
+    };
     let big6 = ipv6_udp("fd01::10", "fd02::10", 1452);
+    // The host's network routed to the protected port, which has only IPv4 addresses.
+    let routed = format!("{v4_only}\n[[route]]\nprefix = \"fd01::/64\"\nport = \"p0\"\n");
+    let (mut a, ca) = build(&routed);
+    let (v, f) = run(&mut a, Ingress::Port(0), frame(A_PROT, HOST1, &big6));
+    assert_eq!(v, Verdict::Port(0));
+    let p = esp::wire::Ipv6Packet::new_checked(&f.data()[14..]).unwrap();
+    assert_eq!(
+        (p.src().to_string(), p.dst().to_string(), p.payload()[0]),
+        ("2001:db8::1".into(), "fd01::10".into(), 2)
+    );
+    assert_eq!((ca.drops(DropReason::MtuExceeded), ca.encrypted.get()), (1, 0));
+    // No IPv6 address on any port (the tunnel is IPv4): nothing to answer from.
+    let (mut a, ca) = build(&v4_only.replace(r#"["192.0.2.1/24", "2001:db8::1/64"]"#, r#"["192.0.2.1/24"]"#));
     let (v, _) = run(&mut a, Ingress::Port(0), frame(A_PROT, HOST1, &big6));
     assert_eq!(v, Verdict::Drop(DropReason::MtuExceeded));
-    assert_eq!(ca.drops(DropReason::MtuExceeded), 1);
-    assert_eq!(ca.encrypted.get(), 0);
+    assert_eq!((ca.drops(DropReason::MtuExceeded), ca.encrypted.get()), (1, 0));
     // One that fits still goes through.
     let fits = ipv6_udp("fd01::10", "fd02::10", 1000);
     assert_eq!(run(&mut a, Ingress::Port(0), frame(A_PROT, HOST1, &fits)).0, Verdict::Port(1));
