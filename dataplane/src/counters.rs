@@ -31,7 +31,7 @@ drop_reasons! {
     MultiSegment => "multi-segment mbuf (jumbo chains are not supported)",
     UnsupportedEthertype => "neither IPv4, IPv6 nor ARP (VLAN tags are not supported)",
     NotForUs => "unicast frame for another MAC address",
-    MalformedIp => "malformed IP header",
+    MalformedIp => "malformed IP header, or a wrong IPv4 header checksum",
     EspTruncated => "ESP packet shorter than the headers it claims",
     EspBadOuterHeader => "malformed outer IP header of an ESP packet",
     EspOuterFragment => "fragmented outer packet (no reassembly)",

@@ -136,13 +136,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ipv4Addr::from(be32(self.0.as_ref(), 16))
     }
     pub fn checksum_ok(&self) -> bool {
-        let b = self.0.as_ref();
-        if let Some(h) = b.first_chunk::<IPV4_HDR_LEN>()
-            && self.header_len() == IPV4_HDR_LEN
-        {
-            return header_sums_to_all_ones(h);
-        }
-        b.get(..self.header_len()).is_some_and(|h| checksum_finish(checksum_add(0, h)) == 0)
+        ipv4_checksum_ok(self.0.as_ref())
     }
     /// The bytes after the header, up to the total length.
     pub fn payload(&self) -> &[u8] {
@@ -150,9 +144,10 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 }
 
-/// Whether the IPv4 header at the start of `pkt` has a right checksum: the header its IHL
-/// gives, all of it in `pkt` (false if not), options included. For a header parsed already
-/// ([`flow_key_and_len`]), so nothing else of it is checked again.
+/// Whether the IPv4 header at the start of `pkt` has a right checksum (RFC 791 3.1, summed as
+/// RFC 1071 says): the header its IHL gives, all of it in `pkt` (false if not, or if the IHL
+/// is below 5), options included. For a header parsed already ([`flow_key_and_len`],
+/// [`Ipv4Packet::new_checked`]), so nothing else of it is checked again.
 #[inline]
 pub fn ipv4_checksum_ok(pkt: &[u8]) -> bool {
     let ihl = pkt.first().map_or(0, |b| usize::from(b & 0x0f) * 4);
@@ -521,6 +516,13 @@ mod tests {
             assert!(ipv4_checksum_ok(&h), "ihl {ihl}");
             // Cut inside the header: not the whole header, so not right.
             assert!(!ipv4_checksum_ok(&h[..len - 1]), "ihl {ihl}");
+            // An IHL below 5 is no header, whatever the bytes sum to.
+            let mut short = h.clone();
+            short[0] = 0x44;
+            short[10..12].fill(0);
+            let c = checksum_finish(checksum_add(0, &short[..16]));
+            short[10..12].copy_from_slice(&c.to_be_bytes());
+            assert!(!ipv4_checksum_ok(&short), "ihl 4");
             for i in 1..len {
                 let mut bad = h.clone();
                 bad[i] ^= 0x01;
@@ -534,6 +536,7 @@ mod tests {
 
     #[test]
     fn views_reject_short_and_inconsistent_headers() {
+        assert!(!ipv4_checksum_ok(&[]));
         assert_eq!(Ipv4Packet::new_checked(&[0x45u8; 10][..]).err(), Some(EspError::Truncated));
         let mut h = [0u8; 20];
         h[0] = 0x44;
