@@ -136,8 +136,11 @@ for _ in range(20000):
   # thread reads it each second), so a count that were not kept as a sum would fall back.
   sleep 1.5
   read -r _ _ m2 < <(ring_counts "$2" "$3" "$4")
+  # Most of what reached the stopped port is missed (its rings hold a few hundred frames
+  # each; how much reaches it depends on what is in front of it), and exactly the gap.
   gap=$(((v1 - v0) - (r1 - r0))) missed=$((m1 - m0))
-  if [ "$missed" -gt 10000 ] && [ "$missed" -ge $((gap - 2)) ] && [ "$missed" -le $((gap + 2)) ] && [ "$m2" -eq "$m1" ]; then
+  if [ $((2 * missed)) -gt $((v1 - v0)) ] && [ "$missed" -ge $((gap - 2)) ] && [ "$missed" -le $((gap + 2)) ] \
+    && [ "$m2" -eq "$m1" ]; then
     ok "$5: $missed frames missed while gateway $2 was stopped, of $((v1 - v0)) that reached its port"
   else
     bad "$5: $((v1 - v0)) frames reached the port, it received $((r1 - r0)) and counted $missed missed ($m1, then $m2 idle)"
