@@ -2,7 +2,7 @@
 //! what its protected network sends, gateway B decrypts it. Then every kind of bad input, each
 //! dropped and counted under its own reason.
 
-use dataplane::config::{Config, Role};
+use dataplane::config::Config;
 use dataplane::counters::{DropReason, WorkerCounters};
 use dataplane::net::{self, Mac};
 use dataplane::pipeline::{Ingress, Neighbor, Pipeline, Verdict};
@@ -12,115 +12,9 @@ use esp::wire::{checksum_add, checksum_finish};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-const A_PROT: Mac = Mac([2, 0xa, 0, 0, 0, 1]);
-const A_UNPROT: Mac = Mac([2, 0xa, 0, 0, 0, 2]);
-const B_PROT: Mac = Mac([2, 0xb, 0, 0, 0, 1]);
-const B_UNPROT: Mac = Mac([2, 0xb, 0, 0, 0, 2]);
-const HOST1: Mac = Mac([2, 0x11, 0, 0, 0, 1]);
-const HOST2: Mac = Mac([2, 0x22, 0, 0, 0, 2]);
-
-fn gw_config(me: &str, udp: bool, v6_outer: bool, esn: bool) -> String {
-    let (a_out, b_out, a_key, b_key) =
-        ("1001", "2001", "00112233445566778899aabbccddeeff", "ffeeddccbbaa99887766554433221100");
-    let (prot, local_net, remote_net) = if me == "a" {
-        ("10.1.0.1/24", "10.1.0.0/24", "10.2.0.0/24")
-    } else {
-        ("10.2.0.1/24", "10.2.0.0/24", "10.1.0.0/24")
-    };
-    let (l4, r4, l6, r6) = if me == "a" {
-        ("192.0.2.1", "192.0.2.2", "2001:db8::1", "2001:db8::2")
-    } else {
-        ("192.0.2.2", "192.0.2.1", "2001:db8::2", "2001:db8::1")
-    };
-    let (local, remote) = if v6_outer { (l6, r6) } else { (l4, r4) };
-    let (spi_out, spi_in, key_out, key_in) =
-        if me == "a" { (a_out, b_out, a_key, b_key) } else { (b_out, a_out, b_key, a_key) };
-    format!(
-        r#"
-[[port]]
-name = "p0"
-role = "protected"
-addresses = ["{prot}", "{p6}"]
-[[port]]
-name = "p1"
-role = "unprotected"
-addresses = ["{l4}/24", "{l6}/64"]
-[[sa]]
-name = "out"
-spi = 0x{spi_out}
-direction = "out"
-algorithm = "aes128gcm16"
-key = "{key_out}"
-salt = "0a0b0c0d"
-local = "{local}"
-remote = "{remote}"
-udp_encap = {udp}
-esn = {esn}
-[[sa]]
-name = "in"
-spi = 0x{spi_in}
-direction = "in"
-algorithm = "aes128gcm16"
-key = "{key_in}"
-salt = "0a0b0c0d"
-local = "{local}"
-remote = "{remote}"
-udp_encap = {udp}
-esn = {esn}
-replay_window = 64
-[[policy]]
-name = "nets"
-src = "{local_net}"
-dst = "{remote_net}"
-action = "protect"
-sa_out = "out"
-sa_in = "in"
-[[policy]]
-name = "nets6"
-src = "{l6net}"
-dst = "{r6net}"
-action = "protect"
-sa_out = "out"
-sa_in = "in"
-"#,
-        p6 = if me == "a" { "fd01::1/64" } else { "fd02::1/64" },
-        l6net = if me == "a" { "fd01::/64" } else { "fd02::/64" },
-        r6net = if me == "a" { "fd02::/64" } else { "fd01::/64" },
-    )
-}
-
-fn pipeline(me: &str, udp: bool, v6_outer: bool, esn: bool) -> (Pipeline, Arc<WorkerCounters>) {
-    let mut v = pipelines(me, udp, v6_outer, esn, 1);
-    v.remove(0)
-}
-
-/// `n` workers of one gateway, built as the gateway builds them (outbound SAs share their
-/// sequence counter, inbound SAs their anti-replay window), with the neighbours resolved.
-fn pipelines(me: &str, udp: bool, v6_outer: bool, esn: bool, n: usize) -> Vec<(Pipeline, Arc<WorkerCounters>)> {
-    let cfg = Config::parse(&gw_config(me, udp, v6_outer, esn)).unwrap();
-    assert_eq!(cfg.ports[0].role, Role::Protected);
-    let macs = if me == "a" { [A_PROT, A_UNPROT] } else { [B_PROT, B_UNPROT] };
-    let lcores: Vec<u32> = (0..n as u32).collect();
-    let (host_ip, host6, peer4, peer6, host_mac, peer_mac) = if me == "a" {
-        ("10.1.0.10", "fd01::10", "192.0.2.2", "2001:db8::2", HOST1, B_UNPROT)
-    } else {
-        ("10.2.0.10", "fd02::10", "192.0.2.1", "2001:db8::1", HOST2, A_UNPROT)
-    };
-    dataplane::gateway::build_pipelines(&cfg, &macs, &lcores, 1_000_000)
-        .unwrap()
-        .0
-        .into_iter()
-        .map(|mut p| {
-            for (port, ip, mac) in
-                [(0, host_ip, host_mac), (0, host6, host_mac), (1, peer4, peer_mac), (1, peer6, peer_mac)]
-            {
-                p.set_neighbor(Neighbor { port, ip: ip.parse().unwrap(), mac });
-            }
-            let c = p.counters().clone();
-            (p, c)
-        })
-        .collect()
-}
+#[path = "common/testbed.rs"]
+mod testbed;
+use testbed::*;
 
 fn ipv4_udp(src: &str, dst: &str, payload_len: usize) -> Vec<u8> {
     let total = 20 + 8 + payload_len;
@@ -586,19 +480,10 @@ fn too_big_for_the_tunnel_is_answered_with_icmp() {
 #[test]
 fn too_big_without_an_address_on_the_ingress_port() {
     let v4_only = gw_config("a", true, false, false).replace(r#"["10.1.0.1/24", "fd01::1/64"]"#, r#"["10.1.0.1/24"]"#);
-    let build = |conf: &str| {
-        let cfg = Config::parse(conf).unwrap();
-        let (mut ps, _) = dataplane::gateway::build_pipelines(&cfg, &[A_PROT, A_UNPROT], &[0], 1_000_000).unwrap();
-        let mut a = ps.remove(0);
-        a.set_neighbor(Neighbor { port: 1, ip: "192.0.2.2".parse().unwrap(), mac: B_UNPROT });
-        a.set_neighbor(Neighbor { port: 0, ip: "fd01::10".parse().unwrap(), mac: HOST1 });
-        let c = a.counters().clone();
-        (a, c)
-    };
     let big6 = ipv6_udp("fd01::10", "fd02::10", 1452);
     // The host's network routed to the protected port, which has only IPv4 addresses.
     let routed = format!("{v4_only}\n[[route]]\nprefix = \"fd01::/64\"\nport = \"p0\"\n");
-    let (mut a, ca) = build(&routed);
+    let (mut a, ca) = pipelines_from("a", &routed, 1).remove(0);
     let (v, f) = run(&mut a, Ingress::Port(0), frame(A_PROT, HOST1, &big6));
     assert_eq!(v, Verdict::Port(0));
     let p = esp::wire::Ipv6Packet::new_checked(&f.data()[14..]).unwrap();
@@ -608,7 +493,8 @@ fn too_big_without_an_address_on_the_ingress_port() {
     );
     assert_eq!((ca.drops(DropReason::MtuExceeded), ca.encrypted.get()), (1, 0));
     // No IPv6 address on any port (the tunnel is IPv4): nothing to answer from.
-    let (mut a, ca) = build(&v4_only.replace(r#"["192.0.2.1/24", "2001:db8::1/64"]"#, r#"["192.0.2.1/24"]"#));
+    let no_v6 = v4_only.replace(r#"["192.0.2.1/24", "2001:db8::1/64"]"#, r#"["192.0.2.1/24"]"#);
+    let (mut a, ca) = pipelines_from("a", &no_v6, 1).remove(0);
     let (v, _) = run(&mut a, Ingress::Port(0), frame(A_PROT, HOST1, &big6));
     assert_eq!(v, Verdict::Drop(DropReason::MtuExceeded));
     assert_eq!((ca.drops(DropReason::MtuExceeded), ca.encrypted.get()), (1, 0));

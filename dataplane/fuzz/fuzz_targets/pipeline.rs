@@ -1,8 +1,8 @@
 //! Frames from the wire through whole worker pipelines (`Pipeline::process_burst`): Ethernet,
 //! ARP and neighbour discovery, IPv4/IPv6 headers, the SPD, ESP classification and opening,
-//! path-MTU answers, TTL, framing. Two gateways, A and B, as the end-to-end tests build them:
-//! A protects 10.1.0.0/24 and fd01::/64 towards B's 10.2.0.0/24 and fd02::/64, each with one
-//! SA pair.
+//! path-MTU answers, TTL, framing. Two gateways, A and B, as the integration tests build them
+//! (dataplane/tests/common/testbed.rs): A protects 10.1.0.0/24 and fd01::/64 towards B's
+//! 10.2.0.0/24 and fd02::/64, each with one SA pair.
 //!
 //! The first input byte picks the SAs (bit 1 UDP encapsulation, 2 IPv6 endpoints, 4 ESN) and
 //! the AES-GCM backend (8: intel-ipsec-mb where it runs, else RustCrypto `aes-gcm`). The rest
@@ -24,7 +24,9 @@
 //! is the answer's).
 #![no_main]
 
-use dataplane::config::Config;
+#[path = "../../tests/common/testbed.rs"]
+mod testbed;
+
 use dataplane::counters::{DropReason, WorkerCounters};
 use dataplane::net::{self, Mac};
 use dataplane::pipeline::{Ingress, Neighbor, Pipeline, Verdict};
@@ -32,69 +34,17 @@ use esp::buf::{PacketBuf, VecBuf};
 use esp::wire::{checksum_add, checksum_finish};
 use libfuzzer_sys::fuzz_target;
 use std::hint::black_box;
+use testbed::{A_PROT, A_UNPROT, B_UNPROT, HOST1, HOST2, gw_config, pipelines_from};
 
-const A_PROT: Mac = Mac([2, 0xa, 0, 0, 0, 1]);
-const A_UNPROT: Mac = Mac([2, 0xa, 0, 0, 0, 2]);
-const B_PROT: Mac = Mac([2, 0xb, 0, 0, 0, 1]);
-const B_UNPROT: Mac = Mac([2, 0xb, 0, 0, 0, 2]);
-const HOST1: Mac = Mac([2, 0x11, 0, 0, 0, 1]);
-const HOST2: Mac = Mac([2, 0x22, 0, 0, 0, 2]);
 const BURST: usize = 32;
 /// Longest record: a jumbo frame's worth, more than any port's MTU here.
 const MAX_RECORD: usize = 9200;
 
-fn config(me: &str, udp: bool, v6_outer: bool, esn: bool, crypto: &str) -> String {
-    let a = me == "a";
-    let (prot, prot6, lnet, rnet, l6net, r6net) = if a {
-        ("10.1.0.1/24", "fd01::1/64", "10.1.0.0/24", "10.2.0.0/24", "fd01::/64", "fd02::/64")
-    } else {
-        ("10.2.0.1/24", "fd02::1/64", "10.2.0.0/24", "10.1.0.0/24", "fd02::/64", "fd01::/64")
-    };
-    let (l4, r4, l6, r6) = if a {
-        ("192.0.2.1", "192.0.2.2", "2001:db8::1", "2001:db8::2")
-    } else {
-        ("192.0.2.2", "192.0.2.1", "2001:db8::2", "2001:db8::1")
-    };
-    let (local, remote) = if v6_outer { (l6, r6) } else { (l4, r4) };
-    let (k1, k2) = ("00112233445566778899aabbccddeeff", "ffeeddccbbaa99887766554433221100");
-    let (spi_out, spi_in, key_out, key_in) = if a { (0x1001, 0x2001, k1, k2) } else { (0x2001, 0x1001, k2, k1) };
-    let sa = |name: &str, dir: &str, spi: u32, key: &str, extra: &str| {
-        format!(
-            "[[sa]]\nname = \"{name}\"\nspi = {spi}\ndirection = \"{dir}\"\nalgorithm = \"aes128gcm16\"\nkey = \"{key}\"\n\
-             salt = \"0a0b0c0d\"\nlocal = \"{local}\"\nremote = \"{remote}\"\nudp_encap = {udp}\nesn = {esn}\n{extra}\n"
-        )
-    };
-    let policy = |name: &str, src: &str, dst: &str| {
-        format!(
-            "[[policy]]\nname = \"{name}\"\nsrc = \"{src}\"\ndst = \"{dst}\"\naction = \"protect\"\nsa_out = \"out\"\nsa_in = \"in\"\n"
-        )
-    };
-    format!(
-        "[dataplane]\ncrypto = \"{crypto}\"\nmax_sas = 16\n\
-         [[port]]\nname = \"p0\"\nrole = \"protected\"\naddresses = [\"{prot}\", \"{prot6}\"]\n\
-         [[port]]\nname = \"p1\"\nrole = \"unprotected\"\naddresses = [\"{l4}/24\", \"{l6}/64\"]\n{}{}{}{}",
-        sa("out", "out", spi_out, key_out, ""),
-        sa("in", "in", spi_in, key_in, "replay_window = 64"),
-        policy("nets", lnet, rnet),
-        policy("nets6", l6net, r6net),
-    )
-}
-
-/// One worker of gateway `me`, built as the gateway builds it, its neighbours known.
+/// One worker of gateway `me`, as the integration tests build it, with the AES-GCM backend
+/// `crypto` and few SA slots (each input builds two gateways).
 fn gateway(me: &str, udp: bool, v6_outer: bool, esn: bool, crypto: &str) -> Pipeline {
-    let cfg = Config::parse(&config(me, udp, v6_outer, esn, crypto)).expect("valid configuration");
-    let (macs, host, peer) =
-        if me == "a" { ([A_PROT, A_UNPROT], HOST1, B_UNPROT) } else { ([B_PROT, B_UNPROT], HOST2, A_UNPROT) };
-    let (h4, h6, p4, p6) = if me == "a" {
-        ("10.1.0.10", "fd01::10", "192.0.2.2", "2001:db8::2")
-    } else {
-        ("10.2.0.10", "fd02::10", "192.0.2.1", "2001:db8::1")
-    };
-    let mut p = dataplane::gateway::build_pipelines(&cfg, &macs, &[0], 1_000_000).expect("pipelines").0.remove(0);
-    for (port, ip, mac) in [(0, h4, host), (0, h6, host), (1, p4, peer), (1, p6, peer)] {
-        p.set_neighbor(Neighbor { port, ip: ip.parse().expect("address"), mac });
-    }
-    p
+    let conf = format!("[dataplane]\ncrypto = \"{crypto}\"\nmax_sas = 16\n{}", gw_config(me, udp, v6_outer, esn));
+    pipelines_from(me, &conf, 1).remove(0).0
 }
 
 /// A's neighbour entries for B's tunnel endpoints (both families).
