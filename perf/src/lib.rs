@@ -4,6 +4,8 @@
 //! Only [`tsc`] uses `unsafe`, for one CPU instruction.
 #![deny(unsafe_code)]
 
+pub mod stamp;
+
 use esp::wire::{checksum_add, checksum_finish};
 use std::net::{Ipv4Addr, Ipv6Addr};
 

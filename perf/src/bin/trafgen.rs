@@ -23,9 +23,9 @@ use dataplane::net::Mac;
 use esp::aead::{Backend, GcmKeyLen, KeyMaterial};
 use esp::buf::PacketBuf;
 use esp::sa::{InboundSa, OutboundSa, SaConfig, SeqCounter};
-use esp::wire::{self, Classified};
 use hdrhistogram::Histogram;
 use perf::IMIX;
+use perf::stamp::{ETH_LEN, STAMP_LEN, Stamp, Tally, stamp_of, stamp_offset};
 use serde::Serialize;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -96,71 +96,9 @@ struct Args {
     eal: Vec<String>,
 }
 
-const MAGIC: u16 = 0x7467; // "tg"
 /// The start of the error when the links stay down (gwbench retries on it).
 const LINKS_DOWN: &str = "the links did not come up";
-const STAMP_LEN: usize = 16;
 const BURST: usize = 32;
-const ETH_LEN: usize = 14;
-
-/// The 16-byte stamp at the start of the UDP payload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    trial: u16,
-    seq: u32,
-    tsc: u64,
-}
-
-impl Stamp {
-    fn write(&self, b: &mut [u8]) {
-        b[0..2].copy_from_slice(&MAGIC.to_be_bytes());
-        b[2..4].copy_from_slice(&self.trial.to_be_bytes());
-        b[4..8].copy_from_slice(&self.seq.to_be_bytes());
-        b[8..16].copy_from_slice(&self.tsc.to_be_bytes());
-    }
-
-    fn read(b: &[u8]) -> Option<Stamp> {
-        let b = b.get(..STAMP_LEN)?;
-        if u16::from_be_bytes([b[0], b[1]]) != MAGIC {
-            return None;
-        }
-        Some(Stamp {
-            trial: u16::from_be_bytes([b[2], b[3]]),
-            seq: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
-            tsc: u64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]),
-        })
-    }
-}
-
-/// Where the stamp lies in an IP packet (after the UDP header), if it is a UDP packet.
-fn stamp_offset(ip: &[u8]) -> Option<usize> {
-    match ip.first()? >> 4 {
-        4 => {
-            let ihl = usize::from(ip[0] & 0x0f) * 4;
-            (ip.get(9) == Some(&17)).then_some(ihl + 8)
-        }
-        6 => (ip.get(6) == Some(&17)).then_some(40 + 8),
-        _ => None,
-    }
-}
-
-/// The stamp of a received Ethernet frame, decrypted first when it is ESP and `rx_sa` is
-/// given. Anything else (short, malformed, another SPI, failing authentication) is `None`.
-fn stamp_of<B: PacketBuf>(rx_sa: Option<&InboundSa>, m: &mut B) -> Option<Stamp> {
-    if m.len() < ETH_LEN || !m.adj(ETH_LEN) {
-        return None;
-    }
-    if let Some(sa) = rx_sa
-        && let Ok(Classified::Esp(outer)) = wire::classify(m.data())
-    {
-        if outer.spi() != sa.spi {
-            return None;
-        }
-        sa.decapsulate(&outer, m).ok()?;
-    }
-    let off = stamp_offset(m.data())?;
-    Stamp::read(m.data().get(off..)?)
-}
 
 /// An inner UDP packet of `total` bytes with room for the stamp.
 fn inner_packet(src: IpAddr, dst: IpAddr, total: usize, sport: u16) -> Result<Vec<u8>, String> {
@@ -280,8 +218,8 @@ struct Gen {
     rx_sa: Option<InboundSa>,
     hz: u64,
     trial: u16,
-    /// Bit per sequence number of the current trial: received already.
-    seen: Vec<u64>,
+    /// What came back in the current trial.
+    tally: Tally,
     /// The last ESP sequence number sent: it runs on across trials, or the device's
     /// anti-replay window would drop every trial after the first.
     esp_seq: u64,
@@ -320,12 +258,10 @@ impl Gen {
         let rate = mpps * 1e6;
         let total = (rate * duration).round() as u64;
         let total = total.min(u64::from(u32::MAX));
-        self.seen.clear();
-        self.seen.resize(total.div_ceil(64) as usize, 0);
+        self.tally.reset(self.trial, total);
         let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
         // `next`: sequence numbers offered so far; `sent`: those the port took.
         let (mut next, mut sent, mut refused) = (0u64, 0u64, 0u64);
-        let (mut received, mut duplicates, mut foreign) = (0u64, 0u64, 0u64);
         let mut out: Vec<Mbuf> = Vec::with_capacity(BURST);
         let mut inb: Vec<Mbuf> = Vec::with_capacity(BURST);
         let hz = self.hz as f64;
@@ -357,23 +293,13 @@ impl Gen {
             let now = dpdk::tsc();
             for mut m in inb.drain(..) {
                 let stamp = if m.is_contiguous() { stamp_of(self.rx_sa.as_ref(), &mut m) } else { None };
-                match stamp {
-                    Some(s) if s.trial == self.trial && u64::from(s.seq) < next => {
-                        let (w, b) = (s.seq as usize / 64, s.seq % 64);
-                        if self.seen[w] >> b & 1 == 1 {
-                            duplicates += 1;
-                            continue;
-                        }
-                        self.seen[w] |= 1 << b;
-                        received += 1;
-                        let ns = (now.saturating_sub(s.tsc) as f64 / hz * 1e9) as u64;
-                        let _ = hist.record(ns.max(1));
-                    }
-                    // Not stamped by us, or a late packet of an earlier trial.
-                    Some(_) | None => foreign += 1,
+                if let Some(tsc) = self.tally.count(stamp, next) {
+                    let ns = (now.saturating_sub(tsc) as f64 / hz * 1e9) as u64;
+                    let _ = hist.record(ns.max(1));
                 }
             }
         }
+        let Tally { received, duplicates, foreign, .. } = self.tally;
         let lost = sent - received.min(sent);
         let loss = if sent == 0 { 0.0 } else { lost as f64 / sent as f64 };
         let latency_us = (!hist.is_empty()).then(|| Latency {
@@ -502,7 +428,7 @@ fn run(args: &Args) -> Result<(), String> {
         rx_sa,
         hz: dpdk::tsc_hz(),
         trial: 0,
-        seen: Vec::new(),
+        tally: Tally::default(),
         esp_seq: 0,
     };
     // Links come up a moment after the ports start (a memif peer has to connect, a NIC to
