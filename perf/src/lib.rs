@@ -1,5 +1,6 @@
 //! Benchmark helpers shared by the `perf` binaries: test packets, packet-size mixes, run
-//! statistics and a time-stamp-counter reading.
+//! statistics and a time-stamp-counter reading; and trafgen's receive side ([`stamp`]), a
+//! module of its own so that a fuzz target can include it.
 //!
 //! Only [`tsc`] uses `unsafe`, for one CPU instruction.
 #![deny(unsafe_code)]

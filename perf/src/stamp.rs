@@ -11,7 +11,9 @@ use esp::wire::{self, Classified};
 
 /// The stamp's first two bytes: "tg".
 pub const MAGIC: u16 = 0x7467;
+/// Bytes of a stamp.
 pub const STAMP_LEN: usize = 16;
+/// Bytes of the Ethernet header in front of every frame trafgen sends and receives.
 pub const ETH_LEN: usize = 14;
 
 /// The 16-byte stamp at the start of the UDP payload: magic, trial, sequence number, the TSC
@@ -84,6 +86,8 @@ pub fn stamp_of<B: PacketBuf>(rx_sa: Option<&InboundSa>, m: &mut B) -> Option<St
 #[derive(Debug, Default)]
 pub struct Tally {
     trial: u16,
+    /// Sequence numbers the trial sends at most.
+    total: u64,
     /// Bit per sequence number of the trial: received already.
     seen: Vec<u64>,
     pub received: u64,
@@ -94,7 +98,7 @@ pub struct Tally {
 impl Tally {
     /// Starts trial `trial` of at most `total` packets (the memory is kept from the last one).
     pub fn reset(&mut self, trial: u16, total: u64) {
-        self.trial = trial;
+        (self.trial, self.total) = (trial, total);
         self.seen.clear();
         self.seen.resize(total.div_ceil(64) as usize, 0);
         (self.received, self.duplicates, self.foreign) = (0, 0, 0);
@@ -105,8 +109,9 @@ impl Tally {
     /// for the latency.
     pub fn count(&mut self, stamp: Option<Stamp>, offered: u64) -> Option<u64> {
         let s = match stamp {
-            Some(s) if s.trial == self.trial && u64::from(s.seq) < offered => s,
-            // Not stamped by us, a late packet of an earlier trial, or a number not sent yet.
+            Some(s) if s.trial == self.trial && u64::from(s.seq) < offered.min(self.total) => s,
+            // Not stamped by us, a late packet of an earlier trial, or a number not sent yet
+            // (or never sent in this trial).
             _ => {
                 self.foreign += 1;
                 return None;
@@ -114,7 +119,7 @@ impl Tally {
         };
         let (w, b) = (s.seq as usize / 64, s.seq % 64);
         let Some(word) = self.seen.get_mut(w) else {
-            // Beyond the trial's total: not a number this trial sends.
+            // Cannot happen: `seen` has a bit for every number below `total`.
             self.foreign += 1;
             return None;
         };
@@ -149,7 +154,9 @@ mod tests {
         assert_eq!(t.count(st(2, 1), 10), None); // an earlier trial's
         assert_eq!(t.count(None, 10), None);
         assert_eq!(t.count(st(3, 200), 1000), None); // beyond the total
-        assert_eq!((t.received, t.duplicates, t.foreign), (2, 1, 4));
+        assert_eq!(t.count(st(3, 110), 1000), None); // beyond the total, inside the bitmap's last word
+        assert_eq!(t.count(st(3, 99), 1000), Some(1099));
+        assert_eq!((t.received, t.duplicates, t.foreign), (3, 1, 5));
         // A new trial starts from nothing.
         t.reset(4, 64);
         assert_eq!(t.count(st(4, 0), 1), Some(1000));
