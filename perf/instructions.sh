@@ -1,6 +1,7 @@
 #!/bin/bash
 # Counts the instructions `Pipeline::process_burst` executes per packet, and how many of them
-# are outside the AEAD call, by running `esp-stages --tables pipeline` under callgrind.
+# are outside the AEAD call (the backend's own function, intel-ipsec-mb's library and our
+# wrapper around it), by running `esp-stages --tables pipeline` under callgrind.
 #
 # Why: on the shared VM of perf/RESULTS.md, timings of one build differ by tens of percent from
 # run to run, and a change that saves 5% of a packet's work cannot be seen in them. An
@@ -8,8 +9,9 @@
 # stalls or how many instructions retire per cycle), but for the one-SA path, whose sampled
 # profiles are flat (no instruction stands out), fewer instructions is what makes it faster.
 #
-# Under valgrind, intel-ipsec-mb finds no AVX-512 and runs its AVX2 code, so the AEAD's own
-# count differs from a native run; the figure to compare builds by is the one outside it.
+# Under valgrind, intel-ipsec-mb finds no AVX-512 and runs its AVX2 code, so the library's own
+# count differs from a native run. Compare builds by the total when the change may touch the
+# wrapper (the library's share does not change between builds), else by the part outside.
 #
 # usage: perf/instructions.sh [ESP_STAGES_BINARY] [esp-stages arguments]
 #   default binary target/release/esp-stages; default arguments --sizes 64 --dirs out,in

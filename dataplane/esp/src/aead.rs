@@ -316,7 +316,8 @@ impl core::fmt::Debug for AesGcm {
 impl Aead for AesGcm {
     // Out of line (here and for AWS-LC): inlined into `Cipher`'s dispatch, this cipher's code
     // made that function save and restore six registers and a stack frame on every call,
-    // which the intel-ipsec-mb arm paid too (about 25 instructions a packet).
+    // which the intel-ipsec-mb arm paid too (about 10 instructions a 64-byte packet outbound,
+    // 4 inbound).
     #[inline(never)]
     fn seal(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; ICV_LEN] {
         let nonce = Nonce::from(*nonce);

@@ -177,7 +177,8 @@ impl<const KEY: usize> IpsecMbGcm<KEY> {
     }
 
     /// Runs `f` (the library's encrypt or decrypt) over `buf` in place. Always inlined into
-    /// `seal` and `open_appended`: as a call of its own it cost about 20 instructions a packet.
+    /// `seal`, `open` and `open_appended`: as a call of its own it cost about 20 instructions a
+    /// packet.
     #[inline(always)]
     fn run(&self, f: GcmFn, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &mut [u8; ICV_LEN]) {
         // The one-call API initialises the context itself (aad_hash, lengths, counters: the
