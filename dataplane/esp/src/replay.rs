@@ -55,6 +55,31 @@ fn block_of(seq: u64) -> u32 {
     (seq >> BLOCK_BITS) as u32
 }
 
+/// Where a window's slots lie (they never move: the window is made with all of them), copied
+/// out of it. With many SAs, reading the window only to learn where a packet's slot is would
+/// be a cache miss of its own, waited for by the phase that asks for the window's lines.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SlotsAt {
+    base: usize,
+    len: usize,
+}
+
+impl SlotsAt {
+    /// The slot for a packet with this low half of a sequence number, as (start, bytes), for
+    /// prefetching only; nothing with anti-replay off. (The slot index depends on the low bits
+    /// alone: the ring has at most 2^12 slots of 2^5 numbers.)
+    #[inline]
+    pub fn slot_memory(&self, seq_low: u32) -> (*const u8, usize) {
+        if self.len == 0 {
+            return (core::ptr::null(), 0);
+        }
+        // The slot count is a power of two.
+        let i = ((seq_low >> BLOCK_BITS) as usize) & (self.len - 1);
+        let at = (self.base as *const u8).wrapping_add(i * core::mem::size_of::<AtomicU64>());
+        (at, core::mem::size_of::<AtomicU64>())
+    }
+}
+
 impl ReplayWindow {
     /// `size` is rounded up to a multiple of 64 and must lie in [`MIN_WINDOW`, `MAX_WINDOW`];
     /// 0 disables anti-replay, which RFC 4303 3.4.3 leaves to the receiver (for manually keyed
@@ -233,13 +258,15 @@ impl ReplayWindow {
     }
 
     /// Where the slot that a packet with this low half of a sequence number reads is, as
-    /// (start, bytes), for prefetching; nothing with anti-replay off. (The slot index depends on
-    /// the low bits alone: the ring has at most 2^12 slots of 2^5 numbers.)
+    /// (start, bytes), for prefetching; nothing with anti-replay off.
     pub fn slot_memory(&self, seq_low: u32) -> (*const u8, usize) {
-        if self.slots.is_empty() {
-            return (core::ptr::null(), 0);
-        }
-        ((self.slot(u64::from(seq_low)) as *const AtomicU64).cast(), core::mem::size_of::<AtomicU64>())
+        self.slots_at().slot_memory(seq_low)
+    }
+
+    /// Where the slots lie, as plain numbers: an SA keeps a copy so that it can name a
+    /// packet's slot without reading the window (see [`SlotsAt`]).
+    pub fn slots_at(&self) -> SlotsAt {
+        SlotsAt { base: self.slots.as_ptr() as usize, len: self.slots.len() }
     }
 
     #[inline]

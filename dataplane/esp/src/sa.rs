@@ -6,7 +6,7 @@ use crate::EspError;
 use crate::aead::{Aead, Backend, Cipher, IV_LEN, KeyMaterial, SALT_LEN};
 use crate::buf::PacketBuf;
 use crate::codec::{self, ESP_PREFIX_LEN, SealParams};
-use crate::replay::{BLOCK_BITS, ReplayWindow};
+use crate::replay::{BLOCK_BITS, ReplayWindow, SlotsAt};
 use crate::wire::{
     EspOuter, IPV4_HDR_LEN, IPV6_HDR_LEN, Ipv4Packet, Ipv6Packet, PROTO_ESP, PROTO_IPV4, PROTO_IPV6, PROTO_NONE,
     PROTO_UDP, UDP_HDR_LEN, checksum_add, checksum_finish,
@@ -386,6 +386,8 @@ pub struct Decapsulated {
 #[repr(C)]
 pub struct InboundSa {
     replay: Arc<ReplayWindow>,
+    /// Where `replay`'s slots are, so that `hot_memory` does not read the window.
+    replay_slots: SlotsAt,
     salt: [u8; SALT_LEN],
     pub spi: u32,
     aead: Cipher,
@@ -407,6 +409,7 @@ impl InboundSa {
 
     pub fn new(cfg: &SaConfig) -> Result<Self, &'static str> {
         cfg.validate()?;
+        let replay = Arc::new(ReplayWindow::new(cfg.replay_window, cfg.esn)?);
         Ok(InboundSa {
             spi: cfg.spi,
             local: cfg.local,
@@ -414,7 +417,8 @@ impl InboundSa {
             encap: cfg.encap,
             aead: Cipher::new(cfg.backend, &cfg.key),
             salt: cfg.key.salt(),
-            replay: Arc::new(ReplayWindow::new(cfg.replay_window, cfg.esn)?),
+            replay_slots: replay.slots_at(),
+            replay,
         })
     }
 
@@ -424,10 +428,11 @@ impl InboundSa {
 
     /// Memory that opening a packet with sequence number (low half) `seq_low` reads beyond the
     /// SA itself, each as (start, bytes): the cipher's key state, the shared anti-replay
-    /// window's head and its slot for that number. Addresses only, for prefetching.
+    /// window's head and its slot for that number. Addresses only, for prefetching: computed
+    /// from the SA's own fields, without reading any of that memory.
     pub fn hot_memory(&self, seq_low: u32) -> [(*const u8, usize); 4] {
         let [k0, k1] = self.aead.key_state();
-        [k0, k1, (Arc::as_ptr(&self.replay).cast(), 64), self.replay.slot_memory(seq_low)]
+        [k0, k1, (Arc::as_ptr(&self.replay).cast(), 64), self.replay_slots.slot_memory(seq_low)]
     }
 
     /// The same SA (the cipher's key schedule shared, not rebuilt) with a fresh anti-replay
@@ -435,6 +440,7 @@ impl InboundSa {
     pub fn with_new_window(&self) -> Result<Self, &'static str> {
         let w = &self.replay;
         let size = u32::try_from(w.size()).map_err(|_| "replay window too large")?;
+        let replay = Arc::new(ReplayWindow::new(size, w.esn())?);
         Ok(InboundSa {
             spi: self.spi,
             local: self.local,
@@ -442,7 +448,8 @@ impl InboundSa {
             encap: self.encap,
             aead: self.aead.clone(),
             salt: self.salt,
-            replay: Arc::new(ReplayWindow::new(size, w.esn())?),
+            replay_slots: replay.slots_at(),
+            replay,
         })
     }
 
@@ -667,6 +674,26 @@ mod tests {
     fn open(inb: &InboundSa, mut b: VecBuf) -> Result<VecBuf, EspError> {
         let Ok(Classified::Esp(o)) = classify(b.data()) else { panic!("not ESP") };
         inb.decapsulate(&o, &mut b).map(|_| b)
+    }
+
+    /// The window's slot that `hot_memory` names (from the SA's copy of where the slots are)
+    /// is the one the window itself reads, for the SA, its per-core copies and an SA with a
+    /// new window; and none without anti-replay.
+    #[test]
+    fn hot_memory_names_the_windows_own_slot() {
+        let inb = InboundSa::new(&SaConfig { replay_window: 1024, ..cfg(true) }).unwrap();
+        let fresh = inb.with_new_window().unwrap();
+        for sa in [&inb, &inb.clone(), &fresh] {
+            for seq in [1u32, 31, 32, 1000, 0x8000_0000, 0xffff_fff0] {
+                let m = sa.hot_memory(seq);
+                assert_eq!(m[2].0, Arc::as_ptr(&sa.replay).cast());
+                assert_eq!(m[3], sa.replay_window().slot_memory(seq), "seq {seq:#x}");
+                assert_eq!(m[3].1, 8);
+            }
+        }
+        assert_ne!(fresh.hot_memory(1)[3].0, inb.hot_memory(1)[3].0, "a new window has slots of its own");
+        let off = InboundSa::new(&SaConfig { replay_window: 0, ..cfg(false) }).unwrap();
+        assert_eq!(off.hot_memory(5)[3].1, 0, "anti-replay off");
     }
 
     #[test]
