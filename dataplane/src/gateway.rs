@@ -7,6 +7,7 @@ use crate::control::ControlServer;
 use crate::controller::{Controller, ReportedPort};
 use crate::counters::{Snapshot, WorkerCounters};
 use crate::dpdk::af_packet::RingDrops;
+use crate::dpdk::affinity;
 use crate::dpdk::{self, Eal, Mempool, Port};
 use crate::net::Mac;
 use crate::pipeline::{Neighbor, Pipeline, PortInfo};
@@ -80,13 +81,16 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayError> {
             args.push(format!("--vdev={},no-rx=1", null_vdev(i)));
         }
     }
+    // Read before the EAL pins this thread to the main lcore (see `dpdk::affinity`).
+    let allowed = affinity::current().unwrap_or_default();
     let eal = Eal::init(&args)?;
-    let result = run_with_eal(cfg, opts);
+    let result = run_with_eal(cfg, opts, &allowed);
     drop(eal);
     result
 }
 
-fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayError> {
+/// `allowed`: the CPUs the process was allowed before `rte_eal_init`.
+fn run_with_eal(cfg: &Config, opts: &RunOptions, allowed: &[usize]) -> Result<Snapshot, GatewayError> {
     // Every lcore polls, the main one included; the control thread is a plain thread that
     // sleeps between rounds (waiting for the workers on the main lcore would spin a core).
     let mut worker_lcores = vec![dpdk::main_lcore()];
@@ -213,7 +217,15 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayErro
         let mut ctl = Controller::new(sad, counters.clone(), updates, events);
         ctl.report_ports(reported);
         let deadline = opts.run_for.map(|d| Instant::now() + d);
+        // Off the workers' CPUs where there are others (see `dpdk::affinity`).
+        let lcore_cpus: Vec<usize> = worker_lcores.iter().filter_map(|&l| dpdk::lcore_cpu(l)).collect();
+        let cpus = affinity::control_cpus(allowed, &lcore_cpus);
         std::thread::spawn(move || {
+            if !cpus.is_empty()
+                && let Err(e) = affinity::set_current(&cpus)
+            {
+                eprintln!("dataplane: the control thread stays on the main lcore's CPU: {e}");
+            }
             while !stop.load(Ordering::Relaxed) {
                 ctl.tick(Instant::now());
                 if let Some(s) = &server {

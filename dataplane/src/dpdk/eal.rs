@@ -95,6 +95,14 @@ pub fn lcore_id() -> u32 {
     unsafe { sys::rte_lcore_id() }
 }
 
+/// The CPU lcore `lcore` runs on (the first of its set, when `--lcores` gives it several);
+/// `None` for an lcore that does not exist.
+pub fn lcore_cpu(lcore: u32) -> Option<usize> {
+    let lcore = i32::try_from(lcore).ok()?;
+    // Safety: reads the static lcore config; out-of-range ids return -1.
+    usize::try_from(unsafe { sys::rte_lcore_to_cpu_id(lcore) }).ok()
+}
+
 /// The main lcore's id (0 before the EAL is initialised).
 pub fn main_lcore() -> u32 {
     // Safety: reads the EAL config, which is static and zeroed before init.

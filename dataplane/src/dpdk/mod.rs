@@ -59,6 +59,7 @@
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 pub mod af_packet;
+pub mod affinity;
 pub mod eal;
 mod error;
 pub mod ipsec_mb;
@@ -68,7 +69,8 @@ pub mod port;
 pub mod prefetch;
 
 pub use eal::{
-    Eal, LCORE_ID_ANY, SOCKET_ID_ANY, launch, lcore_id, main_lcore, socket_id, tsc, tsc_hz, wait_all, worker_lcores,
+    Eal, LCORE_ID_ANY, SOCKET_ID_ANY, launch, lcore_cpu, lcore_id, main_lcore, socket_id, tsc, tsc_hz, wait_all,
+    worker_lcores,
 };
 pub use error::{DpdkError, RteErrno};
 pub use mbuf::Mbuf;
