@@ -82,7 +82,10 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<Snapshot, GatewayError> {
         }
     }
     // Read before the EAL pins this thread to the main lcore (see `dpdk::affinity`).
-    let allowed = affinity::current().unwrap_or_default();
+    let allowed = affinity::current().unwrap_or_else(|e| {
+        eprintln!("dataplane: the control thread will share the main lcore's CPU (its affinity: {e})");
+        Vec::new()
+    });
     let eal = Eal::init(&args)?;
     let result = run_with_eal(cfg, opts, &allowed);
     drop(eal);
@@ -218,27 +221,31 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions, allowed: &[usize]) -> Result<Sn
         ctl.report_ports(reported);
         let deadline = opts.run_for.map(|d| Instant::now() + d);
         // Off the workers' CPUs where there are others (see `dpdk::affinity`).
-        let lcore_cpus: Vec<usize> = worker_lcores.iter().filter_map(|&l| dpdk::lcore_cpu(l)).collect();
+        let lcore_cpus: Vec<usize> = worker_lcores.iter().flat_map(|&l| dpdk::lcore_cpus(l)).collect();
         let cpus = affinity::control_cpus(allowed, &lcore_cpus);
-        std::thread::spawn(move || {
-            if !cpus.is_empty()
-                && let Err(e) = affinity::set_current(&cpus)
-            {
-                eprintln!("dataplane: the control thread stays on the main lcore's CPU: {e}");
-            }
-            while !stop.load(Ordering::Relaxed) {
-                ctl.tick(Instant::now());
-                if let Some(s) = &server {
-                    s.poll(&mut |cmd| ctl.handle(cmd));
+        // Named, for `top -H` and `taskset`; a failure to spawn panics, as `thread::spawn` does.
+        std::thread::Builder::new()
+            .name("dp-control".into())
+            .spawn(move || {
+                if !cpus.is_empty()
+                    && let Err(e) = affinity::set_current(&cpus)
+                {
+                    eprintln!("dataplane: the control thread stays on the main lcore's CPU: {e}");
                 }
-                if ext_stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
-                    stop.store(true, Ordering::Relaxed);
+                while !stop.load(Ordering::Relaxed) {
+                    ctl.tick(Instant::now());
+                    if let Some(s) = &server {
+                        s.poll(&mut |cmd| ctl.handle(cmd));
+                    }
+                    if ext_stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    // Short: SA updates from the control plane should reach the workers quickly.
+                    std::thread::sleep(Duration::from_micros(500));
                 }
-                // Short: SA updates from the control plane should reach the workers quickly.
-                std::thread::sleep(Duration::from_micros(500));
-            }
-            ctl.snapshot()
-        })
+                ctl.snapshot()
+            })
+            .expect("spawning the control thread")
     };
 
     let mut inline = None;

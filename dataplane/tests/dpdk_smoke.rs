@@ -77,6 +77,11 @@ fn eal_mempool_mbuf_ports_bursts_lcores() {
     assert!(dpdk::tsc_hz() > 0);
     assert_eq!(dpdk::lcore_id(), dpdk::main_lcore());
     assert_eq!(dpdk::worker_lcores(), vec![1]);
+    // Each lcore's CPUs as the EAL pinned them (`-l 0,1`: lcore n on CPU n), and the main
+    // thread's own affinity is the main lcore's.
+    assert_eq!((dpdk::lcore_cpus(0), dpdk::lcore_cpus(1)), (vec![0], vec![1]));
+    assert_eq!(dpdk::affinity::current().unwrap(), dpdk::lcore_cpus(dpdk::main_lcore()));
+    assert!(dpdk::lcore_cpus(dpdk_sys::RTE_MAX_LCORE).is_empty());
 
     // Mempool and mbuf.
     let pool = Mempool::new("smoke_pool", 4095, 64, dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16, dpdk::socket_id())

@@ -1,12 +1,12 @@
 //! Which CPUs the control thread runs on.
 //!
-//! DPDK pins each lcore's thread to its CPU, and a thread spawned from the main lcore inherits
-//! the main lcore's CPU: the control thread would share a worker's core and take its time
-//! whenever it works (lifetime checks every 100 ms go over every SA; with 100,000 SA pairs it
-//! took about a sixth of the worker's core). DPDK's own control threads (interrupts,
-//! multi-process, telemetry) run on the CPUs the process was allowed before `rte_eal_init`
-//! that are no lcore's; so does ours. Only when every allowed CPU is an lcore's does it stay
-//! where it is, as DPDK's do.
+//! DPDK pins each lcore's thread to its CPUs, and a thread spawned from the main lcore
+//! inherits the main lcore's: the control thread would share a worker's core and take its
+//! time whenever it works (it wakes every 500 us, and its lifetime checks go over every SA
+//! every 100 ms; with 100,000 SA pairs it used about 8% of a core). DPDK's own control threads
+//! (interrupts, multi-process, telemetry) run on the CPUs the process was allowed before
+//! `rte_eal_init` that are no lcore's; so does ours. Only when every allowed CPU is an lcore's
+//! does it stay on the main lcore's CPUs, as DPDK's do.
 
 use std::io;
 
@@ -18,8 +18,13 @@ pub fn current() -> io::Result<Vec<usize>> {
     if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(cpus_of(&set))
+}
+
+/// The CPUs in `set`, in order.
+pub fn cpus_of(set: &libc::cpu_set_t) -> Vec<usize> {
     // Safety: CPU_ISSET reads the set, at indices below its capacity (CPU_SETSIZE).
-    Ok((0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect())
+    (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, set) }).collect()
 }
 
 /// Restricts the calling thread to `cpus` (not empty).

@@ -95,12 +95,23 @@ pub fn lcore_id() -> u32 {
     unsafe { sys::rte_lcore_id() }
 }
 
-/// The CPU lcore `lcore` runs on (the first of its set, when `--lcores` gives it several);
-/// `None` for an lcore that does not exist.
-pub fn lcore_cpu(lcore: u32) -> Option<usize> {
-    let lcore = i32::try_from(lcore).ok()?;
-    // Safety: reads the static lcore config; out-of-range ids return -1.
-    usize::try_from(unsafe { sys::rte_lcore_to_cpu_id(lcore) }).ok()
+// rte_lcore.h declares this only under RTE_HAS_CPUSET, which needs _GNU_SOURCE, so the bindings
+// of dpdk-sys lack it; librte_eal exports it (DPDK_23 ABI, DPDK 22.11). rte_cpuset_t is glibc's
+// cpu_set_t. (`rte_lcore_to_cpu_id` is no substitute: it gives the lcore's physical core number
+// within its socket, from sysfs, not the CPU it runs on.)
+unsafe extern "C" {
+    fn rte_lcore_cpuset(lcore_id: std::os::raw::c_uint) -> libc::cpu_set_t;
+}
+
+/// The CPUs lcore `lcore` runs on (one with `-l`, possibly several with `--lcores`); empty for
+/// an lcore id out of range.
+pub fn lcore_cpus(lcore: u32) -> Vec<usize> {
+    if lcore >= sys::RTE_MAX_LCORE {
+        return Vec::new();
+    }
+    // Safety: reads the static lcore config at an index below RTE_MAX_LCORE.
+    let set = unsafe { rte_lcore_cpuset(lcore) };
+    super::affinity::cpus_of(&set)
 }
 
 /// The main lcore's id (0 before the EAL is initialised).

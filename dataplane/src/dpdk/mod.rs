@@ -8,7 +8,9 @@
 //!   program name. Dropping the [`Eal`] waits for all workers, then calls `rte_eal_cleanup`.
 //! - `DpdkError` (thiserror); failures from DPDK carry an [`RteErrno`] (code + `rte_strerror` text).
 //! - `lcore_id() -> u32` ([`LCORE_ID_ANY`] off EAL threads), `main_lcore() -> u32`,
-//!   `worker_lcores() -> Vec<u32>`, `socket_id() -> i32` ([`SOCKET_ID_ANY`] when unknown).
+//!   `worker_lcores() -> Vec<u32>`, `lcore_cpus(lcore: u32) -> Vec<usize>` (the CPUs an lcore
+//!   is pinned to), `socket_id() -> i32` ([`SOCKET_ID_ANY`] when unknown).
+//! - [`affinity`]: the calling thread's CPUs, read and set; where the control thread goes.
 //! - `launch(lcore: u32, f: impl FnOnce() + Send + 'static) -> Result<(), DpdkError>` (main lcore
 //!   only; `rte_eal_remote_launch`), `wait_all() -> Result<(), DpdkError>` (waits for every worker;
 //!   reports lcores whose closure panicked).
@@ -69,7 +71,7 @@ pub mod port;
 pub mod prefetch;
 
 pub use eal::{
-    Eal, LCORE_ID_ANY, SOCKET_ID_ANY, launch, lcore_cpu, lcore_id, main_lcore, socket_id, tsc, tsc_hz, wait_all,
+    Eal, LCORE_ID_ANY, SOCKET_ID_ANY, launch, lcore_cpus, lcore_id, main_lcore, socket_id, tsc, tsc_hz, wait_all,
     worker_lcores,
 };
 pub use error::{DpdkError, RteErrno};
