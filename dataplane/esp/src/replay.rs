@@ -257,12 +257,6 @@ impl ReplayWindow {
         Ok(fresh)
     }
 
-    /// Where the slot that a packet with this low half of a sequence number reads is, as
-    /// (start, bytes), for prefetching; nothing with anti-replay off.
-    pub fn slot_memory(&self, seq_low: u32) -> (*const u8, usize) {
-        self.slots_at().slot_memory(seq_low)
-    }
-
     /// Where the slots lie, as plain numbers: an SA keeps a copy so that it can name a
     /// packet's slot without reading the window (see [`SlotsAt`]).
     pub fn slots_at(&self) -> SlotsAt {
@@ -442,11 +436,11 @@ mod tests {
     fn slot_memory_is_the_slot_a_packet_reads_even_with_esn() {
         let w = ReplayWindow::new(1024, true).unwrap();
         for seq in [1u64, 31, 32, 1000, 0x1_2345_6789, 0xffff_ffff_ffff_fff0] {
-            let (at, len) = w.slot_memory(seq as u32);
+            let (at, len) = w.slots_at().slot_memory(seq as u32);
             assert_eq!(at, (w.slot(seq) as *const AtomicU64).cast(), "seq {seq:#x}");
             assert_eq!(len, 8);
         }
-        assert_eq!(ReplayWindow::new(0, false).unwrap().slot_memory(7).1, 0, "anti-replay off");
+        assert_eq!(ReplayWindow::new(0, false).unwrap().slots_at().slot_memory(7).1, 0, "anti-replay off");
     }
 
     #[test]

@@ -687,7 +687,7 @@ mod tests {
             for seq in [1u32, 31, 32, 1000, 0x8000_0000, 0xffff_fff0] {
                 let m = sa.hot_memory(seq);
                 assert_eq!(m[2].0, Arc::as_ptr(&sa.replay).cast());
-                assert_eq!(m[3], sa.replay_window().slot_memory(seq), "seq {seq:#x}");
+                assert_eq!(m[3], sa.replay_window().slots_at().slot_memory(seq), "seq {seq:#x}");
                 assert_eq!(m[3].1, 8);
             }
         }
