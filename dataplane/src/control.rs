@@ -6,6 +6,7 @@
 
 use ctlproto::line::LineServer;
 use std::path::Path;
+use std::time::Duration;
 
 pub use ctlproto::{Command, PROTOCOL_VERSION, Request, Response, request};
 
@@ -18,9 +19,15 @@ impl ControlServer {
         LineServer::bind(path, ctlproto::PROTOCOL).map(ControlServer)
     }
 
-    /// Answers every client waiting now, each command through `handle`.
-    pub fn poll(&self, handle: &mut dyn FnMut(Command) -> Response) {
-        self.0.poll(&mut |r: Request| handle(r.command));
+    /// Answers every client waiting now, each command through `handle`; returns how many
+    /// connections were served.
+    pub fn poll(&self, handle: &mut dyn FnMut(Command) -> Response) -> usize {
+        self.0.poll(&mut |r: Request| handle(r.command))
+    }
+
+    /// Sleeps until a client connects or `timeout` passes (see `LineServer::wait`).
+    pub fn wait(&self, timeout: Duration) {
+        self.0.wait(timeout);
     }
 }
 

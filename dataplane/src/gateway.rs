@@ -232,16 +232,28 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions, allowed: &[usize]) -> Result<Sn
                 {
                     eprintln!("dataplane: the control thread stays on the main lcore's CPU: {e}");
                 }
+                let mut last_active = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
-                    ctl.tick(Instant::now());
+                    let now = Instant::now();
+                    let mut active = ctl.tick(now);
                     if let Some(s) = &server {
-                        s.poll(&mut |cmd| ctl.handle(cmd));
+                        active |= s.poll(&mut |cmd| ctl.handle(cmd)) > 0;
                     }
-                    if ext_stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
+                    if ext_stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| now >= d) {
                         stop.store(true, Ordering::Relaxed);
                     }
-                    // Short: SA updates from the control plane should reach the workers quickly.
-                    std::thread::sleep(Duration::from_micros(500));
+                    if active {
+                        last_active = now;
+                    }
+                    // Until a client connects or there is housekeeping to do; short while busy.
+                    let mut pause = ctl.pause(now, last_active);
+                    if let Some(d) = deadline {
+                        pause = pause.min(d.saturating_duration_since(now));
+                    }
+                    match &server {
+                        Some(s) => s.wait(pause),
+                        None => std::thread::sleep(pause),
+                    }
                 }
                 ctl.snapshot()
             })

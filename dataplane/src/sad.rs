@@ -9,7 +9,8 @@ use crate::hash::FastMap;
 use crate::pipeline::{InboundEntry, Update};
 use crate::policy::{Action, Policy, Selector};
 use esp::sa::{InboundSa, OutboundSa, SeqCounter};
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,6 +45,23 @@ pub struct SaMeta {
     base_packets: u64,
     base_bytes: u64,
     soft_reported: bool,
+    /// Which installation this is: a slot's entries in the deadline heap name the SA they
+    /// were made for, and those of an SA since removed are skipped.
+    serial: u64,
+}
+
+impl SaMeta {
+    /// When the SA's next time limit falls: its soft one until that is reported, then its
+    /// hard one. None without time limits, or for a limit beyond what `Instant` can hold.
+    fn next_deadline(&self) -> Option<Instant> {
+        let lt = &self.lifetime;
+        let secs = lt.soft_secs.filter(|_| !self.soft_reported).or(lt.hard_secs)?;
+        self.installed.checked_add(Duration::from_secs(secs))
+    }
+}
+
+fn has_volume_limit(lt: &Lifetime) -> bool {
+    lt.soft_bytes.is_some() || lt.hard_bytes.is_some() || lt.soft_packets.is_some() || lt.hard_packets.is_some()
 }
 
 pub use ctlproto::{SaInfo, SadEvent};
@@ -70,6 +88,15 @@ pub struct Sad {
     by_sa_in: FastMap<String, BTreeSet<u32>>,
     workers: usize,
     backend: esp::aead::Backend,
+    /// Time limits to check, earliest first: (when, slot, serial of the SA it was made for).
+    /// Each SA with time limits has one live entry; entries of removed SAs stay until they
+    /// come due or the heap is rebuilt (see `del_sa`).
+    deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// Slots of the SAs with a byte or packet limit: each check reads their counters. SAs
+    /// without limits cost the lifetime check nothing (most manual SAs), SAs with time limits
+    /// only (IKE's, by default) a heap entry each.
+    by_volume: BTreeSet<usize>,
+    next_serial: u64,
 }
 
 /// Per-worker updates, indexed by worker.
@@ -90,6 +117,9 @@ impl Sad {
             by_sa_in: FastMap::default(),
             workers,
             backend: esp::aead::Backend::default(),
+            deadlines: BinaryHeap::new(),
+            by_volume: BTreeSet::new(),
+            next_serial: 0,
         }
     }
 
@@ -153,7 +183,7 @@ impl Sad {
         }
         self.free.pop();
         let (base_packets, base_bytes) = Self::sums(counters, slot);
-        self.slots[slot] = Some(SaMeta {
+        let meta = SaMeta {
             name: conf.name.clone(),
             spi: conf.sa.spi,
             direction: conf.direction,
@@ -164,7 +194,16 @@ impl Sad {
             base_packets,
             base_bytes,
             soft_reported: false,
-        });
+            serial: self.next_serial,
+        };
+        self.next_serial += 1;
+        if let Some(at) = meta.next_deadline() {
+            self.deadlines.push(Reverse((at, slot, meta.serial)));
+        }
+        if has_volume_limit(&meta.lifetime) {
+            self.by_volume.insert(slot);
+        }
+        self.slots[slot] = Some(meta);
         self.by_name.insert(conf.name.clone(), slot);
         if conf.direction == Direction::Out {
             self.push_policies_naming(&conf.name, &mut updates);
@@ -177,6 +216,15 @@ impl Sad {
         let slot = self.by_name.remove(name).ok_or_else(|| SadError::NoSuchSa(name.to_string()))?;
         let meta = self.slots[slot].take().ok_or_else(|| SadError::NoSuchSa(name.to_string()))?;
         self.free.push(slot);
+        self.by_volume.remove(&slot);
+        // A removed SA's deadline stays in the heap until it comes due. SAs replaced long
+        // before their lifetimes end (by hand, or by a control plane that rekeys early) would
+        // let those pile up: past twice the SAs installed, they are swept.
+        let installed = self.slots.len() - self.free.len();
+        if self.deadlines.len() > 2 * installed + 64 {
+            let slots = &self.slots;
+            self.deadlines.retain(|Reverse((_, s, serial))| slots[*s].as_ref().is_some_and(|m| m.serial == *serial));
+        }
         let mut updates = self.empty_updates();
         for u in &mut updates {
             u.push(match meta.direction {
@@ -329,11 +377,23 @@ impl Sad {
         let mut events = Vec::new();
         let mut updates = self.empty_updates();
         let mut hard = Vec::new();
-        for (slot, m) in self.slots.iter_mut().enumerate() {
-            let Some(m) = m else { continue };
-            if m.lifetime == Lifetime::default() {
-                continue;
+        // The SAs whose time limit has come, then those with volume limits: only these can
+        // have reached a limit since the last check.
+        let mut timed = Vec::new();
+        while let Some(&Reverse((at, slot, serial))) = self.deadlines.peek() {
+            if at > now {
+                break;
             }
+            self.deadlines.pop();
+            if self.slots[slot].as_ref().is_some_and(|m| m.serial == serial) {
+                timed.push(slot);
+            }
+        }
+        timed.sort_unstable();
+        let volume: Vec<usize> = self.by_volume.iter().filter(|s| timed.binary_search(s).is_err()).copied().collect();
+        let due = timed.iter().map(|&s| (s, true)).chain(volume.iter().map(|&s| (s, false)));
+        for (slot, was_timed) in due {
+            let Some(m) = &mut self.slots[slot] else { continue };
             let (p, b) = Self::sums(counters, slot);
             let (packets, bytes) = (p - m.base_packets, b - m.base_bytes);
             let age = now.saturating_duration_since(m.installed);
@@ -347,7 +407,9 @@ impl Sad {
                     spi: m.spi,
                     direction: dir_name(m.direction),
                 });
-            } else if !m.soft_reported
+                continue;
+            }
+            if !m.soft_reported
                 && (over(lt.soft_bytes, bytes) || over(lt.soft_packets, packets) || over_t(lt.soft_secs))
             {
                 m.soft_reported = true;
@@ -356,6 +418,11 @@ impl Sad {
                     spi: m.spi,
                     direction: dir_name(m.direction),
                 });
+            }
+            // Its entry was taken off the heap: the next time limit replaces it. That is
+            // later than `now`, since a limit already reached was reported just above.
+            if was_timed && let Some(at) = m.next_deadline() {
+                self.deadlines.push(Reverse((at, slot, m.serial)));
             }
         }
         for name in hard {
@@ -366,5 +433,114 @@ impl Sad {
             }
         }
         (events, updates)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{RawSa, check_sa};
+
+    /// Inbound SA `name` with SPI 0x1000 + `n`.
+    fn conf(name: &str, n: u32, lifetime: &str) -> SaConf {
+        let spi = 0x1000 + n;
+        let json = format!(
+            r#"{{"name":"{name}","spi":{spi},"direction":"in","algorithm":"aes128gcm16",
+            "key":"000102030405060708090a0b0c0d0e0f","salt":"01020304","local":"192.0.2.1",
+            "remote":"192.0.2.2"{lifetime}}}"#
+        );
+        let raw: RawSa = serde_json::from_str(&json).unwrap();
+        check_sa(&raw, &|n| n.to_string()).unwrap()
+    }
+
+    fn names(events: &[SadEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e {
+                SadEvent::SoftExpire { name, .. } => format!("soft {name}"),
+                SadEvent::HardExpire { name, .. } => format!("hard {name}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// Time limits fire when they fall and not before, soft once and then hard; SAs without
+    /// limits never enter the schedule, and SAs with only time limits are not among those
+    /// whose counters each check reads.
+    #[test]
+    fn time_limits_come_due_in_order() {
+        let counters = vec![Arc::new(WorkerCounters::new(0, 8))];
+        let mut sad = Sad::new(8, 1);
+        sad.add_sa(&conf("none", 1, ""), &counters).unwrap();
+        sad.add_sa(&conf("short", 2, r#","soft_secs":10,"hard_secs":20"#), &counters).unwrap();
+        sad.add_sa(&conf("long", 3, r#","hard_secs":15"#), &counters).unwrap();
+        assert_eq!(sad.deadlines.len(), 2, "one entry per SA with a time limit");
+        assert!(sad.by_volume.is_empty());
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(sad.expire(&counters, at(9)).0.is_empty());
+        assert_eq!(names(&sad.expire(&counters, at(11)).0), ["soft short"]);
+        assert!(sad.expire(&counters, at(12)).0.is_empty(), "soft is reported once");
+        let (events, updates) = sad.expire(&counters, at(16));
+        assert_eq!(names(&events), ["hard long"]);
+        assert!(matches!(&updates[0][..], [Update::DelInbound { spi: 0x1003 }]), "{updates:?}");
+        assert_eq!(names(&sad.expire(&counters, at(21)).0), ["hard short"]);
+        assert!(sad.deadlines.is_empty());
+        assert!(sad.expire(&counters, at(1_000_000)).0.is_empty(), "no limit: never");
+        assert_eq!(sad.list(&counters).len(), 1);
+    }
+
+    /// A removed SA's deadline does not fire for the SA that takes its slot, and removed SAs'
+    /// entries do not pile up.
+    #[test]
+    fn deadlines_of_removed_sas_are_skipped_and_swept() {
+        let counters = vec![Arc::new(WorkerCounters::new(0, 4))];
+        let mut sad = Sad::new(4, 1);
+        sad.add_sa(&conf("old", 1, r#","hard_secs":5"#), &counters).unwrap();
+        sad.del_sa("old").unwrap();
+        let (slot, _) = sad.add_sa(&conf("new", 2, r#","hard_secs":50"#), &counters).unwrap();
+        assert_eq!(slot, 0, "the slot is reused");
+        let t0 = Instant::now();
+        assert!(sad.expire(&counters, t0 + Duration::from_secs(10)).0.is_empty(), "old's deadline is stale");
+        assert_eq!(names(&sad.expire(&counters, t0 + Duration::from_secs(51)).0), ["hard new"]);
+        for i in 0..1000 {
+            sad.add_sa(&conf(&format!("sa{i}"), 10 + i, r#","hard_secs":3600"#), &counters).unwrap();
+            sad.del_sa(&format!("sa{i}")).unwrap();
+        }
+        assert!(sad.deadlines.len() <= 64 + 2, "swept: {} entries left", sad.deadlines.len());
+    }
+
+    /// Byte and packet limits are checked on every call, from the counters; an SA with both
+    /// kinds of limit is checked once per call and keeps its time deadline.
+    #[test]
+    fn volume_limits_read_the_counters() {
+        let counters = vec![Arc::new(WorkerCounters::new(0, 4)), Arc::new(WorkerCounters::new(1, 4))];
+        let mut sad = Sad::new(4, 2);
+        let (slot, _) =
+            sad.add_sa(&conf("both", 1, r#","soft_packets":10,"hard_packets":20,"hard_secs":30"#), &counters).unwrap();
+        let (quiet, _) = sad.add_sa(&conf("bytes", 2, r#","hard_bytes":1000"#), &counters).unwrap();
+        assert_eq!(sad.by_volume.len(), 2);
+        let t0 = Instant::now();
+        let add = |w: usize, p: u64| counters[w].sa.get(slot).unwrap().packets.add(p);
+        add(0, 6);
+        assert!(sad.expire(&counters, t0).0.is_empty());
+        add(1, 4);
+        assert_eq!(names(&sad.expire(&counters, t0).0), ["soft both"], "summed over the workers");
+        assert!(sad.expire(&counters, t0 + Duration::from_secs(1)).0.is_empty());
+        counters[1].sa.get(quiet).unwrap().bytes.add(1000);
+        assert_eq!(names(&sad.expire(&counters, t0 + Duration::from_secs(2)).0), ["hard bytes"]);
+        assert_eq!(sad.by_volume.len(), 1, "a removed SA leaves the volume set");
+        assert_eq!(names(&sad.expire(&counters, t0 + Duration::from_secs(31)).0), ["hard both"], "by its time");
+        assert!(sad.by_volume.is_empty());
+    }
+
+    /// A time limit beyond what `Instant` can hold means never, not a panic.
+    #[test]
+    fn a_limit_beyond_instants_range_is_never() {
+        let counters = vec![Arc::new(WorkerCounters::new(0, 2))];
+        let mut sad = Sad::new(2, 1);
+        sad.add_sa(&conf("far", 1, &format!(r#","hard_secs":{}"#, u64::MAX)), &counters).unwrap();
+        assert!(sad.deadlines.is_empty());
+        assert!(sad.expire(&counters, Instant::now() + Duration::from_secs(1 << 40)).0.is_empty());
     }
 }

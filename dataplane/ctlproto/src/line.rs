@@ -1,11 +1,13 @@
 //! JSON lines over a Unix-domain stream socket, as both control sockets speak them (the
 //! dataplane's and the IKE daemon's operator socket): one request object per line, one
 //! answer per line, a protocol version in every message. The socket file is mode 0600, so
-//! only its owner (root) can use it. The server is polled, non-blocking, by a control loop.
+//! only its owner (root) can use it. The server is polled, non-blocking, by a control loop,
+//! which may sleep in [`LineServer::wait`] until a client connects.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -55,15 +57,31 @@ impl LineServer {
         Ok(LineServer { listener, path: path.to_path_buf(), protocol })
     }
 
-    /// Answers every client waiting now, each request through `handle`.
-    pub fn poll<Q, A>(&self, handle: &mut dyn FnMut(Q) -> A)
+    /// Answers every client waiting now, each request through `handle`. Returns how many
+    /// connections were served.
+    pub fn poll<Q, A>(&self, handle: &mut dyn FnMut(Q) -> A) -> usize
     where
         Q: DeserializeOwned + Versioned,
         A: Serialize + Answer,
     {
+        let mut served = 0;
         while let Ok((stream, _)) = self.listener.accept() {
             let _ = self.serve(stream, handle);
+            served += 1;
         }
+        served
+    }
+
+    /// Sleeps until a client connects or `timeout` passes (or a signal arrives); true if a
+    /// client is waiting. A control loop that has nothing else to do sleeps here instead of
+    /// waking on a short timer to look, and still answers at once.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let mut fd = libc::pollfd { fd: self.listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // Rounded up, so that a sub-millisecond timeout does not turn into a busy loop.
+        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let n = unsafe { libc::poll(&mut fd, 1, ms) };
+        n > 0 && fd.revents & libc::POLLIN != 0
     }
 
     /// Up to `max_batch` requests of one connection, answered in order. A client that goes
@@ -236,5 +254,30 @@ mod tests {
         assert!(serve_until(&server, c).unwrap_err().contains("not supported"));
         drop(server);
         assert!(!path.exists());
+    }
+
+    /// `wait` returns when a client connects, long before its timeout, and times out when
+    /// none does; `poll` says how many connections it served.
+    #[test]
+    fn wait_wakes_on_a_connection() {
+        let dir = std::env::temp_dir().join(format!("ctlwait-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ctl.sock");
+        let server = LineServer::bind(&path, Protocol { version: 7, speaker: "test", max_batch: 4 }).unwrap();
+        let t = std::time::Instant::now();
+        assert!(!server.wait(Duration::from_millis(30)), "nobody connected");
+        assert!(t.elapsed() >= Duration::from_millis(25), "slept for its timeout: {:?}", t.elapsed());
+        assert_eq!(server.poll(&mut |q: Q| A { version: 7, error: None, n: q.n }), 0);
+
+        let p = path.clone();
+        let c = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            ask::<Q, A>(&p, Q { version: 7, n: 21 })
+        });
+        let t = std::time::Instant::now();
+        assert!(server.wait(Duration::from_secs(20)), "a client is waiting");
+        assert!(t.elapsed() < Duration::from_secs(10), "woken by the client, not the timeout");
+        assert_eq!(server.poll(&mut |q: Q| A { version: 7, error: None, n: q.n * 2 }), 1);
+        assert_eq!(c.join().unwrap().unwrap().n, 42);
     }
 }
