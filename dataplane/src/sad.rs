@@ -534,6 +534,89 @@ mod tests {
         assert!(sad.by_volume.is_empty());
     }
 
+    /// Against a model that checks every SA on every call (what `expire` did before it kept a
+    /// schedule): random SAs with no, time, volume or both kinds of limits, installed and
+    /// removed at random, traffic counted, the clock moved; every call reports the same events
+    /// and leaves the same SAs.
+    #[test]
+    fn the_schedule_reports_what_a_full_scan_would() {
+        let counters = vec![Arc::new(WorkerCounters::new(0, 64)), Arc::new(WorkerCounters::new(1, 64))];
+        let mut sad = Sad::new(64, 2);
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let t0 = Instant::now();
+        let mut clock = 0u64;
+        // The model: name -> (slot, soft reported).
+        let mut model: std::collections::BTreeMap<String, (usize, bool)> = Default::default();
+        for step in 0..4000u32 {
+            match next(10) {
+                0..=2 => {
+                    let mut lt = String::new();
+                    if next(2) == 0 {
+                        let soft = 1 + next(30);
+                        lt += &format!(r#","soft_secs":{soft},"hard_secs":{}"#, soft + 1 + next(30));
+                    }
+                    if next(2) == 0 {
+                        let soft = 1 + next(500);
+                        lt += &format!(r#","soft_packets":{soft},"hard_bytes":{}"#, 64 * (soft + 1 + next(500)));
+                    }
+                    let name = format!("sa{step}");
+                    if let Ok((slot, _)) = sad.add_sa(&conf(&name, step, &lt), &counters) {
+                        model.insert(name, (slot, false));
+                    }
+                }
+                3 => {
+                    if let Some(name) = model.keys().nth(next(model.len().max(1) as u64) as usize).cloned() {
+                        sad.del_sa(&name).unwrap();
+                        model.remove(&name);
+                    }
+                }
+                4..=6 => {
+                    for &(slot, _) in model.values() {
+                        let c = counters[next(2) as usize].sa.get(slot).unwrap();
+                        let p = next(40);
+                        c.packets.add(p);
+                        c.bytes.add(64 * p);
+                    }
+                }
+                _ => {
+                    clock += next(4);
+                    let now = t0 + Duration::from_secs(clock);
+                    // What a scan of every SA finds, from the SAs' own records.
+                    let mut want = Vec::new();
+                    for (name, (slot, soft)) in model.iter_mut() {
+                        let m = sad.slots[*slot].as_ref().unwrap();
+                        let (p, b) = Sad::sums(&counters, *slot);
+                        let (packets, bytes) = (p - m.base_packets, b - m.base_bytes);
+                        let age = now.saturating_duration_since(m.installed);
+                        let lt = m.lifetime;
+                        let over = |l: Option<u64>, v: u64| l.is_some_and(|l| v >= l);
+                        let over_t = |l: Option<u64>| l.is_some_and(|l| age >= Duration::from_secs(l));
+                        if over(lt.hard_bytes, bytes) || over(lt.hard_packets, packets) || over_t(lt.hard_secs) {
+                            want.push(format!("hard {name}"));
+                        } else if !*soft
+                            && (over(lt.soft_bytes, bytes) || over(lt.soft_packets, packets) || over_t(lt.soft_secs))
+                        {
+                            *soft = true;
+                            want.push(format!("soft {name}"));
+                        }
+                    }
+                    let mut got = names(&sad.expire(&counters, now).0);
+                    got.sort();
+                    want.sort();
+                    assert_eq!(got, want, "step {step}, {clock} s");
+                    model.retain(|name, _| !want.contains(&format!("hard {name}")));
+                    assert_eq!(sad.list(&counters).len(), model.len());
+                }
+            }
+        }
+    }
+
     /// A time limit beyond what `Instant` can hold means never, not a panic.
     #[test]
     fn a_limit_beyond_instants_range_is_never() {
