@@ -25,9 +25,10 @@ impl ControlServer {
         self.0.poll(&mut |r: Request| handle(r.command))
     }
 
-    /// Sleeps until a client connects or `timeout` passes (see `LineServer::wait`).
-    pub fn wait(&self, timeout: Duration) {
-        self.0.wait(timeout);
+    /// Sleeps until a client connects or `timeout` passes (see `LineServer::wait`); true if a
+    /// client is waiting.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        self.0.wait(timeout)
     }
 }
 

@@ -25,8 +25,9 @@ const EXPIRE_EVERY: Duration = Duration::from_millis(100);
 /// The control loop's pause while there is work about: short, since SA updates and learned
 /// neighbours should reach the workers quickly.
 const ACTIVE_PAUSE: Duration = Duration::from_micros(500);
-/// How long after the last command, worker event or pending update the loop keeps the short
-/// pause.
+/// How long after the workers last reported something, or were last sent an update, the loop
+/// keeps the short pause. Read-only commands (counters, SA lists, event polls, which an IKE
+/// daemon sends every 50 ms) do not count: a client wakes the loop anyway.
 const ACTIVE_FOR: Duration = Duration::from_secs(1);
 /// The longest pause while idle. Each wakeup costs tens of microseconds on a VM; at 500 us
 /// pauses that was 6.7% of a CPU with nothing to do (perf/RESULTS.md, section 24).
@@ -53,6 +54,8 @@ pub struct Controller {
     events: VecDeque<SadEvent>,
     last_expire: Instant,
     last_ring_read: Instant,
+    /// When the workers last reported something or were last sent an update (see `pause`).
+    last_active: Instant,
     ports: Vec<ReportedPort>,
 }
 
@@ -73,6 +76,7 @@ impl Controller {
             events: VecDeque::new(),
             last_expire: Instant::now(),
             last_ring_read: Instant::now(),
+            last_active: Instant::now(),
             ports: Vec::new(),
         }
     }
@@ -110,6 +114,9 @@ impl Controller {
     /// Queues per-worker updates and pushes what fits into the rings now.
     pub fn send(&mut self, updates: Updates) {
         for (w, list) in updates.into_iter().enumerate() {
+            if !list.is_empty() {
+                self.last_active = Instant::now();
+            }
             self.backlog[w].extend(list);
         }
         self.flush();
@@ -139,14 +146,12 @@ impl Controller {
     }
 
     /// One round of housekeeping; call it every few milliseconds (see [`Controller::pause`]).
-    /// Returns whether the workers had anything to say.
-    pub fn tick(&mut self, now: Instant) -> bool {
+    pub fn tick(&mut self, now: Instant) {
         let mut share = Vec::new();
-        let mut heard = false;
         let queues = self.worker_events.clone();
         for q in &queues {
             while let Some(e) = q.pop() {
-                heard = true;
+                self.last_active = now;
                 match e {
                     Event::NeighborLearned(n) => share.push(n),
                     // Dropped here, off the fast path.
@@ -185,16 +190,18 @@ impl Controller {
             self.send(updates);
         }
         self.flush();
-        heard
     }
 
     /// How long the control loop may sleep after a round at `now`: briefly while updates wait
-    /// for room in a worker's ring, or within [`ACTIVE_FOR`] of the last sign of activity
-    /// (`last_active`), so that what the workers report is passed on within a millisecond;
-    /// otherwise until the next lifetime check, at most [`IDLE_PAUSE`]. A control-socket
-    /// client wakes the loop at once whatever the pause (`LineServer::wait`).
-    pub fn pause(&self, now: Instant, last_active: Instant) -> Duration {
-        if !self.flushed() || now.duration_since(last_active) < ACTIVE_FOR {
+    /// for room in a worker's ring, or within [`ACTIVE_FOR`] of the workers' last report or
+    /// update, so that what they report is passed on within a millisecond; otherwise until the
+    /// next lifetime check, at most [`IDLE_PAUSE`]. A control-socket client wakes the loop at
+    /// once whatever the pause (`LineServer::wait`); the workers cannot, so after a quiet
+    /// second the first neighbour a worker learns reaches the others up to [`IDLE_PAUSE`]
+    /// later (each worker also resolves its next hops itself), and so does the first
+    /// acquire event for the control plane.
+    pub fn pause(&self, now: Instant) -> Duration {
+        if !self.flushed() || now.saturating_duration_since(self.last_active) < ACTIVE_FOR {
             return ACTIVE_PAUSE;
         }
         let next_expire = (self.last_expire + EXPIRE_EVERY).saturating_duration_since(now);
@@ -271,5 +278,50 @@ impl Controller {
             },
             Command::PollEvents => Response { events: Some(self.events.drain(..).collect()), ..Self::ok() },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::Mac;
+    use crate::pipeline::Neighbor;
+
+    /// Short pauses while the workers report or are being updated, long ones when idle; read-
+    /// only commands (an IKE daemon polls events every 50 ms) do not keep the loop busy.
+    #[test]
+    fn pauses_short_while_busy_and_long_when_idle() {
+        let ring = Arc::new(ArrayQueue::new(1));
+        let events = Arc::new(ArrayQueue::new(4));
+        let counters = vec![Arc::new(WorkerCounters::new(0, 4))];
+        let mut ctl = Controller::new(Sad::new(4, 1), counters, vec![ring.clone()], vec![events.clone()]);
+        assert_eq!(ctl.pause(Instant::now()), ACTIVE_PAUSE, "just started");
+        // Quiet for longer than ACTIVE_FOR, lifetimes just checked: the longest pause.
+        let t = Instant::now() + 2 * ACTIVE_FOR;
+        ctl.tick(t);
+        assert_eq!(ctl.pause(t), IDLE_PAUSE);
+        for cmd in [Command::PollEvents, Command::Stats, Command::ListSas] {
+            assert!(ctl.handle(cmd).error.is_none());
+        }
+        assert_eq!(ctl.pause(t), IDLE_PAUSE, "read-only commands leave it idle");
+        // Nearly due lifetime checks shorten the pause.
+        assert_eq!(ctl.pause(t + EXPIRE_EVERY - Duration::from_millis(5)), Duration::from_millis(5));
+        // A neighbour learned by a worker, shared with the workers: busy.
+        let n = Neighbor { port: 0, ip: "192.0.2.9".parse().unwrap(), mac: Mac([2, 0, 0, 0, 0, 9]) };
+        assert!(events.push(Event::NeighborLearned(n)).is_ok());
+        ctl.tick(Instant::now());
+        assert_eq!(ctl.pause(Instant::now()), ACTIVE_PAUSE);
+        // A second one does not fit the worker's ring (one slot, taken): short pauses for as
+        // long as it waits, whenever that is.
+        assert!(events.push(Event::NeighborLearned(n)).is_ok());
+        ctl.tick(Instant::now());
+        assert!(!ctl.flushed());
+        assert_eq!(ctl.pause(Instant::now() + 10 * ACTIVE_FOR), ACTIVE_PAUSE);
+        assert!(ring.pop().is_some());
+        ctl.tick(Instant::now());
+        assert!(ctl.flushed() && ring.pop().is_some());
+        let later = Instant::now() + 2 * ACTIVE_FOR;
+        ctl.tick(later);
+        assert_eq!(ctl.pause(later), IDLE_PAUSE, "idle again once delivered and quiet");
     }
 }

@@ -232,27 +232,29 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions, allowed: &[usize]) -> Result<Sn
                 {
                     eprintln!("dataplane: the control thread stays on the main lcore's CPU: {e}");
                 }
-                let mut last_active = Instant::now();
+                // Whether the last wait ended for a client.
+                let mut woken = false;
                 while !stop.load(Ordering::Relaxed) {
+                    ctl.tick(Instant::now());
+                    let served = server.as_ref().map_or(0, |s| s.poll(&mut |cmd| ctl.handle(cmd)));
                     let now = Instant::now();
-                    let mut active = ctl.tick(now);
-                    if let Some(s) = &server {
-                        active |= s.poll(&mut |cmd| ctl.handle(cmd)) > 0;
-                    }
                     if ext_stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| now >= d) {
                         stop.store(true, Ordering::Relaxed);
-                    }
-                    if active {
-                        last_active = now;
+                        break;
                     }
                     // Until a client connects or there is housekeeping to do; short while busy.
-                    let mut pause = ctl.pause(now, last_active);
+                    let mut pause = ctl.pause(now);
                     if let Some(d) = deadline {
                         pause = pause.min(d.saturating_duration_since(now));
                     }
                     match &server {
-                        Some(s) => s.wait(pause),
-                        None => std::thread::sleep(pause),
+                        // A client that woke the wait but could not be accepted (the process
+                        // out of file descriptors, say) would wake every wait at once: sleep.
+                        Some(s) if !(woken && served == 0) => woken = s.wait(pause),
+                        _ => {
+                            woken = false;
+                            std::thread::sleep(pause);
+                        }
                     }
                 }
                 ctl.snapshot()

@@ -53,6 +53,8 @@ pub struct SaMeta {
 impl SaMeta {
     /// When the SA's next time limit falls: its soft one until that is reported, then its
     /// hard one. None without time limits, or for a limit beyond what `Instant` can hold.
+    /// Relies on soft limits being below hard ones, which `config::check_sa` ensures for every
+    /// SA that reaches the SAD: otherwise the hard limit would wait for the soft one.
     fn next_deadline(&self) -> Option<Instant> {
         let lt = &self.lifetime;
         let secs = lt.soft_secs.filter(|_| !self.soft_reported).or(lt.hard_secs)?;
@@ -147,6 +149,17 @@ impl Sad {
     }
 
     pub fn add_sa(&mut self, conf: &SaConf, counters: &[Arc<WorkerCounters>]) -> Result<(usize, Updates), SadError> {
+        self.add_sa_at(conf, counters, Instant::now())
+    }
+
+    /// [`Self::add_sa`], installed at `now` (lifetimes count from it), so that tests can move
+    /// time.
+    pub fn add_sa_at(
+        &mut self,
+        conf: &SaConf,
+        counters: &[Arc<WorkerCounters>],
+        now: Instant,
+    ) -> Result<(usize, Updates), SadError> {
         let mut with_backend = conf.sa.clone();
         with_backend.backend = self.backend;
         let sa_cfg = &with_backend;
@@ -190,7 +203,7 @@ impl Sad {
             local: conf.sa.local,
             remote: conf.sa.remote,
             lifetime: conf.lifetime,
-            installed: Instant::now(),
+            installed: now,
             base_packets,
             base_bytes,
             soft_reported: false,
@@ -551,6 +564,8 @@ mod tests {
         };
         let t0 = Instant::now();
         let mut clock = 0u64;
+        // Expiries seen: soft by time, hard by time, soft by volume, hard by volume.
+        let mut seen = [0u32; 4];
         // The model: name -> (slot, soft reported).
         let mut model: std::collections::BTreeMap<String, (usize, bool)> = Default::default();
         for step in 0..4000u32 {
@@ -566,7 +581,8 @@ mod tests {
                         lt += &format!(r#","soft_packets":{soft},"hard_bytes":{}"#, 64 * (soft + 1 + next(500)));
                     }
                     let name = format!("sa{step}");
-                    if let Ok((slot, _)) = sad.add_sa(&conf(&name, step, &lt), &counters) {
+                    let now = t0 + Duration::from_secs(clock);
+                    if let Ok((slot, _)) = sad.add_sa_at(&conf(&name, step, &lt), &counters, now) {
                         model.insert(name, (slot, false));
                     }
                 }
@@ -599,11 +615,13 @@ mod tests {
                         let over_t = |l: Option<u64>| l.is_some_and(|l| age >= Duration::from_secs(l));
                         if over(lt.hard_bytes, bytes) || over(lt.hard_packets, packets) || over_t(lt.hard_secs) {
                             want.push(format!("hard {name}"));
+                            seen[if over_t(lt.hard_secs) { 1 } else { 3 }] += 1;
                         } else if !*soft
                             && (over(lt.soft_bytes, bytes) || over(lt.soft_packets, packets) || over_t(lt.soft_secs))
                         {
                             *soft = true;
                             want.push(format!("soft {name}"));
+                            seen[if over_t(lt.soft_secs) { 0 } else { 2 }] += 1;
                         }
                     }
                     let mut got = names(&sad.expire(&counters, now).0);
@@ -615,6 +633,8 @@ mod tests {
                 }
             }
         }
+        eprintln!("expiries: soft by time, hard by time, soft by volume, hard by volume: {seen:?}");
+        assert!(seen.iter().all(|&n| n >= 50), "every kind of expiry, many times: {seen:?}");
     }
 
     /// A time limit beyond what `Instant` can hold means never, not a panic.

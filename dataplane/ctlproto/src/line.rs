@@ -77,10 +77,14 @@ impl LineServer {
     /// waking on a short timer to look, and still answers at once.
     pub fn wait(&self, timeout: Duration) -> bool {
         let mut fd = libc::pollfd { fd: self.listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // Rounded up, so that a sub-millisecond timeout does not turn into a busy loop.
-        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd, for the duration of the call.
-        let n = unsafe { libc::poll(&mut fd, 1, ms) };
+        // ppoll, not poll: poll's timeout is in whole milliseconds.
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: one valid pollfd and a valid timespec, for the duration of the call; no
+        // signal mask is changed (null).
+        let n = unsafe { libc::ppoll(&mut fd, 1, &ts, std::ptr::null()) };
         n > 0 && fd.revents & libc::POLLIN != 0
     }
 
