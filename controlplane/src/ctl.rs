@@ -93,9 +93,16 @@ impl CtlServer {
         LineServer::bind(path, PROTOCOL).map(CtlServer)
     }
 
-    /// Answers every client waiting now.
-    pub fn poll(&self, handle: &mut dyn FnMut(IkeCommand) -> IkeResponse) {
-        self.0.poll(&mut |r: IkeRequest| handle(r.command));
+    /// Answers every client waiting now; returns how many were served.
+    pub fn poll(&self, handle: &mut dyn FnMut(IkeCommand) -> IkeResponse) -> usize {
+        self.0.poll(&mut |r: IkeRequest| handle(r.command))
+    }
+}
+
+impl std::os::fd::AsFd for CtlServer {
+    /// The listening socket, for the daemon's loop to wait on.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
     }
 }
 

@@ -4,12 +4,14 @@
 
 use crate::config::{Config, StartAction};
 use crate::ctl::{ChildView, CtlServer, IkeCommand, IkeResponse, IkeSaView, VERSION};
+use ctlproto::line::wait_readable;
 use ctlproto::{Command, RawPolicy, RawSa, RawSelector, request};
 use ikev2::crypto::SystemProvider;
 use ikev2::ike::{ChildSa, Endpoint, Event, IkeSaInfo};
 use ikev2::wire::TrafficSelector;
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -337,11 +339,13 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
     let mut buf = vec![0u8; 65536];
     let mut last_events = Instant::now();
     let mut last_keepalive = Instant::now();
+    // Whether the last wait ended for a readable socket.
+    let mut woken = false;
     while !stop.load(Ordering::Relaxed) {
-        if let Some(ctl) = &ctl {
-            ctl.poll(&mut |cmd| operator(&cfg, &mut ep, cmd));
-        }
         let mut busy = false;
+        if let Some(ctl) = &ctl {
+            busy |= ctl.poll(&mut |cmd| operator(&cfg, &mut ep, cmd)) > 0;
+        }
         for (sock, marker) in sockets.iter().map(|(s, m)| (s, *m)) {
             loop {
                 match sock.recv_from(&mut buf) {
@@ -442,7 +446,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
                 }
             }
         }
-        if last_events.elapsed() >= Duration::from_millis(50) {
+        if last_events.elapsed() >= EVENTS_EVERY {
             last_events = Instant::now();
             // Certificates are checked against the wall clock, which may be stepped.
             ep.set_wall_clock(last_events, unix_now());
@@ -453,12 +457,37 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
             nat_keepalives(&ep, &sockets);
         }
         if !busy {
-            // Short, so that a peer's answer (say to a rekey) is acted on at once.
-            std::thread::sleep(Duration::from_micros(500));
+            // Until a datagram or an operator arrives (a peer's answer, say to a rekey, is
+            // acted on at once) or the next timer: IKE's retransmissions and lifetimes, the
+            // dataplane's events, NAT keepalives. It used to wake every 500 us to look, which
+            // costs several percent of a core with nothing to do (as the dataplane's control
+            // thread did: perf/RESULTS.md sections 24 and 25).
+            let mut next = (last_events + EVENTS_EVERY).min(last_keepalive + NAT_KEEPALIVE);
+            if let Some(t) = ep.poll_timeout() {
+                next = next.min(t);
+            }
+            let pause = next.saturating_duration_since(Instant::now());
+            if woken {
+                // Woken for a socket, yet nothing was read or served (a client that could
+                // not be accepted, say): a short plain sleep, or every wait would return at
+                // once.
+                woken = false;
+                std::thread::sleep(pause.min(Duration::from_millis(1)));
+            } else {
+                let mut fds: Vec<BorrowedFd<'_>> = sockets.iter().map(|(s, _)| s.as_fd()).collect();
+                fds.extend(ctl.as_ref().map(|c| c.as_fd()));
+                woken = wait_readable(&fds, pause);
+            }
+        } else {
+            woken = false;
         }
     }
     Ok(())
 }
+
+/// How often the dataplane is asked for its events (soft lifetimes, which start our rekeys;
+/// traffic without an SA, which starts a negotiation).
+const EVENTS_EVERY: Duration = Duration::from_millis(50);
 
 /// RFC 3948 4: a NAT keepalive at least this often keeps the NAT's mapping for our UDP-
 /// encapsulated ESP and IKE (strongSwan's default is 20 s too).

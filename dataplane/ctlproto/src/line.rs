@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -76,16 +76,7 @@ impl LineServer {
     /// client is waiting. A control loop that has nothing else to do sleeps here instead of
     /// waking on a short timer to look, and still answers at once.
     pub fn wait(&self, timeout: Duration) -> bool {
-        let mut fd = libc::pollfd { fd: self.listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // ppoll, not poll: poll's timeout is in whole milliseconds.
-        let ts = libc::timespec {
-            tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
-            tv_nsec: timeout.subsec_nanos() as libc::c_long,
-        };
-        // SAFETY: one valid pollfd and a valid timespec, for the duration of the call; no
-        // signal mask is changed (null).
-        let n = unsafe { libc::ppoll(&mut fd, 1, &ts, std::ptr::null()) };
-        n > 0 && fd.revents & libc::POLLIN != 0
+        wait_readable(&[self.listener.as_fd()], timeout)
     }
 
     /// Up to `max_batch` requests of one connection, answered in order. A client that goes
@@ -124,6 +115,30 @@ impl LineServer {
         }
         w.flush()
     }
+}
+
+impl AsFd for LineServer {
+    /// The listening socket, for a loop that waits on it among others ([`wait_readable`]).
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+}
+
+/// Sleeps until one of `fds` is readable (for a listening socket: a client is waiting) or
+/// `timeout` passes, or a signal arrives; true if one is readable. For event loops that would
+/// otherwise wake on a short timer to look.
+pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> bool {
+    let mut set: Vec<libc::pollfd> =
+        fds.iter().map(|f| libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    // ppoll, not poll: poll's timeout is in whole milliseconds.
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `set` holds `set.len()` valid pollfds and `ts` is a valid timespec, both for
+    // the duration of the call; no signal mask is changed (null).
+    let n = unsafe { libc::ppoll(set.as_mut_ptr(), set.len() as libc::nfds_t, &ts, std::ptr::null()) };
+    n > 0 && set.iter().any(|p| p.revents & libc::POLLIN != 0)
 }
 
 impl Drop for LineServer {
@@ -283,5 +298,24 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(10), "woken by the client, not the timeout");
         assert_eq!(server.poll(&mut |q: Q| A { version: 7, error: None, n: q.n * 2 }), 1);
         assert_eq!(c.join().unwrap().unwrap().n, 42);
+    }
+
+    /// `wait_readable` over several descriptors: quiet ones time out, and any one readable
+    /// ends the wait.
+    #[test]
+    fn wait_readable_on_any_of_several() {
+        use std::os::fd::AsFd;
+        use std::os::unix::net::UnixDatagram;
+        let (a, a_peer) = UnixDatagram::pair().unwrap();
+        let (b, b_peer) = UnixDatagram::pair().unwrap();
+        let t = std::time::Instant::now();
+        assert!(!wait_readable(&[a.as_fd(), b.as_fd()], Duration::from_millis(20)));
+        assert!(t.elapsed() >= Duration::from_millis(15), "{:?}", t.elapsed());
+        b_peer.send(b"x").unwrap();
+        assert!(wait_readable(&[a.as_fd(), b.as_fd()], Duration::from_secs(20)));
+        let mut buf = [0u8; 4];
+        assert_eq!(b.recv(&mut buf).unwrap(), 1);
+        assert!(!wait_readable(&[a.as_fd(), b.as_fd()], Duration::from_micros(50)), "read: quiet again");
+        drop(a_peer);
     }
 }
