@@ -376,9 +376,11 @@ impl Config {
                     dpd_delay: c.dpd_delay.map(std::time::Duration::from_secs),
                     child_rekey: c.rekey_time.map(std::time::Duration::from_secs),
                     ike_rekey: c.ike_rekey_time.map(std::time::Duration::from_secs),
+                    // At least 10 ms: with 0, every retransmission would be due at once, back
+                    // to back until the tries run out.
                     retransmit_base: c
                         .retransmit_base_ms
-                        .map_or(Connection::RETRANSMIT_BASE, std::time::Duration::from_millis),
+                        .map_or(Connection::RETRANSMIT_BASE, |ms| std::time::Duration::from_millis(ms.max(10))),
                     retransmit_tries: c.retransmit_tries.unwrap_or(Connection::RETRANSMIT_TRIES).max(1),
                 },
                 local,

@@ -375,6 +375,18 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
         if ep.poll_timeout().is_some_and(|t| t <= Instant::now()) {
             ep.handle_timeout(Instant::now());
         }
+        // Before the sends below: an acquire among the dataplane's events starts a
+        // negotiation whose first message must go out now, not after the next wait.
+        if last_events.elapsed() >= EVENTS_EVERY {
+            last_events = Instant::now();
+            // Certificates are checked against the wall clock, which may be stepped.
+            ep.set_wall_clock(last_events, unix_now());
+            dataplane_events(&cfg, &mut ep);
+        }
+        if last_keepalive.elapsed() >= NAT_KEEPALIVE {
+            last_keepalive = Instant::now();
+            nat_keepalives(&ep, &sockets);
+        }
         while let Some(t) = ep.poll_transmit() {
             let Some((sock, marker)) = sockets.iter().find(|(s, _)| s.local_addr().is_ok_and(|a| a == t.local)) else {
                 eprintln!("ike-daemon: no socket on {}", t.local);
@@ -445,16 +457,6 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
                     }
                 }
             }
-        }
-        if last_events.elapsed() >= EVENTS_EVERY {
-            last_events = Instant::now();
-            // Certificates are checked against the wall clock, which may be stepped.
-            ep.set_wall_clock(last_events, unix_now());
-            dataplane_events(&cfg, &mut ep);
-        }
-        if last_keepalive.elapsed() >= NAT_KEEPALIVE {
-            last_keepalive = Instant::now();
-            nat_keepalives(&ep, &sockets);
         }
         if !busy {
             // Until a datagram or an operator arrives (a peer's answer, say to a rekey, is

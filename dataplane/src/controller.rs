@@ -320,7 +320,7 @@ mod tests {
         assert!(ring.pop().is_some());
         ctl.tick(Instant::now());
         assert!(ctl.flushed() && ring.pop().is_some());
-        let later = Instant::now() + 2 * ACTIVE_FOR;
+        let later = t + 2 * ACTIVE_FOR;
         ctl.tick(later);
         assert_eq!(ctl.pause(later), IDLE_PAUSE, "idle again once delivered and quiet");
     }

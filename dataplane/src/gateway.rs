@@ -251,13 +251,16 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions, allowed: &[usize]) -> Result<Sn
                         // A client that woke the wait but could not be accepted (the process
                         // out of file descriptors, say) would wake every wait at once: sleep.
                         Some(s) if !(woken && served == 0) => woken = s.wait(pause),
-                        _ => {
+                        // (At most 1 ms then, so that clients still get in quickly.)
+                        Some(_) => {
                             woken = false;
-                            std::thread::sleep(pause);
+                            std::thread::sleep(pause.min(Duration::from_millis(1)));
                         }
+                        None => std::thread::sleep(pause),
                     }
                 }
-                ctl.snapshot()
+                // The final counters are read once the workers have stopped (below).
+                ctl
             })
             .expect("spawning the control thread")
     };
@@ -281,7 +284,7 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions, allowed: &[usize]) -> Result<Sn
     // and the control thread, which reads the ports' counters, finish before the ports close.
     stop.store(true, Ordering::Relaxed);
     let waited = dpdk::wait_all();
-    let snap = control.join().unwrap_or_else(|_| crate::counters::snapshot(&counters, Vec::new()));
+    let snap = control.join().map_or_else(|_| crate::counters::snapshot(&counters, Vec::new()), |c| c.snapshot());
     for p in &started {
         let _ = dpdk::port_stop(p.id);
         let _ = dpdk::port_close(p.id);

@@ -125,7 +125,7 @@ impl AsFd for LineServer {
 }
 
 /// Sleeps until one of `fds` is readable (for a listening socket: a client is waiting) or
-/// `timeout` passes, or a signal arrives; true if one is readable. For event loops that would
+/// reports an error, or `timeout` passes, or a signal arrives; true for the first two. For event loops that would
 /// otherwise wake on a short timer to look.
 pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> bool {
     let mut set: Vec<libc::pollfd> =
@@ -138,7 +138,9 @@ pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> bool {
     // SAFETY: `set` holds `set.len()` valid pollfds and `ts` is a valid timespec, both for
     // the duration of the call; no signal mask is changed (null).
     let n = unsafe { libc::ppoll(set.as_mut_ptr(), set.len() as libc::nfds_t, &ts, std::ptr::null()) };
-    n > 0 && set.iter().any(|p| p.revents & libc::POLLIN != 0)
+    // Any event counts, errors and hang-ups included: the caller's read then sees them (a
+    // descriptor stuck in an error that counted as quiet would make its loop spin).
+    n > 0 && set.iter().any(|p| p.revents != 0)
 }
 
 impl Drop for LineServer {
