@@ -30,8 +30,12 @@ const ACTIVE_PAUSE: Duration = Duration::from_micros(500);
 /// daemon sends every 50 ms) do not count: a client wakes the loop anyway.
 const ACTIVE_FOR: Duration = Duration::from_secs(1);
 /// The longest pause while idle. Each wakeup costs tens of microseconds on a VM; at 500 us
-/// pauses that was 6.7% of a CPU with nothing to do (perf/RESULTS.md, section 24).
-const IDLE_PAUSE: Duration = Duration::from_millis(20);
+/// pauses that was 6.7% of a CPU with nothing to do (perf/RESULTS.md, section 24). Not
+/// longer: the workers cannot wake this thread, and a neighbour one worker learns must reach
+/// the others soon, or they hold (and then send late, out of sequence-number order) the
+/// frames that wait for it. With 20 ms, the two-worker end-to-end test once counted 161
+/// ReplayTooOld drops at the receiver, possibly for that reason (perf/RESULTS.md section 25).
+const IDLE_PAUSE: Duration = Duration::from_millis(2);
 
 /// A port whose own counters snapshots show.
 pub struct ReportedPort {
@@ -305,7 +309,7 @@ mod tests {
         }
         assert_eq!(ctl.pause(t), IDLE_PAUSE, "read-only commands leave it idle");
         // Nearly due lifetime checks shorten the pause.
-        assert_eq!(ctl.pause(t + EXPIRE_EVERY - Duration::from_millis(5)), Duration::from_millis(5));
+        assert_eq!(ctl.pause(t + EXPIRE_EVERY - Duration::from_millis(1)), Duration::from_millis(1));
         // A neighbour learned by a worker, shared with the workers: busy.
         let n = Neighbor { port: 0, ip: "192.0.2.9".parse().unwrap(), mac: Mac([2, 0, 0, 0, 0, 9]) };
         assert!(events.push(Event::NeighborLearned(n)).is_ok());
