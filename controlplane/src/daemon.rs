@@ -339,8 +339,6 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
     let mut buf = vec![0u8; 65536];
     let mut last_events = Instant::now();
     let mut last_keepalive = Instant::now();
-    // Whether the last wait ended for a readable socket.
-    let mut woken = false;
     while !stop.load(Ordering::Relaxed) {
         let mut busy = false;
         if let Some(ctl) = &ctl {
@@ -469,19 +467,9 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
                 next = next.min(t);
             }
             let pause = next.saturating_duration_since(Instant::now());
-            if woken {
-                // Woken for a socket, yet nothing was read or served (a client that could
-                // not be accepted, say): a short plain sleep, or every wait would return at
-                // once.
-                woken = false;
-                std::thread::sleep(pause.min(Duration::from_millis(1)));
-            } else {
-                let mut fds: Vec<BorrowedFd<'_>> = sockets.iter().map(|(s, _)| s.as_fd()).collect();
-                fds.extend(ctl.as_ref().map(|c| c.as_fd()));
-                woken = wait_readable(&fds, pause);
-            }
-        } else {
-            woken = false;
+            let mut fds: Vec<BorrowedFd<'_>> = sockets.iter().map(|(s, _)| s.as_fd()).collect();
+            fds.extend(ctl.as_ref().map(|c| c.as_fd()));
+            wait_readable(&fds, pause);
         }
     }
     Ok(())

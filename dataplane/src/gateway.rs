@@ -232,11 +232,11 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions, allowed: &[usize]) -> Result<Sn
                 {
                     eprintln!("dataplane: the control thread stays on the main lcore's CPU: {e}");
                 }
-                // Whether the last wait ended for a client.
-                let mut woken = false;
                 while !stop.load(Ordering::Relaxed) {
                     ctl.tick(Instant::now());
-                    let served = server.as_ref().map_or(0, |s| s.poll(&mut |cmd| ctl.handle(cmd)));
+                    if let Some(s) = &server {
+                        s.poll(&mut |cmd| ctl.handle(cmd));
+                    }
                     let now = Instant::now();
                     if ext_stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| now >= d) {
                         stop.store(true, Ordering::Relaxed);
@@ -248,13 +248,8 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions, allowed: &[usize]) -> Result<Sn
                         pause = pause.min(d.saturating_duration_since(now));
                     }
                     match &server {
-                        // A client that woke the wait but could not be accepted (the process
-                        // out of file descriptors, say) would wake every wait at once: sleep.
-                        Some(s) if !(woken && served == 0) => woken = s.wait(pause),
-                        // (At most 1 ms then, so that clients still get in quickly.)
-                        Some(_) => {
-                            woken = false;
-                            std::thread::sleep(pause.min(Duration::from_millis(1)));
+                        Some(s) => {
+                            s.wait(pause);
                         }
                         None => std::thread::sleep(pause),
                     }

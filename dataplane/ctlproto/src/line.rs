@@ -65,11 +65,22 @@ impl LineServer {
         A: Serialize + Answer,
     {
         let mut served = 0;
-        while let Ok((stream, _)) = self.listener.accept() {
-            let _ = self.serve(stream, handle);
-            served += 1;
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    let _ = self.serve(stream, handle);
+                    served += 1;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return served,
+                Err(_) => {
+                    // Out of descriptors or memory, say: the client stays queued, and a loop
+                    // that waits for the socket to be readable would wake at once, again and
+                    // again. A short pause here keeps every such loop from spinning.
+                    std::thread::sleep(Duration::from_millis(1));
+                    return served;
+                }
+            }
         }
-        served
     }
 
     /// Sleeps until a client connects or `timeout` passes (or a signal arrives); true if a
@@ -125,8 +136,8 @@ impl AsFd for LineServer {
 }
 
 /// Sleeps until one of `fds` is readable (for a listening socket: a client is waiting) or
-/// reports an error, or `timeout` passes, or a signal arrives; true for the first two. For event loops that would
-/// otherwise wake on a short timer to look.
+/// reports an error, or `timeout` passes, or a signal arrives; true for the first two. For
+/// event loops that would otherwise wake on a short timer to look.
 pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> bool {
     let mut set: Vec<libc::pollfd> =
         fds.iter().map(|f| libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();

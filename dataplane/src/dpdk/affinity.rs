@@ -3,11 +3,11 @@
 //! DPDK pins each lcore's thread to its CPUs, and a thread spawned from the main lcore
 //! inherits the main lcore's: the control thread would share a worker's core and take its
 //! time whenever it works (answering the control socket, programming SAs, checking lifetimes;
-//! before it slept while idle, it used about 8% of a core with 100,000 SA pairs, perf/RESULTS.md
-//! section 24). DPDK's own control threads
-//! (interrupts, multi-process, telemetry) run on the CPUs the process was allowed before
-//! `rte_eal_init` that are no lcore's; so does ours. Only when every allowed CPU is an lcore's
-//! does it stay on the main lcore's CPUs, as DPDK's do.
+//! before it slept while idle, it used about 8% of a core with 100,000 SA pairs,
+//! perf/RESULTS.md section 24). DPDK's own control threads (interrupts, multi-process,
+//! telemetry) run on the CPUs the process was allowed before `rte_eal_init` that are no
+//! lcore's; so does ours. Only when every allowed CPU is an lcore's does it stay on the main
+//! lcore's CPUs, as DPDK's do.
 
 use std::io;
 
