@@ -10,14 +10,18 @@
 # build against a copy of itself shows the machine's noise: on the VM of perf/RESULTS.md, 14
 # such rounds ranged from 0.63 to 1.68 (median 0.99), so a change of 5% needs dozens of rounds.
 #
-# usage: perf/ab-dataplane.sh ROUNDS DATAPLANE_A DATAPLANE_B [gwbench arguments]
+# usage: perf/ab-dataplane.sh ROUNDS DATAPLANE_A DATAPLANE_B [gwbench arguments]  (ROUNDS even)
 #   e.g. perf/ab-dataplane.sh 6 /tmp/dataplane.old target/release/dataplane --sizes 64 --dirs out,in --sas 100000
 set -euo pipefail
 rounds=$1 a=$2 b=$3
 shift 3
 gwbench=${GWBENCH:-$(dirname "$0")/../target/release/gwbench}
 for r in $(seq "$rounds"); do
-  for bin in "$a" "$b"; do
+  # A first in odd rounds, B first in even ones: whichever runs second in a round was slower
+  # in an A/A test (2 of 8 rounds faster, median 0.93), so a fixed order biases the ratio.
+  order=("$a" "$b")
+  if (( r % 2 == 0 )); then order=("$b" "$a"); fi
+  for bin in "${order[@]}"; do
     "$gwbench" --backends ipsec-mb --runs 1 --warmup 1 --no-ceiling --dataplane "$bin" "$@" 2>/dev/null |
       awk -v r="$r" -v b="$bin" '/^(out|in) / {print r, b, $1 "-" $2, $6}'
   done
