@@ -5,8 +5,8 @@
 //! hard lifetime, acquire). Key material travels only over this socket and is never printed.
 
 use ctlproto::line::LineServer;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
-use std::time::Duration;
 
 pub use ctlproto::{Command, PROTOCOL_VERSION, Request, Response, request};
 
@@ -24,11 +24,13 @@ impl ControlServer {
     pub fn poll(&self, handle: &mut dyn FnMut(Command) -> Response) -> usize {
         self.0.poll(&mut |r: Request| handle(r.command))
     }
+}
 
-    /// Sleeps until a client connects or `timeout` passes (see `LineServer::wait`); true if a
-    /// client is waiting.
-    pub fn wait(&self, timeout: Duration) -> bool {
-        self.0.wait(timeout)
+/// The listening socket, readable when a client connects: the control thread polls it together
+/// with the workers' doorbell.
+impl AsFd for ControlServer {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
     }
 }
 

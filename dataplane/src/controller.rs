@@ -22,20 +22,9 @@ const MAX_EVENTS: usize = 4096;
 const RING_DROPS_EVERY: Duration = Duration::from_secs(1);
 /// How often lifetimes are checked.
 const EXPIRE_EVERY: Duration = Duration::from_millis(100);
-/// The control loop's pause while there is work about: short, since SA updates and learned
-/// neighbours should reach the workers quickly.
-const ACTIVE_PAUSE: Duration = Duration::from_micros(500);
-/// How long after the workers last reported something, or were last sent an update, the loop
-/// keeps the short pause. Read-only commands (counters, SA lists, event polls, which an IKE
-/// daemon sends every 50 ms) do not count: a client wakes the loop anyway.
-const ACTIVE_FOR: Duration = Duration::from_secs(1);
-/// The longest pause while idle. Each wakeup costs tens of microseconds on a VM; at 500 us
-/// pauses that was 6.7% of a CPU with nothing to do (perf/RESULTS.md, section 24). Not
-/// longer: the workers cannot wake this thread, and a neighbour one worker learns must reach
-/// the others soon, or they hold (and then send late, out of sequence-number order) the
-/// frames that wait for it. With 20 ms, the two-worker end-to-end test once counted 161
-/// ReplayTooOld drops at the receiver, possibly for that reason (perf/RESULTS.md section 25).
-const IDLE_PAUSE: Duration = Duration::from_millis(2);
+/// The control loop's pause while updates wait for room in a worker's ring: the workers do not
+/// say when they have made room.
+const BACKLOG_PAUSE: Duration = Duration::from_micros(500);
 
 /// A port whose own counters snapshots show.
 pub struct ReportedPort {
@@ -58,8 +47,6 @@ pub struct Controller {
     events: VecDeque<SadEvent>,
     last_expire: Instant,
     last_ring_read: Instant,
-    /// When the workers last reported something or were last sent an update (see `pause`).
-    last_active: Instant,
     ports: Vec<ReportedPort>,
 }
 
@@ -80,7 +67,6 @@ impl Controller {
             events: VecDeque::new(),
             last_expire: Instant::now(),
             last_ring_read: Instant::now(),
-            last_active: Instant::now(),
             ports: Vec::new(),
         }
     }
@@ -118,9 +104,6 @@ impl Controller {
     /// Queues per-worker updates and pushes what fits into the rings now.
     pub fn send(&mut self, updates: Updates) {
         for (w, list) in updates.into_iter().enumerate() {
-            if !list.is_empty() {
-                self.last_active = Instant::now();
-            }
             self.backlog[w].extend(list);
         }
         self.flush();
@@ -149,13 +132,12 @@ impl Controller {
         self.events.push_back(e);
     }
 
-    /// One round of housekeeping; call it every few milliseconds (see [`Controller::pause`]).
+    /// One round of housekeeping: after [`Controller::pause`], or sooner.
     pub fn tick(&mut self, now: Instant) {
         let mut share = Vec::new();
         let queues = self.worker_events.clone();
         for q in &queues {
             while let Some(e) = q.pop() {
-                self.last_active = now;
                 match e {
                     Event::NeighborLearned(n) => share.push(n),
                     // Dropped here, off the fast path.
@@ -197,19 +179,20 @@ impl Controller {
     }
 
     /// How long the control loop may sleep after a round at `now`: briefly while updates wait
-    /// for room in a worker's ring, or within [`ACTIVE_FOR`] of the workers' last report or
-    /// update, so that what they report is passed on within a millisecond; otherwise until the
-    /// next lifetime check, at most [`IDLE_PAUSE`]. A control-socket client wakes the loop at
-    /// once whatever the pause (`LineServer::wait`); the workers cannot, so after a quiet
-    /// second the first neighbour a worker learns reaches the others up to [`IDLE_PAUSE`]
-    /// later (each worker also resolves its next hops itself), and so does the first
-    /// acquire event for the control plane.
+    /// for room in a worker's ring, otherwise until the next lifetime check. A control-socket
+    /// client wakes the loop sooner (`LineServer::wait`), and so does a worker with something
+    /// to pass on at once ([`Doorbell`](crate::doorbell::Doorbell); see `has_events`).
     pub fn pause(&self, now: Instant) -> Duration {
-        if !self.flushed() || now.saturating_duration_since(self.last_active) < ACTIVE_FOR {
-            return ACTIVE_PAUSE;
+        if !self.flushed() {
+            return BACKLOG_PAUSE;
         }
-        let next_expire = (self.last_expire + EXPIRE_EVERY).saturating_duration_since(now);
-        next_expire.clamp(ACTIVE_PAUSE, IDLE_PAUSE)
+        (self.last_expire + EXPIRE_EVERY).saturating_duration_since(now)
+    }
+
+    /// Whether a worker has reported something not yet collected by [`Controller::tick`]:
+    /// after arming the doorbell, the loop sleeps only if not.
+    pub fn has_events(&self) -> bool {
+        self.worker_events.iter().any(|q| !q.is_empty())
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -291,41 +274,42 @@ mod tests {
     use crate::net::Mac;
     use crate::pipeline::Neighbor;
 
-    /// Short pauses while the workers report or are being updated, long ones when idle; read-
-    /// only commands (an IKE daemon polls events every 50 ms) do not keep the loop busy.
+    /// Sleeps until the next lifetime check, whatever commands come (a client wakes the loop
+    /// anyway); briefly while an update waits for room in a worker's ring. Worker events are
+    /// seen by `has_events` until collected.
     #[test]
-    fn pauses_short_while_busy_and_long_when_idle() {
+    fn pauses_until_the_next_check_unless_updates_wait() {
         let ring = Arc::new(ArrayQueue::new(1));
         let events = Arc::new(ArrayQueue::new(4));
         let counters = vec![Arc::new(WorkerCounters::new(0, 4))];
         let mut ctl = Controller::new(Sad::new(4, 1), counters, vec![ring.clone()], vec![events.clone()]);
-        assert_eq!(ctl.pause(Instant::now()), ACTIVE_PAUSE, "just started");
-        // Quiet for longer than ACTIVE_FOR, lifetimes just checked: the longest pause.
-        let t = Instant::now() + 2 * ACTIVE_FOR;
+        let t = Instant::now() + 2 * EXPIRE_EVERY;
         ctl.tick(t);
-        assert_eq!(ctl.pause(t), IDLE_PAUSE);
+        assert_eq!(ctl.pause(t), EXPIRE_EVERY, "lifetimes just checked");
         for cmd in [Command::PollEvents, Command::Stats, Command::ListSas] {
             assert!(ctl.handle(cmd).error.is_none());
         }
-        assert_eq!(ctl.pause(t), IDLE_PAUSE, "read-only commands leave it idle");
-        // Nearly due lifetime checks shorten the pause.
+        assert_eq!(ctl.pause(t), EXPIRE_EVERY, "read-only commands change nothing");
         assert_eq!(ctl.pause(t + EXPIRE_EVERY - Duration::from_millis(1)), Duration::from_millis(1));
-        // A neighbour learned by a worker, shared with the workers: busy.
+        assert_eq!(ctl.pause(t + 2 * EXPIRE_EVERY), Duration::ZERO, "a check overdue");
+        // A neighbour learned by a worker: seen, then shared with the workers.
         let n = Neighbor { port: 0, ip: "192.0.2.9".parse().unwrap(), mac: Mac([2, 0, 0, 0, 0, 9]) };
+        assert!(!ctl.has_events());
         assert!(events.push(Event::NeighborLearned(n)).is_ok());
-        ctl.tick(Instant::now());
-        assert_eq!(ctl.pause(Instant::now()), ACTIVE_PAUSE);
+        assert!(ctl.has_events());
+        ctl.tick(t);
+        assert!(!ctl.has_events() && ctl.flushed());
+        assert_eq!(ctl.pause(t), EXPIRE_EVERY);
         // A second one does not fit the worker's ring (one slot, taken): short pauses for as
         // long as it waits, whenever that is.
         assert!(events.push(Event::NeighborLearned(n)).is_ok());
-        ctl.tick(Instant::now());
+        ctl.tick(t);
         assert!(!ctl.flushed());
-        assert_eq!(ctl.pause(Instant::now() + 10 * ACTIVE_FOR), ACTIVE_PAUSE);
+        assert_eq!(ctl.pause(t), BACKLOG_PAUSE);
+        assert_eq!(ctl.pause(t + 10 * EXPIRE_EVERY), BACKLOG_PAUSE);
         assert!(ring.pop().is_some());
-        ctl.tick(Instant::now());
+        ctl.tick(t);
         assert!(ctl.flushed() && ring.pop().is_some());
-        let later = t + 2 * ACTIVE_FOR;
-        ctl.tick(later);
-        assert_eq!(ctl.pause(later), IDLE_PAUSE, "idle again once delivered and quiet");
+        assert_eq!(ctl.pause(t), EXPIRE_EVERY, "long again once delivered");
     }
 }

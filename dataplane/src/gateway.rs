@@ -6,6 +6,7 @@ use crate::config::{Config, Direction};
 use crate::control::ControlServer;
 use crate::controller::{Controller, ReportedPort};
 use crate::counters::{Snapshot, WorkerCounters};
+use crate::doorbell::Doorbell;
 use crate::dpdk::af_packet::RingDrops;
 use crate::dpdk::affinity;
 use crate::dpdk::{self, Eal, Mempool, Port};
@@ -15,6 +16,7 @@ use crate::route::{Route, RouteTable};
 use crate::sad::{Sad, SadError};
 use crate::worker::{PortIds, Worker};
 use crossbeam::queue::ArrayQueue;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -37,6 +39,8 @@ pub enum GatewayError {
     Sad(#[from] SadError),
     #[error("dataplane.crypto: {0}")]
     Crypto(String),
+    #[error("the control thread's doorbell (a socket pair): {0}")]
+    Doorbell(std::io::Error),
 }
 
 /// How long to run and where the control socket lives.
@@ -180,6 +184,7 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions, allowed: &[usize]) -> Result<Sn
     );
 
     let stop = Arc::new(AtomicBool::new(false));
+    let doorbell = Arc::new(Doorbell::new().map_err(GatewayError::Doorbell)?);
     let mut counters = Vec::new();
     let mut updates = Vec::new();
     let mut events = Vec::new();
@@ -196,6 +201,7 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions, allowed: &[usize]) -> Result<Sn
             pool: pool.clone(),
             updates: u.clone(),
             events: e.clone(),
+            doorbell: doorbell.clone(),
             stop: stop.clone(),
             idle_sleep: Duration::from_micros(cfg.idle_sleep_us),
         });
@@ -242,17 +248,20 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions, allowed: &[usize]) -> Result<Sn
                         stop.store(true, Ordering::Relaxed);
                         break;
                     }
-                    // Until a client connects or there is housekeeping to do; short while busy.
+                    // Until a client connects, a worker rings or there is housekeeping to do.
                     let mut pause = ctl.pause(now);
                     if let Some(d) = deadline {
                         pause = pause.min(d.saturating_duration_since(now));
                     }
-                    match &server {
-                        Some(s) => {
-                            s.wait(pause);
-                        }
-                        None => std::thread::sleep(pause),
+                    doorbell.arm();
+                    if !ctl.has_events() {
+                        let bell = doorbell.as_fd();
+                        match &server {
+                            Some(s) => ctlproto::line::wait_readable(&[s.as_fd(), bell], pause),
+                            None => ctlproto::line::wait_readable(&[bell], pause),
+                        };
                     }
+                    doorbell.disarm();
                 }
                 // The final counters are read once the workers have stopped (below).
                 ctl

@@ -8,6 +8,7 @@ pub mod control;
 pub mod controller;
 pub mod counters;
 pub mod crypto;
+pub mod doorbell;
 pub mod dpdk;
 pub mod gateway;
 pub mod hash;

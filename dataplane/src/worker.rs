@@ -3,6 +3,7 @@
 //! lock-free ring and are applied between bursts.
 
 use crate::counters::DropReason;
+use crate::doorbell::Doorbell;
 use crate::dpdk::{self, Mbuf, Mempool};
 use crate::pipeline::{Ingress, Neighbor, Pipeline, Retired, Update, Verdict};
 use crossbeam::queue::ArrayQueue;
@@ -61,6 +62,8 @@ pub struct Worker {
     pub pool: Mempool,
     pub updates: Arc<ArrayQueue<Update>>,
     pub events: Arc<ArrayQueue<Event>>,
+    /// Rung after pushing an event the control thread should act on at once.
+    pub doorbell: Arc<Doorbell>,
     pub stop: Arc<AtomicBool>,
     /// Sleep this long after a loop that received nothing (0: spin).
     pub idle_sleep: Duration,
@@ -172,12 +175,18 @@ impl Worker {
                 self.flush(self.ports.tap[p], &mut tx_tap[p]);
             }
 
+            // Neighbours other workers may be holding frames for, and acquires, are passed on
+            // at once; what the updates retired waits for the control thread's next round.
+            let urgent = !self.pipeline.learned.is_empty() || !self.pipeline.acquire.is_empty();
             for n in self.pipeline.learned.drain(..) {
                 // A full ring only delays sharing: the neighbour is learned again later.
                 let _ = self.events.push(Event::NeighborLearned(n));
             }
             for (id, k) in self.pipeline.acquire.drain(..) {
                 let _ = self.events.push(Event::Acquire(id, k));
+            }
+            if urgent {
+                self.doorbell.ring();
             }
 
             if got == 0 {
