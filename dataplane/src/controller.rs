@@ -25,6 +25,8 @@ const EXPIRE_EVERY: Duration = Duration::from_millis(100);
 /// The control loop's pause while updates wait for room in a worker's ring: the workers do not
 /// say when they have made room.
 const BACKLOG_PAUSE: Duration = Duration::from_micros(500);
+/// The shortest time between two rounds started for the workers' events (see `gateway::run`).
+pub const EVENT_ROUND_GAP: Duration = Duration::from_micros(500);
 
 /// A port whose own counters snapshots show.
 pub struct ReportedPort {
@@ -180,8 +182,9 @@ impl Controller {
 
     /// How long the control loop may sleep after a round at `now`: briefly while updates wait
     /// for room in a worker's ring, otherwise until the next lifetime check. A control-socket
-    /// client wakes the loop sooner (`LineServer::wait`), and so does a worker with something
-    /// to pass on at once ([`Doorbell`](crate::doorbell::Doorbell); see `has_events`).
+    /// client wakes the loop sooner (the loop polls the control socket), and so does a worker
+    /// with something to pass on at once ([`Doorbell`](crate::doorbell::Doorbell); see
+    /// `has_events`).
     pub fn pause(&self, now: Instant) -> Duration {
         if !self.flushed() {
             return BACKLOG_PAUSE;
@@ -190,7 +193,7 @@ impl Controller {
     }
 
     /// Whether a worker has reported something not yet collected by [`Controller::tick`]:
-    /// after arming the doorbell, the loop sleeps only if not.
+    /// the loop sleeps only if not (see `Doorbell::sleep`).
     pub fn has_events(&self) -> bool {
         self.worker_events.iter().any(|q| !q.is_empty())
     }

@@ -8,10 +8,12 @@
 //! more afterwards, and a worker clears `asleep` when it rings. With both sides fenced, either
 //! the worker sees the flag (and sends) or the thread sees the event (and does not sleep).
 
+use ctlproto::line::wait_readable;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::time::Duration;
 
 pub struct Doorbell {
     /// The workers' end.
@@ -37,29 +39,41 @@ impl Doorbell {
         fence(Ordering::SeqCst);
         if self.asleep.swap(false, Ordering::SeqCst) {
             // A full buffer means the bell has rung already; either way the thread wakes.
+            // (Should this worker be descheduled between the swap and the send, other
+            // workers' rings find the flag lowered and the wake-up waits for this one.)
             let _ = self.bell.send(&[1]);
         }
     }
 
-    /// Control side, before sleeping: from here on workers ring. The caller must then look
-    /// for events once more and sleep only if there are none.
-    pub fn arm(&self) {
+    /// Control side: sleeps until one of `fds` or the bell is readable or `timeout` passes,
+    /// unless `pending()` (asked after the bell is armed) says a worker has reported
+    /// something already. True if a worker's event cut the sleep short or prevented it.
+    pub fn sleep(&self, fds: &[BorrowedFd<'_>], timeout: Duration, pending: impl Fn() -> bool) -> bool {
+        // From here on workers ring (see the module's comment).
         self.asleep.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-    }
-
-    /// Control side, after waking: workers stop ringing, and past rings are cleared.
-    pub fn disarm(&self) {
+        let waiting = pending();
+        if !waiting {
+            let mut all = Vec::with_capacity(fds.len() + 1);
+            all.extend_from_slice(fds);
+            all.push(self.ear.as_fd());
+            wait_readable(&all, timeout);
+        }
         self.asleep.store(false, Ordering::SeqCst);
+        // Past rings are cleared. A worker that swapped the flag just before it was lowered
+        // may still send after this: one spurious wake later, nothing lost.
+        let mut rung = false;
         let mut buf = [0u8; 64];
-        while self.ear.recv(&mut buf).is_ok() {}
+        while self.ear.recv(&mut buf).is_ok() {
+            rung = true;
+        }
+        waiting || rung
     }
-}
 
-/// What the control thread polls: readable once rung.
-impl AsFd for Doorbell {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.ear.as_fd()
+    /// Wakes the control thread whether or not it said it sleeps: for a stop decided on
+    /// another thread.
+    pub fn wake(&self) {
+        let _ = self.bell.send(&[1]);
     }
 }
 
@@ -67,34 +81,26 @@ impl AsFd for Doorbell {
 mod tests {
     use super::*;
     use crossbeam::queue::ArrayQueue;
-    use ctlproto::line::wait_readable;
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
-
-    fn readable(d: &Doorbell) -> bool {
-        wait_readable(&[d.as_fd()], Duration::ZERO)
-    }
+    use std::time::Instant;
 
     #[test]
-    fn rings_only_while_armed() {
+    fn rings_only_while_asleep() {
         let d = Doorbell::new().unwrap();
         d.ring();
-        assert!(!readable(&d), "not armed: no system call, nothing to read");
-        d.arm();
-        d.ring();
-        assert!(readable(&d));
-        d.ring();
-        d.disarm();
-        assert!(!readable(&d), "disarm clears what was rung");
-        d.arm();
-        d.disarm();
-        d.ring();
-        assert!(!readable(&d));
+        let t = Instant::now();
+        assert!(!d.sleep(&[], Duration::from_millis(30), || false), "rung before the sleep: ignored");
+        assert!(t.elapsed() >= Duration::from_millis(25), "slept its timeout: {:?}", t.elapsed());
+        assert!(d.sleep(&[], Duration::from_secs(20), || true), "an event waiting: no sleep");
+        d.wake();
+        let t = Instant::now();
+        assert!(d.sleep(&[], Duration::from_secs(20), || false), "woken");
+        assert!(t.elapsed() < Duration::from_secs(10));
+        assert!(!d.sleep(&[], Duration::from_millis(1), || false), "the wake was cleared");
     }
 
-    /// The control loop's use: arm, look for events, sleep only if there are none. A worker
-    /// that pushes at any moment is seen within one sleep, however long the sleep is asked to
-    /// be; every event is collected.
+    /// A worker that pushes events at any moment, ringing after each, is seen within one
+    /// sleep however long the sleep is asked to be, and every event is collected.
     #[test]
     fn a_worker_event_ends_a_long_sleep() {
         let bell = Arc::new(Doorbell::new().unwrap());
@@ -114,7 +120,6 @@ mod tests {
                 }
             })
         };
-        let started = Instant::now();
         let mut seen = 0;
         let mut longest = Duration::ZERO;
         while seen < EVENTS {
@@ -124,17 +129,12 @@ mod tests {
             if seen == EVENTS {
                 break;
             }
-            bell.arm();
             let t = Instant::now();
-            if queue.is_empty() {
-                wait_readable(&[bell.as_fd()], Duration::from_secs(20));
-            }
+            bell.sleep(&[], Duration::from_secs(20), || !queue.is_empty());
             longest = longest.max(t.elapsed());
-            bell.disarm();
-            assert!(started.elapsed() < Duration::from_secs(60), "lost a wake-up: {seen} of {EVENTS} events seen");
         }
         worker.join().unwrap();
-        // A missed ring would have slept the whole 20 s.
+        // A lost wake-up would have slept the whole 20 s.
         assert!(longest < Duration::from_secs(10), "slept {longest:?} with an event waiting");
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::config::{Config, Direction};
 use crate::control::ControlServer;
-use crate::controller::{Controller, ReportedPort};
+use crate::controller::{Controller, EVENT_ROUND_GAP, ReportedPort};
 use crate::counters::{Snapshot, WorkerCounters};
 use crate::doorbell::Doorbell;
 use crate::dpdk::af_packet::RingDrops;
@@ -222,6 +222,7 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions, allowed: &[usize]) -> Result<Sn
     // neighbours, frees what they retire, enforces lifetimes, and decides when to stop.
     let control = {
         let stop = stop.clone();
+        let doorbell = doorbell.clone();
         let ext_stop = opts.stop.clone();
         let mut ctl = Controller::new(sad, counters.clone(), updates, events);
         ctl.report_ports(reported);
@@ -238,12 +239,16 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions, allowed: &[usize]) -> Result<Sn
                 {
                     eprintln!("dataplane: the control thread stays on the main lcore's CPU: {e}");
                 }
+                let fds: Vec<_> = server.iter().map(|s| s.as_fd()).collect();
                 while !stop.load(Ordering::Relaxed) {
-                    ctl.tick(Instant::now());
+                    let round = Instant::now();
+                    ctl.tick(round);
                     if let Some(s) = &server {
                         s.poll(&mut |cmd| ctl.handle(cmd));
                     }
                     let now = Instant::now();
+                    // A signal's stop is seen at the next wake: within the pause, at most the
+                    // 100 ms between lifetime checks.
                     if ext_stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| now >= d) {
                         stop.store(true, Ordering::Relaxed);
                         break;
@@ -253,15 +258,16 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions, allowed: &[usize]) -> Result<Sn
                     if let Some(d) = deadline {
                         pause = pause.min(d.saturating_duration_since(now));
                     }
-                    doorbell.arm();
-                    if !ctl.has_events() {
-                        let bell = doorbell.as_fd();
-                        match &server {
-                            Some(s) => ctlproto::line::wait_readable(&[s.as_fd(), bell], pause),
-                            None => ctlproto::line::wait_readable(&[bell], pause),
-                        };
+                    if doorbell.sleep(&fds, pause, || ctl.has_events()) {
+                        // Rounds for the workers' events come at most every EVENT_ROUND_GAP:
+                        // a worker may report something every burst (a flood of new
+                        // neighbours, acquires for many policies), and this thread may share
+                        // a CPU with a worker. Clients are still answered at once.
+                        let left = EVENT_ROUND_GAP.saturating_sub(round.elapsed());
+                        if !left.is_zero() {
+                            ctlproto::line::wait_readable(&fds, left.min(pause));
+                        }
                     }
-                    doorbell.disarm();
                 }
                 // The final counters are read once the workers have stopped (below).
                 ctl
@@ -287,6 +293,7 @@ fn run_with_eal(cfg: &Config, opts: &RunOptions, allowed: &[usize]) -> Result<Sn
     // Whatever ended the run (a stop, or a worker that could not be launched), the workers
     // and the control thread, which reads the ports' counters, finish before the ports close.
     stop.store(true, Ordering::Relaxed);
+    doorbell.wake();
     let waited = dpdk::wait_all();
     let snap = control.join().map_or_else(|_| crate::counters::snapshot(&counters, Vec::new()), |c| c.snapshot());
     for p in &started {

@@ -179,7 +179,8 @@ impl Worker {
             // at once; what the updates retired waits for the control thread's next round.
             let urgent = !self.pipeline.learned.is_empty() || !self.pipeline.acquire.is_empty();
             for n in self.pipeline.learned.drain(..) {
-                // A full ring only delays sharing: the neighbour is learned again later.
+                // With the ring full the others do not hear of it: they solicit the
+                // neighbour themselves when they need it.
                 let _ = self.events.push(Event::NeighborLearned(n));
             }
             for (id, k) in self.pipeline.acquire.drain(..) {

@@ -2,7 +2,8 @@
 //! dataplane's and the IKE daemon's operator socket): one request object per line, one
 //! answer per line, a protocol version in every message. The socket file is mode 0600, so
 //! only its owner (root) can use it. The server is polled, non-blocking, by a control loop,
-//! which may sleep in [`LineServer::wait`] until a client connects.
+//! which may sleep until a client connects: in [`LineServer::wait`], or in [`wait_readable`]
+//! on the listener (the server is `AsFd`) and its other descriptors.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
