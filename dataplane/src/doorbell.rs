@@ -1,7 +1,7 @@
 //! How a worker wakes the control thread: the thread sleeps in `ppoll` on the control socket and
 //! on this doorbell, so that it can sleep until its next lifetime check and still act at once on
 //! what a worker reports (a neighbour the other workers are waiting for, an acquire for the
-//! control plane).
+//! control plane, the SAs its updates replaced).
 //!
 //! Ringing costs a worker a system call only while the control thread is asleep or about to
 //! be: the thread raises `asleep` before it sleeps and looks at the workers' event rings once
@@ -35,9 +35,10 @@ impl Doorbell {
     /// should act on.
     #[inline]
     pub fn ring(&self) {
-        // Orders the event's push before the flag's read (see the module's comment).
+        // Orders the event's push before the flag's read (see the module's comment). The
+        // plain load first: while the thread is awake, no locked write to a shared line.
         fence(Ordering::SeqCst);
-        if self.asleep.swap(false, Ordering::SeqCst) {
+        if self.asleep.load(Ordering::Relaxed) && self.asleep.swap(false, Ordering::SeqCst) {
             // A full buffer means the bell has rung already; either way the thread wakes.
             // (Should this worker be descheduled between the swap and the send, other
             // workers' rings find the flag lowered and the wake-up waits for this one.)

@@ -84,11 +84,14 @@ impl Worker {
 
         while !self.stop.load(Ordering::Relaxed) {
             let mut updated = false;
+            // Whether this round pushed an event for the control thread (rung for below).
+            let mut told = false;
             while let Some(u) = self.updates.pop() {
                 updated = true;
                 if let Some(r) = self.pipeline.apply(u) {
                     // A full ring frees it here instead: rare, and still between bursts.
                     let _ = self.events.push(Event::Retired(r));
+                    told = true;
                 }
             }
             if !parked.is_empty() {
@@ -175,9 +178,11 @@ impl Worker {
                 self.flush(self.ports.tap[p], &mut tx_tap[p]);
             }
 
-            // Neighbours other workers may be holding frames for, and acquires, are passed on
-            // at once; what the updates retired waits for the control thread's next round.
-            let urgent = !self.pipeline.learned.is_empty() || !self.pipeline.acquire.is_empty();
+            // Every event wakes the control thread: neighbours other workers may be holding
+            // frames for and acquires must be passed on at once, and what the updates retired
+            // must leave the ring before a mass rekey or removal fills it (the other events
+            // would then be lost). The system call is made only while the thread sleeps.
+            told |= !self.pipeline.learned.is_empty() || !self.pipeline.acquire.is_empty();
             for n in self.pipeline.learned.drain(..) {
                 // With the ring full the others do not hear of it: they solicit the
                 // neighbour themselves when they need it.
@@ -186,7 +191,7 @@ impl Worker {
             for (id, k) in self.pipeline.acquire.drain(..) {
                 let _ = self.events.push(Event::Acquire(id, k));
             }
-            if urgent {
+            if told {
                 self.doorbell.ring();
             }
 
