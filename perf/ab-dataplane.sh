@@ -15,6 +15,7 @@
 set -euo pipefail
 rounds=$1 a=$2 b=$3
 shift 3
+if (( rounds % 2 )); then echo "ab-dataplane.sh: an odd number of rounds runs A first once more than B" >&2; fi
 gwbench=${GWBENCH:-$(dirname "$0")/../target/release/gwbench}
 for r in $(seq "$rounds"); do
   # A first in odd rounds, B first in even ones: whichever runs second in a round was slower

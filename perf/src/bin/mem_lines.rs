@@ -18,18 +18,26 @@ use std::time::{Duration, Instant};
 #[command(name = "mem-lines", about = "Random cache-line latency and throughput of one core")]
 struct Args {
     /// Buffer sizes in MiB.
-    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64,256")]
-    sizes_mib: Vec<usize>,
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64,256",
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    sizes_mib: Vec<u64>,
     /// Lines asked for at once in the throughput test (a burst of 32 packets with 9 lines each
     /// is 288).
-    #[arg(long, default_value_t = 288)]
-    batch: usize,
+    #[arg(long, default_value_t = 288, value_parser = clap::value_parser!(u64).range(1..=1 << 16))]
+    batch: u64,
     /// Seconds of each measurement.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = seconds)]
     seconds: f64,
     /// Pin to this CPU.
     #[arg(long)]
     core: Option<usize>,
+}
+
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 3600.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds in (0, 3600]")),
+    }
 }
 
 const LINE: usize = 64;
@@ -44,14 +52,32 @@ fn next(x: &mut u64) -> u64 {
     *x
 }
 
-/// How much of this process's anonymous memory is on huge pages, in percent (smaps_rollup).
-fn huge_share() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
-    let kb = |key: &str| -> Option<f64> {
-        let line = s.lines().find(|l| l.starts_with(key))?;
-        line.split_whitespace().nth(1)?.parse().ok()
-    };
-    Some(100.0 * kb("AnonHugePages:")? / kb("Anonymous:")?.max(1.0))
+/// How much of the mapping that holds `p` is on huge pages, in percent (/proc/self/smaps).
+fn huge_share(p: *const u64) -> Option<f64> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let addr = p as usize;
+    let mut inside = false;
+    let (mut rss, mut huge) = (None, None);
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let Some(first) = words.next() else { continue };
+        if let Some((lo, hi)) = first.split_once('-')
+            && let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+        {
+            if inside {
+                break;
+            }
+            inside = (lo..hi).contains(&addr);
+        } else if inside {
+            let kb = words.next().and_then(|w| w.parse::<f64>().ok());
+            match first {
+                "Rss:" => rss = kb,
+                "AnonHugePages:" => huge = kb,
+                _ => {}
+            }
+        }
+    }
+    Some(100.0 * huge? / rss?.max(1.0))
 }
 
 fn latency(buf: &mut [u64], seconds: f64) -> f64 {
@@ -80,19 +106,30 @@ fn latency(buf: &mut [u64], seconds: f64) -> f64 {
 
 fn throughput(buf: &[u64], batch: usize, seconds: f64) -> f64 {
     let lines = (buf.len() / WORDS) as u64;
+    // Every line once, in random order (Fisher-Yates), drawn before the clock starts: drawing
+    // them inside the timed loop (a division each) would be counted as memory time, and a
+    // shorter list would bring the same lines again, from cache.
     let mut x = 0x2545_f491_4f6c_dd1d;
-    let mut picked = vec![0usize; batch];
-    let (mut sum, mut read) = (0u64, 0u64);
+    let mut picks: Vec<usize> = (0..lines as usize).map(|l| l * WORDS).collect();
+    for i in (1..picks.len()).rev() {
+        let j = (next(&mut x) % (i as u64 + 1)) as usize;
+        picks.swap(i, j);
+    }
+    // No more at once than the buffer has lines.
+    let batch = batch.min(picks.len());
+    let (mut sum, mut read, mut at) = (0u64, 0u64, 0);
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs_f64(seconds) {
         for _ in 0..100 {
-            for p in picked.iter_mut() {
-                *p = (next(&mut x) % lines) as usize * WORDS;
+            if at + batch > picks.len() {
+                at = 0;
             }
-            for &p in &picked {
+            let picked = &picks[at..at + batch];
+            at += batch;
+            for &p in picked {
                 dataplane::dpdk::prefetch(&buf[p]);
             }
-            for &p in &picked {
+            for &p in picked {
                 sum = sum.wrapping_add(buf[p]);
             }
             read += batch as u64;
@@ -121,10 +158,10 @@ fn main() {
         "MiB", "latency ns", "throughput ns", "lines in flight", "huge pages %"
     );
     for &mib in &args.sizes_mib {
-        let mut buf = vec![0u64; (mib << 20) / 8];
+        let mut buf = vec![0u64; (mib as usize) << 17];
         let lat = latency(&mut buf, args.seconds);
-        let thr = throughput(&buf, args.batch, args.seconds);
-        let huge = huge_share().map_or("?".into(), |p| format!("{p:.0}"));
+        let thr = throughput(&buf, args.batch as usize, args.seconds);
+        let huge = huge_share(buf.as_ptr()).map_or("?".into(), |p| format!("{p:.0}"));
         println!("{mib:>6} | {lat:>10.1} | {thr:>15.1} | {:>15.1} | {huge:>12}", lat / thr);
     }
 }
