@@ -62,7 +62,7 @@ pub struct Worker {
     pub pool: Mempool,
     pub updates: Arc<ArrayQueue<Update>>,
     pub events: Arc<ArrayQueue<Event>>,
-    /// Rung after pushing an event the control thread should act on at once.
+    /// Rung after pushing events, so that a sleeping control thread collects them at once.
     pub doorbell: Arc<Doorbell>,
     pub stop: Arc<AtomicBool>,
     /// Sleep this long after a loop that received nothing (0: spin).
