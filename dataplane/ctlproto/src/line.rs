@@ -2,8 +2,8 @@
 //! dataplane's and the IKE daemon's operator socket): one request object per line, one
 //! answer per line, a protocol version in every message. The socket file is mode 0600, so
 //! only its owner (root) can use it. The server is polled, non-blocking, by a control loop,
-//! which may sleep until a client connects: in [`LineServer::wait`], or in [`wait_readable`]
-//! on the listener (the server is `AsFd`) and its other descriptors.
+//! which sleeps in [`wait_readable`] on the listener (the server is `AsFd`) and its other
+//! descriptors until a client connects.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -82,13 +82,6 @@ impl LineServer {
                 }
             }
         }
-    }
-
-    /// Sleeps until a client connects or `timeout` passes (or a signal arrives); true if a
-    /// client is waiting. A control loop that has nothing else to do sleeps here instead of
-    /// waking on a short timer to look, and still answers at once.
-    pub fn wait(&self, timeout: Duration) -> bool {
-        wait_readable(&[self.listener.as_fd()], timeout)
     }
 
     /// Up to `max_batch` requests of one connection, answered in order. A client that goes
@@ -289,8 +282,8 @@ mod tests {
         assert!(!path.exists());
     }
 
-    /// `wait` returns when a client connects, long before its timeout, and times out when
-    /// none does; `poll` says how many connections it served.
+    /// Waiting on the listener returns when a client connects, long before its timeout, and
+    /// times out when none does; `poll` says how many connections it served.
     #[test]
     fn wait_wakes_on_a_connection() {
         let dir = std::env::temp_dir().join(format!("ctlwait-{}", std::process::id()));
@@ -298,7 +291,7 @@ mod tests {
         let path = dir.join("ctl.sock");
         let server = LineServer::bind(&path, Protocol { version: 7, speaker: "test", max_batch: 4 }).unwrap();
         let t = std::time::Instant::now();
-        assert!(!server.wait(Duration::from_millis(30)), "nobody connected");
+        assert!(!wait_readable(&[server.as_fd()], Duration::from_millis(30)), "nobody connected");
         assert!(t.elapsed() >= Duration::from_millis(25), "slept for its timeout: {:?}", t.elapsed());
         assert_eq!(server.poll(&mut |q: Q| A { version: 7, error: None, n: q.n }), 0);
 
@@ -308,7 +301,7 @@ mod tests {
             ask::<Q, A>(&p, Q { version: 7, n: 21 })
         });
         let t = std::time::Instant::now();
-        assert!(server.wait(Duration::from_secs(20)), "a client is waiting");
+        assert!(wait_readable(&[server.as_fd()], Duration::from_secs(20)), "a client is waiting");
         assert!(t.elapsed() < Duration::from_secs(10), "woken by the client, not the timeout");
         assert_eq!(server.poll(&mut |q: Q| A { version: 7, error: None, n: q.n * 2 }), 1);
         assert_eq!(c.join().unwrap().unwrap().n, 42);
