@@ -25,12 +25,43 @@ struct Args {
     /// is 288).
     #[arg(long, default_value_t = 288, value_parser = clap::value_parser!(u64).range(1..=1 << 16))]
     batch: u64,
+    /// Adjacent lines per pick in the throughput test: each random pick is a block of this
+    /// many lines, all asked for (as a tunnel's state laid out in one record would be).
+    #[arg(long, value_delimiter = ',', default_value = "1",
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    adjacent: Vec<u64>,
+    /// Prefetch hint of the throughput test: t0 (to all levels, as the gateway asks), t1 or t2
+    /// (to the second level and below, on this kind of CPU), nta (non-temporal).
+    #[arg(long, default_value = "t0")]
+    hint: Hint,
     /// Seconds of each measurement.
     #[arg(long, default_value_t = 0.5, value_parser = seconds)]
     seconds: f64,
     /// Pin to this CPU.
     #[arg(long)]
     core: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Hint {
+    T0,
+    T1,
+    T2,
+    Nta,
+}
+
+#[inline(always)]
+fn prefetch_with(hint: Hint, p: *const u64) {
+    use std::arch::x86_64::{_MM_HINT_NTA, _MM_HINT_T0, _MM_HINT_T1, _MM_HINT_T2, _mm_prefetch};
+    // Safety: a prefetch does not access memory architecturally and cannot fault.
+    unsafe {
+        match hint {
+            Hint::T0 => _mm_prefetch::<_MM_HINT_T0>(p.cast()),
+            Hint::T1 => _mm_prefetch::<_MM_HINT_T1>(p.cast()),
+            Hint::T2 => _mm_prefetch::<_MM_HINT_T2>(p.cast()),
+            Hint::Nta => _mm_prefetch::<_MM_HINT_NTA>(p.cast()),
+        }
+    }
 }
 
 fn seconds(s: &str) -> Result<f64, String> {
@@ -104,19 +135,21 @@ fn latency(buf: &mut [u64], seconds: f64) -> f64 {
     t.elapsed().as_nanos() as f64 / loads as f64
 }
 
-fn throughput(buf: &[u64], batch: usize, seconds: f64) -> f64 {
-    let lines = (buf.len() / WORDS) as u64;
+/// ns per line of random blocks of `adjacent` lines, `batch` lines asked for at once.
+fn throughput(buf: &[u64], batch: usize, adjacent: usize, hint: Hint, seconds: f64) -> f64 {
+    let block = WORDS * adjacent;
+    let blocks = (buf.len() / block) as u64;
     // Every line once, in random order (Fisher-Yates), drawn before the clock starts: drawing
     // them inside the timed loop (a division each) would be counted as memory time, and a
     // shorter list would bring the same lines again, from cache.
     let mut x = 0x2545_f491_4f6c_dd1d;
-    let mut picks: Vec<usize> = (0..lines as usize).map(|l| l * WORDS).collect();
+    let mut picks: Vec<usize> = (0..blocks as usize).map(|b| b * block).collect();
     for i in (1..picks.len()).rev() {
         let j = (next(&mut x) % (i as u64 + 1)) as usize;
         picks.swap(i, j);
     }
-    // No more at once than the buffer has lines.
-    let batch = batch.min(picks.len());
+    // No more at once than the buffer has blocks.
+    let batch = batch.div_ceil(adjacent).min(picks.len());
     let (mut sum, mut read, mut at) = (0u64, 0u64, 0);
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs_f64(seconds) {
@@ -127,12 +160,16 @@ fn throughput(buf: &[u64], batch: usize, seconds: f64) -> f64 {
             let picked = &picks[at..at + batch];
             at += batch;
             for &p in picked {
-                dataplane::dpdk::prefetch(&buf[p]);
+                for l in 0..adjacent {
+                    prefetch_with(hint, &buf[p + l * WORDS]);
+                }
             }
             for &p in picked {
-                sum = sum.wrapping_add(buf[p]);
+                for l in 0..adjacent {
+                    sum = sum.wrapping_add(buf[p + l * WORDS]);
+                }
             }
-            read += batch as u64;
+            read += (batch * adjacent) as u64;
         }
     }
     black_box(sum);
@@ -149,19 +186,45 @@ fn main() {
         eprintln!("mem-lines: could not pin to CPU {c}");
     }
     println!(
-        "mem-lines: one core, random cache lines; throughput in batches of {} lines; GLIBC_TUNABLES={}",
+        "mem-lines: one core, random cache lines; throughput in batches of {} lines, prefetch {:?}; GLIBC_TUNABLES={}",
         args.batch,
+        args.hint,
         std::env::var("GLIBC_TUNABLES").unwrap_or_default()
     );
+    // One throughput column per block size: ns per line, and per block when blocks are longer.
+    let heads: Vec<String> = args
+        .adjacent
+        .iter()
+        .map(|&k| if k == 1 { "ns/line".to_string() } else { format!("{k} adj: ns/line ns/block") })
+        .collect();
     println!(
-        "{:>6} | {:>10} | {:>15} | {:>15} | {:>12}",
-        "MiB", "latency ns", "throughput ns", "lines in flight", "huge pages %"
+        "{:>6} | {:>10} | {} | {:>15} | {:>12}",
+        "MiB",
+        "latency ns",
+        heads.iter().map(|h| format!("{h:>22}")).collect::<Vec<_>>().join(" | "),
+        "lines in flight",
+        "huge pages %"
     );
     for &mib in &args.sizes_mib {
         let mut buf = vec![0u64; (mib as usize) << 17];
         let lat = latency(&mut buf, args.seconds);
-        let thr = throughput(&buf, args.batch as usize, args.seconds);
+        let thr: Vec<f64> = args
+            .adjacent
+            .iter()
+            .map(|&k| throughput(&buf, args.batch as usize, k as usize, args.hint, args.seconds))
+            .collect();
         let huge = huge_share(buf.as_ptr()).map_or("?".into(), |p| format!("{p:.0}"));
-        println!("{mib:>6} | {lat:>10.1} | {thr:>15.1} | {:>15.1} | {huge:>12}", lat / thr);
+        let cols: Vec<String> =
+            args.adjacent
+                .iter()
+                .zip(&thr)
+                .map(|(&k, t)| {
+                    if k == 1 { format!("{t:>22.1}") } else { format!("{:>22}", format!("{t:.1} {:.1}", t * k as f64)) }
+                })
+                .collect();
+        // Lines in flight: latency over the time per single line, when that was measured.
+        let in_flight =
+            args.adjacent.iter().position(|&k| k == 1).map_or("-".into(), |i| format!("{:.1}", lat / thr[i]));
+        println!("{mib:>6} | {lat:>10.1} | {} | {in_flight:>15} | {huge:>12}", cols.join(" | "));
     }
 }
