@@ -234,15 +234,15 @@ fn dataplane_events(cfg: &Config, ep: &mut Endpoint) {
                     SocketAddr::new(remote, cfg.port),
                 );
             }
-            ctlproto::SadEvent::SoftExpire { name, spi, .. } => {
-                if ep.rekey_soon(spi) {
+            ctlproto::SadEvent::SoftExpire { name, spi, direction } => {
+                if ep.rekey_soon(spi, direction == "in") {
                     eprintln!("ike-daemon: {name}: soft lifetime reached, rekeying");
                 }
             }
-            ctlproto::SadEvent::HardExpire { name, spi, .. } => {
+            ctlproto::SadEvent::HardExpire { name, spi, direction } => {
                 eprintln!("ike-daemon: {name}: hard lifetime reached, removed");
                 // The pair is dead: tell the peer (RFC 7296 1.4.1).
-                if ep.delete_child(spi) {
+                if ep.delete_child(spi, direction == "in") {
                     eprintln!("ike-daemon: {name}: deleting its child SA with the peer");
                 }
             }

@@ -531,11 +531,19 @@ pub fn narrow(theirs: &[TrafficSelector], ours: &[TrafficSelector]) -> Vec<Traff
             };
             if !out.contains(&sel) {
                 out.push(sel);
+                // A TS payload holds at most 255 selectors (RFC 7296 3.13, one octet); a subset
+                // of the intersection is still a narrowing.
+                if out.len() == MAX_SELECTORS {
+                    return out;
+                }
             }
         }
     }
     out
 }
+
+/// The most traffic selectors one TS payload can carry (RFC 7296 3.13).
+const MAX_SELECTORS: usize = 255;
 
 impl Endpoint {
     pub fn new(connections: Vec<Connection>, mut provider: Box<dyn CryptoProvider + Send>) -> Self {
@@ -585,7 +593,18 @@ impl Endpoint {
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let retransmit = self.sas.values().filter_map(|s| s.pending.as_ref().map(|p| p.next)).min();
-        [retransmit, self.next_dpd()].into_iter().flatten().min()
+        let half_open = self.sas.values().filter_map(Self::half_open_until).min();
+        [retransmit, self.next_dpd(), half_open].into_iter().flatten().min()
+    }
+
+    /// How long a half-open IKE SA (ours as responder, IKE_SA_INIT answered, no IKE_AUTH yet)
+    /// is kept: an initiator sends IKE_AUTH right after our response, and retransmits it for
+    /// less than this.
+    pub const HALF_OPEN_LIFETIME: Duration = Duration::from_secs(30);
+
+    /// Until when `sa` may stay half-open; None if it is not half-open.
+    fn half_open_until(sa: &IkeSa) -> Option<Instant> {
+        (sa.state == State::InitDone && !sa.initiator).then(|| sa.established + Self::HALF_OPEN_LIFETIME)
     }
 
     /// Starts the named connection as initiator.
@@ -853,12 +872,14 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Deletes the Child SA with this SPI (ours or the peer's) with the peer as soon as its IKE
-    /// SA is free (RFC 7296 1.4.1): its hard lifetime ran out in the dataplane. False if no
-    /// such Child SA.
-    pub fn delete_child(&mut self, spi: u32) -> bool {
+    /// Deletes the Child SA whose inbound (`inbound`) or outbound SA has this SPI with the
+    /// peer as soon as its IKE SA is free (RFC 7296 1.4.1): its hard lifetime ran out in the
+    /// dataplane. False if no such Child SA. The direction matters: our inbound SPIs are
+    /// unique, but a peer may pick for its inbound SA (our outbound) the SPI we gave another
+    /// tunnel.
+    pub fn delete_child(&mut self, spi: u32, inbound: bool) -> bool {
         for sa in self.sas.values_mut() {
-            if let Some(c) = sa.children.iter_mut().find(|c| c.spi_in == spi || c.spi_out == spi) {
+            if let Some(c) = sa.children.iter_mut().find(|c| if inbound { c.spi_in == spi } else { c.spi_out == spi }) {
                 // Not to be rekeyed any more: it is going.
                 c.rekeyed = true;
                 if !sa.deferred_deletes.contains(&c.spi_in) {
@@ -870,11 +891,12 @@ impl Endpoint {
         false
     }
 
-    /// Asks for the Child SA with this SPI (ours or the peer's) to be rekeyed as soon as its IKE
-    /// SA is free: the dataplane reported its soft lifetime. False if no such Child SA.
-    pub fn rekey_soon(&mut self, spi: u32) -> bool {
+    /// Asks for the Child SA whose inbound (`inbound`) or outbound SA has this SPI to be
+    /// rekeyed as soon as its IKE SA is free: the dataplane reported its soft lifetime. False
+    /// if no such Child SA. See [`Self::delete_child`] on the direction.
+    pub fn rekey_soon(&mut self, spi: u32, inbound: bool) -> bool {
         for sa in self.sas.values_mut() {
-            if let Some(c) = sa.children.iter_mut().find(|c| c.spi_in == spi || c.spi_out == spi) {
+            if let Some(c) = sa.children.iter_mut().find(|c| if inbound { c.spi_in == spi } else { c.spi_out == spi }) {
                 c.due = true;
                 return true;
             }
@@ -900,6 +922,17 @@ impl Endpoint {
     /// Retransmits requests whose answer is late (RFC 7296 2.1), gives up after the last try,
     /// and checks on peers that have been silent for the liveness delay (2.4).
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Half-open IKE SAs (RFC 7296 2.6) that got no IKE_AUTH in time: their state, kept for
+        // whoever sent an IKE_SA_INIT, is dropped without a word, so that it cannot pile up.
+        let stale: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(_, s)| Self::half_open_until(s).is_some_and(|t| t <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        for spi in stale {
+            self.remove(spi);
+        }
         let due: Vec<u64> = self
             .sas
             .iter()
@@ -1029,9 +1062,20 @@ impl Endpoint {
         // Our SPI: the responder's when we are the initiator, and the other way round.
         let ours = if h.initiator { h.spi_r } else { h.spi_i };
         let Some(mut sa) = self.sas.remove(&ours) else { return };
-        // Answer where the peer speaks from: after NAT detection both ends move to port 4500
-        // (RFC 7296 2.23), and a NAT may change the peer's address or port.
-        if h.response || sa.state != State::InitSent {
+        // Everything after IKE_SA_INIT is sealed. A message whose SK payload does not verify
+        // is dropped before it changes anything (RFC 7296 2.21.2, 3.14): not the peer's address,
+        // not when we last heard from it, and the IKE SA stays up. Its header is in the clear,
+        // so anyone who saw one message could otherwise tear the SA down with a forgery, move
+        // our replies elsewhere, or have a cached response sent to a spoofed address.
+        let sealed = h.exchange != ExchangeType::IKE_SA_INIT;
+        if sealed && Self::open(&sa, data, &msg).is_err() {
+            self.sas.insert(ours, sa);
+            return;
+        }
+        // Answer where the peer speaks from, once it has proved who it is: after NAT detection
+        // both ends move to port 4500 (RFC 7296 2.23), and a NAT may change the peer's
+        // address or port.
+        if sealed {
             sa.local = local;
             sa.remote = remote;
         }
@@ -1231,7 +1275,9 @@ impl Endpoint {
     fn seal(&mut self, sa: &IkeSa, header: Header, inner: &[Payload]) -> Result<Vec<u8>, String> {
         let keys = sa.keys.as_ref().ok_or("no keys")?;
         let sk = if sa.initiator { keys.initiator_sk() } else { keys.responder_sk() }.map_err(|e| e.to_string())?;
-        let (first, plain) = wire::emit_payload_chain(inner);
+        // A field too long for its length octet (more than 255 traffic selectors, say) is an
+        // error of this exchange, not a reason to stop the daemon.
+        let (first, plain) = wire::try_emit_payload_chain(inner).map_err(|e| e.to_string())?;
         let body_len = sk.encrypted_len(plain.len());
         let mut out = wire::sk_message_prefix(&header, first, body_len, &[]).map_err(|e| e.to_string())?;
         let body = sk.encrypt(&out, &plain, self.provider.rng());
@@ -1473,12 +1519,7 @@ impl Endpoint {
 
     fn send_auth_request(&mut self, now: Instant, sa: &mut IkeSa) -> Result<(), String> {
         let conn = self.connections[sa.conn].clone();
-        let mut spi = [0u8; 4];
-        while spi[0] == 0 {
-            // SPIs below 256 are reserved (RFC 4303 2.1); a leading non-zero byte avoids them.
-            self.provider.rng().fill(&mut spi);
-        }
-        sa.child_spi = u32::from_be_bytes(spi);
+        sa.child_spi = self.new_spi(sa);
         let (certs, auth) = Self::my_auth(sa, &conn)?;
         let proposals = conn
             .esp
@@ -1586,13 +1627,30 @@ impl Endpoint {
         })
     }
 
-    fn new_spi(&mut self) -> u32 {
-        let mut spi = [0u8; 4];
-        while spi[0] == 0 {
-            // SPIs below 256 are reserved (RFC 4303 2.1); a leading non-zero byte avoids them.
-            self.provider.rng().fill(&mut spi);
+    /// A random inbound ESP SPI that none of our Child SAs, installed or being negotiated,
+    /// has: the dataplane finds inbound SAs by SPI alone, and refuses a second one. With
+    /// 100,000 tunnels (200,000 SPIs in use counting rekeys) a random draw collides about once
+    /// in 20,000.
+    /// `current` is the IKE SA being worked on, out of `self.sas` while it is.
+    fn new_spi(&mut self, current: &IkeSa) -> u32 {
+        loop {
+            let mut spi = [0u8; 4];
+            while spi[0] == 0 {
+                // SPIs below 256 are reserved (RFC 4303 2.1); a leading non-zero byte avoids them.
+                self.provider.rng().fill(&mut spi);
+            }
+            let spi = u32::from_be_bytes(spi);
+            if !std::iter::once(current).chain(self.sas.values()).any(|s| Self::spi_in_use(s, spi)) {
+                return spi;
+            }
         }
-        u32::from_be_bytes(spi)
+    }
+
+    /// Whether `spi` is an inbound SPI of `sa`'s, installed or being negotiated.
+    fn spi_in_use(sa: &IkeSa, spi: u32) -> bool {
+        sa.child_spi == spi
+            || sa.rekey.as_ref().is_some_and(|r| r.new_spi_in == spi)
+            || sa.children.iter().any(|c| c.spi_in == spi)
     }
 
     /// Starts rekeying Child SA `idx` (RFC 7296 1.3.3, 2.8): CREATE_CHILD_SA with REKEY_SA,
@@ -1622,7 +1680,7 @@ impl Endpoint {
         (local_ts, remote_ts): (Vec<TrafficSelector>, Vec<TrafficSelector>),
     ) -> Result<(), String> {
         let conn = self.connections[sa.conn].clone();
-        let new_spi_in = self.new_spi();
+        let new_spi_in = self.new_spi(sa);
         let ni = self.provider.nonce(NONCE_LEN);
         let group = conn.esp.iter().flat_map(|a| a.dh.iter()).next().copied();
         let dh = match group {
@@ -2023,7 +2081,7 @@ impl Endpoint {
             return refuse(NotifyType::INVALID_KE_PAYLOAD, chosen.dh.unwrap_or(0).to_be_bytes().to_vec());
         }
         let Spi::Four(spi_out) = accepted.spi else { return Err("ESP SPI is not 4 bytes".into()) };
-        let spi_in = self.new_spi();
+        let spi_in = self.new_spi(sa);
         let mut payloads = vec![Payload::Sa(vec![chosen.to_wire(accepted.number, ProtocolId::ESP, Spi::Four(spi_in))])];
         let nr = if create_child_sa {
             let nr = self.provider.nonce(NONCE_LEN);

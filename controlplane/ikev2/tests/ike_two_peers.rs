@@ -232,8 +232,10 @@ fn a_child_sa_past_its_hard_lifetime_is_deleted_with_the_peer() {
     let mut net = up(&["aes256gcm16-prfsha256-x25519"], &["aes256gcm16-prfsha256-x25519"], &|_| false);
     let c = child(&net.a_events).clone();
     // The dataplane reports the hard lifetime of the outbound SA (the peer's SPI).
-    assert!(net.a.delete_child(c.spi_out));
-    assert!(!net.a.delete_child(0x1234));
+    assert!(net.a.delete_child(c.spi_out, false));
+    assert!(!net.a.delete_child(0x1234, false));
+    // Our inbound SPI is not an outbound one.
+    assert!(!net.a.delete_child(c.spi_in, false));
     net.run(5, &|_| false);
     assert_eq!(downs(&net.a_events), (1, 0), "{:?}", net.a_events);
     assert_eq!(downs(&net.b_events), (1, 0), "{:?}", net.b_events);
@@ -416,7 +418,7 @@ fn simultaneous_ike_rekeys_keep_one_ike_sa_with_the_child_sas() {
         assert_eq!((la[0].local_spi, la[0].remote_spi), (lb[0].remote_spi, lb[0].local_spi));
         one_matching_child(&net);
         // The IKE SA left works: a Child SA rekey through it succeeds.
-        assert!(net.a.rekey_soon(la[0].children[0].spi_in));
+        assert!(net.a.rekey_soon(la[0].children[0].spi_in, true));
         let end = net.now + Duration::from_secs(3);
         net.run_until(end, &|_| false);
         assert_eq!(child_ups(&net.a_events).len(), 2);
@@ -759,4 +761,84 @@ fn one_responder_connection_serves_many_branches_told_apart_by_identity() {
     assert_eq!(hub_sas.len(), 2, "{hub_sas:?}");
     assert_eq!(downs(&lan.nodes[0].2), (1, 1), "the old SA of branch 7 only");
     assert!(!lan.nodes.iter().flat_map(|n| &n.2).any(|e| matches!(e, Event::Failed { .. })));
+}
+
+#[test]
+fn a_sealed_message_that_does_not_verify_changes_nothing() {
+    let mut net = up(&["aes256gcm16-prfsha256-x25519"], &["aes256gcm16-prfsha256-x25519"], &|_| false);
+    check_pair(&net);
+    let (_, spi, _) = net.a.ike_sas()[0].clone();
+    // A real request of A's (a Delete), held back.
+    net.a.delete(net.now, spi).unwrap();
+    let Transmit { local, remote, data } = net.a.poll_transmit().expect("A's Delete");
+    let elsewhere: SocketAddr = "203.0.113.9:4500".parse().unwrap();
+    // Its header is in the clear: copies with a broken ICV, or cut short, from A's address and
+    // from another, must neither take B's SA down nor move it nor get an answer (RFC 7296
+    // 2.21.2, 3.14: dropped without a trace).
+    let mut bad_icv = data.clone();
+    *bad_icv.last_mut().unwrap() ^= 1;
+    let mut bad_body = data.clone();
+    bad_body[40] ^= 0x80;
+    for forged in [&bad_icv, &bad_body] {
+        for from in [local, elsewhere] {
+            net.b.handle_datagram(net.now, remote, from, forged);
+            assert!(net.b.poll_transmit().is_none(), "no answer to a forgery");
+        }
+    }
+    let b_sas = net.b.list(net.now);
+    assert_eq!(b_sas.len(), 1);
+    assert!(b_sas[0].established);
+    assert_eq!(b_sas[0].remote, local, "the peer's address is not taken from a forgery");
+    assert!(std::iter::from_fn(|| net.b.poll_event()).next().is_none(), "no event: nothing happened");
+    // The genuine request still goes through (its message ID was not used up), from wherever
+    // it comes: an authenticated message moves the peer's address (a NAT rebinding).
+    net.b.handle_datagram(net.now, remote, elsewhere, &data);
+    let answer = net.b.poll_transmit().expect("B answers the Delete");
+    assert_eq!(answer.remote, elsewhere, "answered where the authenticated request came from");
+    assert!(net.b.ike_sas().is_empty(), "B acted on the Delete");
+}
+
+#[test]
+fn half_open_responder_sas_expire() {
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    let mut net = Net::new(
+        conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2),
+        conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1),
+    );
+    let start = net.now;
+    net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+    // B gets A's IKE_SA_INIT; nothing else arrives anywhere (no IKE_AUTH ever).
+    net.run(0, &|n| n > 1);
+    assert_eq!(net.b.ike_sas().len(), 1, "B keeps a half-open SA");
+    assert!(net.b.poll_timeout().is_some_and(|t| t <= start + Endpoint::HALF_OPEN_LIFETIME));
+    let second = Duration::from_secs(1);
+    net.run_until(start + Endpoint::HALF_OPEN_LIFETIME - second, &|n| n > 1);
+    assert_eq!(net.b.ike_sas().len(), 1, "not before its time");
+    net.run_until(start + Endpoint::HALF_OPEN_LIFETIME + second, &|n| n > 1);
+    assert!(net.b.ike_sas().is_empty(), "the half-open SA is gone after {:?}", Endpoint::HALF_OPEN_LIFETIME);
+    assert!(net.b_events.is_empty(), "dropped without events: {:?}", net.b_events);
+}
+
+#[test]
+fn narrowing_never_yields_more_selectors_than_a_payload_holds() {
+    use ikev2::wire::AddrRange;
+    // 255 selectors of the peer's, one per protocol, each inside both of ours: 510 pairs.
+    let theirs: Vec<TrafficSelector> = (1..=255u8)
+        .map(|p| {
+            TrafficSelector::Ipv4(AddrRange {
+                ip_protocol: p,
+                start_port: 0,
+                end_port: 65535,
+                start: [0, 0, 0, 0].into(),
+                end: [255, 255, 255, 255].into(),
+            })
+        })
+        .collect();
+    let ours = [
+        TrafficSelector::ipv4([10, 0, 0, 0].into(), [10, 255, 255, 255].into()),
+        TrafficSelector::ipv4([192, 168, 0, 0].into(), [192, 168, 255, 255].into()),
+    ];
+    let narrowed = ikev2::ike::narrow(&theirs, &ours);
+    assert_eq!(narrowed.len(), 255, "RFC 7296 3.13: the count is one octet");
+    assert!(narrowed.iter().all(|n| ikev2::ike::narrow(std::slice::from_ref(n), &ours) == [n.clone()]));
 }
