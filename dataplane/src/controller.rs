@@ -144,6 +144,13 @@ impl Controller {
                     Event::NeighborLearned(n) => share.push(n),
                     // Dropped here, off the fast path.
                     Event::Retired(r) => drop(r),
+                    Event::SeqLimit { slot, spi, exhausted } => {
+                        let (events, updates) = self.sad.seq_limit(slot, spi, exhausted);
+                        for e in events {
+                            self.event(e);
+                        }
+                        self.send(updates);
+                    }
                     Event::Acquire(id, k) => {
                         if let Some(policy) = self.sad.policy_name(id).map(str::to_string) {
                             self.event(SadEvent::Acquire {
@@ -314,5 +321,34 @@ mod tests {
         ctl.tick(t);
         assert!(ctl.flushed() && ring.pop().is_some());
         assert_eq!(ctl.pause(t), EXPIRE_EVERY, "long again once delivered");
+    }
+
+    /// An outbound SA's sequence counter at its soft point, then at its end, as a worker
+    /// reports them: a soft expiry for the IKE daemon to rekey on, then a hard one and the
+    /// SA's removal from the workers.
+    #[test]
+    fn sequence_limits_reported_by_a_worker_expire_the_sa() {
+        let ring = Arc::new(ArrayQueue::new(8));
+        let events = Arc::new(ArrayQueue::new(4));
+        let counters = vec![Arc::new(WorkerCounters::new(0, 4))];
+        let mut ctl = Controller::new(Sad::new(4, 1), counters, vec![ring.clone()], vec![events.clone()]);
+        let sa: ctlproto::RawSa = serde_json::from_str(
+            r#"{"name":"o","spi":4660,"direction":"out","algorithm":"aes128gcm16",
+            "key":"000102030405060708090a0b0c0d0e0f","salt":"01020304","local":"192.0.2.1",
+            "remote":"192.0.2.2"}"#,
+        )
+        .unwrap();
+        assert!(ctl.handle(Command::AddSa { sa }).error.is_none());
+        assert!(matches!(ring.pop(), Some(Update::AddOutbound { slot: 0, .. })));
+        let polled = |ctl: &mut Controller| ctl.handle(Command::PollEvents).events.unwrap_or_default();
+        let t = Instant::now();
+        assert!(events.push(Event::SeqLimit { slot: 0, spi: 4660, exhausted: false }).is_ok());
+        ctl.tick(t);
+        assert_eq!(polled(&mut ctl), [SadEvent::SoftExpire { name: "o".into(), spi: 4660, direction: "out".into() }]);
+        assert!(ring.pop().is_none(), "the SA stays until it is replaced");
+        assert!(events.push(Event::SeqLimit { slot: 0, spi: 4660, exhausted: true }).is_ok());
+        ctl.tick(t);
+        assert_eq!(polled(&mut ctl), [SadEvent::HardExpire { name: "o".into(), spi: 4660, direction: "out".into() }]);
+        assert!(matches!(ring.pop(), Some(Update::DelOutbound { slot: 0 })));
     }
 }

@@ -175,6 +175,11 @@ pub struct Pipeline {
     /// Traffic that matched a protect policy without an SA: (policy id, the packet's flow),
     /// for the control plane to negotiate one. At most one per policy per second per worker.
     pub acquire: Vec<(u32, FlowKey)>,
+    /// Outbound SAs whose sequence counter this worker took to the point where the SA asks to
+    /// be replaced (false) or to its last number (true): (slot, SPI, exhausted). Each number
+    /// is reserved by one worker only (in disjoint runs), so each is reported once; the worker
+    /// keeps the reports until the control thread's ring takes them.
+    pub seq_limits: Vec<(usize, u32, bool)>,
     last_acquire: FastMap<u32, u64>,
     last_solicit: FastMap<(usize, IpAddr), u64>,
     tsc_hz: u64,
@@ -252,6 +257,7 @@ impl Pipeline {
             learned: Vec::with_capacity(MAX_PENDING),
             solicit: Vec::with_capacity(MAX_PENDING),
             acquire: Vec::with_capacity(MAX_PENDING),
+            seq_limits: Vec::new(),
             last_solicit: FastMap::default(),
             last_acquire: FastMap::default(),
             tsc_hz: tsc_hz.max(1),
@@ -891,12 +897,21 @@ impl Pipeline {
             };
             // One atomic add per run: these numbers belong to this core alone.
             let first = sa.seq_counter().reserve(run as u64);
+            // Whether number `x` is among this run's (first + run may pass 2^64 - 1).
+            let ours = |x: u64| x >= first && x - first < run as u64;
+            if ours(sa.seq_soft()) {
+                self.seq_limits.push((sa_idx, sa.spi, false));
+            }
+            if ours(sa.seq_last()) {
+                self.seq_limits.push((sa_idx, sa.spi, true));
+            }
             let egress = self.egress(sa_idx);
             for (k, p) in pending[i..i + run].iter().enumerate() {
                 let pkt = &mut pkts[p.0];
                 let inner_len = pkt.len() as u64;
                 let Some(sa) = self.outbound[sa_idx].sa.as_ref() else { continue };
-                verdicts[p.0] = match sa.encapsulate(first + k as u64, pkt) {
+                // (Saturating: past the end of the space is past it, see `SeqCounter::reserve`.)
+                verdicts[p.0] = match sa.encapsulate(first.saturating_add(k as u64), pkt) {
                     Ok(()) => {
                         self.counters.encrypted.add(1);
                         if let Some(c) = self.counters.sa.get(sa_idx) {

@@ -384,6 +384,31 @@ impl Sad {
             .collect()
     }
 
+    /// A worker took the sequence counter of the outbound SA in `slot` (SPI `spi`) to the
+    /// point where the SA asks to be replaced, or (`exhausted`) to its last number (RFC 4303
+    /// 3.3.3: it must not cycle). Handled as lifetimes are: the first is reported as a soft
+    /// expiry (once, as any soft limit), the second removes the SA with a hard expiry, since
+    /// it can send nothing more. A report for a slot that holds another SA by now is ignored.
+    pub fn seq_limit(&mut self, slot: usize, spi: u32, exhausted: bool) -> (Vec<SadEvent>, Updates) {
+        let mut events = Vec::new();
+        let Some(m) =
+            self.slots.get_mut(slot).and_then(Option::as_mut).filter(|m| m.direction == Direction::Out && m.spi == spi)
+        else {
+            return (events, self.empty_updates());
+        };
+        let (name, direction) = (m.name.clone(), dir_name(m.direction));
+        if exhausted {
+            events.push(SadEvent::HardExpire { name: name.clone(), spi, direction });
+            let updates = self.del_sa(&name).unwrap_or_else(|_| self.empty_updates());
+            return (events, updates);
+        }
+        if !m.soft_reported {
+            m.soft_reported = true;
+            events.push(SadEvent::SoftExpire { name, spi, direction });
+        }
+        (events, self.empty_updates())
+    }
+
     /// Checks lifetimes (RFC 4301 4.4.2.1): soft limits are reported once, hard limits remove
     /// the SA. `now` is passed in so that tests can move time.
     pub fn expire(&mut self, counters: &[Arc<WorkerCounters>], now: Instant) -> (Vec<SadEvent>, Updates) {
@@ -525,6 +550,30 @@ mod tests {
 
     /// Byte and packet limits are checked on every call, from the counters; an SA with both
     /// kinds of limit is checked once per call and keeps its time deadline.
+    #[test]
+    fn sequence_limits_of_outbound_sas_expire_them() {
+        let counters = vec![Arc::new(WorkerCounters::new(0, 4))];
+        let mut sad = Sad::new(4, 1);
+        let json = r#"{"name":"o","spi":4660,"direction":"out","algorithm":"aes128gcm16",
+            "key":"000102030405060708090a0b0c0d0e0f","salt":"01020304","local":"192.0.2.1",
+            "remote":"192.0.2.2"}"#;
+        let raw: RawSa = serde_json::from_str(json).unwrap();
+        let (slot, _) = sad.add_sa(&check_sa(&raw, &|n| n.to_string()).unwrap(), &counters).unwrap();
+        let (inbound, _) = sad.add_sa(&conf("i", 1, ""), &counters).unwrap();
+        // Reports about another SPI, or an inbound SA, are about an SA that is gone.
+        assert!(sad.seq_limit(slot, 4661, false).0.is_empty());
+        assert!(sad.seq_limit(inbound, 0x1001, true).0.is_empty());
+        assert_eq!(sad.list(&counters).len(), 2);
+        let (events, updates) = sad.seq_limit(slot, 4660, false);
+        assert_eq!(names(&events), ["soft o"]);
+        assert!(updates.iter().all(Vec::is_empty));
+        assert!(sad.seq_limit(slot, 4660, false).0.is_empty(), "a soft limit is reported once");
+        let (events, updates) = sad.seq_limit(slot, 4660, true);
+        assert_eq!(names(&events), ["hard o"]);
+        assert!(matches!(updates[0][..], [Update::DelOutbound { slot: s }] if s == slot), "{updates:?}");
+        assert_eq!(sad.list(&counters).len(), 1, "an SA out of numbers is removed");
+    }
+
     #[test]
     fn volume_limits_read_the_counters() {
         let counters = vec![Arc::new(WorkerCounters::new(0, 4)), Arc::new(WorkerCounters::new(1, 4))];

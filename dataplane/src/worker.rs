@@ -19,6 +19,13 @@ pub enum Event {
     Retired(Retired),
     /// Traffic for a protect policy (by id) with no SA.
     Acquire(u32, esp::wire::FlowKey),
+    /// The outbound SA in `slot` (with this SPI) reached the sequence number from which it
+    /// asks to be replaced, or (`exhausted`) its last one.
+    SeqLimit {
+        slot: usize,
+        spi: u32,
+        exhausted: bool,
+    },
 }
 
 /// The DPDK port ids a worker polls.
@@ -73,7 +80,9 @@ impl Worker {
     pub fn run(mut self) {
         let n_ports = self.ports.data.len();
         let mut rx: Vec<Mbuf> = Vec::with_capacity(self.burst);
-        let mut verdicts = vec![Verdict::Drop(DropReason::NoRoute); self.burst];
+        // As many verdicts as `rx_burst` may return packets: it fills the vector's capacity,
+        // which `with_capacity` promises to be at least, not exactly, the burst.
+        let mut verdicts = vec![Verdict::Drop(DropReason::NoRoute); rx.capacity()];
         // One TX staging vector per data port and per TAP.
         let mut tx_data: Vec<Vec<Mbuf>> = (0..n_ports).map(|_| Vec::with_capacity(self.burst * 2)).collect();
         let mut tx_tap: Vec<Vec<Mbuf>> = (0..n_ports).map(|_| Vec::with_capacity(self.burst * 2)).collect();
@@ -191,6 +200,16 @@ impl Worker {
             for (id, k) in self.pipeline.acquire.drain(..) {
                 let _ = self.events.push(Event::Acquire(id, k));
             }
+            // Not to be lost on a full ring: nothing would report the crossing again.
+            let mut sent = 0;
+            for &(slot, spi, exhausted) in &self.pipeline.seq_limits {
+                if self.events.push(Event::SeqLimit { slot, spi, exhausted }).is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            told |= sent > 0;
+            self.pipeline.seq_limits.drain(..sent);
             if told {
                 self.doorbell.ring();
             }

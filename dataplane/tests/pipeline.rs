@@ -777,3 +777,45 @@ fn policies_replaced_deleted_and_re_resolved_one_by_one() {
     let e = a.ctl.handle(serde_json::from_str(r#"{"command":"del_policy","name":"wide"}"#).unwrap()).error.unwrap();
     assert!(e.contains("no policy named"), "{e}");
 }
+
+#[test]
+fn an_outbound_sa_near_the_end_of_its_numbers_reports_it_once() {
+    use dataplane::pipeline::Update;
+    for esn in [false, true] {
+        let (mut a, ca) = pipeline("a", false, false, esn);
+        let cfg = Config::parse(&gw_config("a", false, false, esn)).unwrap();
+        let sa_cfg = &cfg.sas[0].sa;
+        let spi = sa_cfg.spi;
+        let at = |next: u64| OutboundSa::new(sa_cfg, Arc::new(SeqCounter::starting_at(next))).unwrap();
+        let (soft, last) = (at(1).seq_soft(), at(1).seq_last());
+        assert_eq!(last, if esn { u64::MAX - 1 } else { u64::from(u32::MAX) });
+        assert_eq!(last - soft, last / 16, "a sixteenth of the space is left for the rekey");
+        // The SA in slot 0 ("out", the first in the configuration) with its counter `next`.
+        let burst_from = |a: &mut Pipeline, next: Option<u64>| -> Vec<Verdict> {
+            if let Some(next) = next {
+                a.apply(Update::AddOutbound { slot: 0, sa: Box::new(at(next)) });
+            }
+            let inner = ipv4_udp("10.1.0.10", "10.2.0.10", 64);
+            let mut pkts: Vec<VecBuf> = (0..4).map(|_| frame(A_PROT, HOST1, &inner)).collect();
+            let mut v = [Verdict::Drop(DropReason::NoRoute); 4];
+            a.process_burst(Ingress::Port(0), &mut pkts, &mut v, 1);
+            v.to_vec()
+        };
+        // Numbers soft-2 .. soft+1: the run crosses the point once.
+        assert_eq!(burst_from(&mut a, Some(soft - 2)), vec![Verdict::Port(1); 4]);
+        assert_eq!(a.seq_limits, vec![(0, spi, false)], "esn={esn}");
+        a.seq_limits.clear();
+        assert_eq!(burst_from(&mut a, None), vec![Verdict::Port(1); 4]);
+        assert!(a.seq_limits.is_empty(), "reported once");
+        // Numbers last-1 .. last+2: two go out, the last number among them (reported once),
+        // and two are past the end.
+        let v = burst_from(&mut a, Some(last - 1));
+        let exhausted = Verdict::Drop(DropReason::SeqExhausted);
+        assert_eq!(v, vec![Verdict::Port(1), Verdict::Port(1), exhausted, exhausted], "esn={esn}");
+        assert_eq!(a.seq_limits, vec![(0, spi, true)]);
+        a.seq_limits.clear();
+        assert_eq!(burst_from(&mut a, None), vec![exhausted; 4]);
+        assert!(a.seq_limits.is_empty(), "reported once");
+        assert_eq!(ca.drops(DropReason::SeqExhausted), 6);
+    }
+}

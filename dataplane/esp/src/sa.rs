@@ -78,10 +78,14 @@ impl SeqCounter {
     }
 
     /// Reserves `n` consecutive numbers and returns the first. Numbers past the end of the space
-    /// (2^32 - 1, or 2^64 - 1 with ESN) must not be used: see [`OutboundSa::seq_usable`].
+    /// (2^32 - 1, or 2^64 - 2 with ESN) must not be used: see [`OutboundSa::seq_usable`]. The
+    /// counter sticks at 2^64 - 1 instead of wrapping to numbers handed out before (a plain
+    /// add would, after 2^64 numbers with ESN), so a number past the end stays past it.
     #[inline]
     pub fn reserve(&self, n: u64) -> u64 {
-        self.next.fetch_add(n, Ordering::Relaxed)
+        match self.next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_add(n))) {
+            Ok(v) | Err(v) => v,
+        }
     }
 
     /// The next number that would be handed out (for counters shown to operators).
@@ -314,7 +318,22 @@ impl OutboundSa {
     /// must be replaced (rekeyed) before 2^32 (or 2^64 with ESN) packets.
     #[inline]
     pub fn seq_usable(&self, seq: u64) -> bool {
-        seq != 0 && (self.esn || seq <= u64::from(u32::MAX)) && seq != u64::MAX
+        seq != 0 && seq <= self.seq_last()
+    }
+
+    /// The last sequence number this SA may send: 2^32 - 1, or with ESN 2^64 - 2 (the next
+    /// would leave no number for the counter to move on to).
+    #[inline]
+    pub fn seq_last(&self) -> u64 {
+        if self.esn { u64::MAX - 1 } else { u64::from(u32::MAX) }
+    }
+
+    /// The sequence number from which the SA asks to be replaced, as at a soft lifetime: a
+    /// sixteenth of the space before its end, 2^28 packets without ESN (half a minute at
+    /// 10 Mpps) for a rekey to take over (RFC 4303 3.3.3).
+    #[inline]
+    pub fn seq_soft(&self) -> u64 {
+        self.seq_last() - self.seq_last() / 16
     }
 
     /// Encrypts the inner IP packet in `buf` into an outer packet with sequence number `seq`
@@ -679,6 +698,17 @@ mod tests {
     /// The window's slot that `hot_memory` names (from the SA's copy of where the slots are)
     /// is the one the window itself reads, for the SA, its per-core copies and an SA with a
     /// new window; and none without anti-replay.
+    #[test]
+    fn the_sequence_counter_sticks_at_its_end_instead_of_wrapping() {
+        let c = SeqCounter::starting_at(u64::MAX - 2);
+        assert_eq!(c.reserve(4), u64::MAX - 2);
+        // Wrapping would hand out 2, 3, ... again: numbers (IVs) already used with the key.
+        assert_eq!(c.reserve(4), u64::MAX);
+        assert_eq!(c.peek(), u64::MAX);
+        let sa = OutboundSa::new(&cfg(true), Arc::new(c)).unwrap();
+        assert!(!sa.seq_usable(u64::MAX) && sa.seq_usable(sa.seq_last()));
+    }
+
     #[test]
     fn hot_memory_names_the_windows_own_slot() {
         let inb = InboundSa::new(&SaConfig { replay_window: 1024, ..cfg(true) }).unwrap();
