@@ -54,11 +54,19 @@ pub struct Selector {
 }
 
 /// Whether flow `k` has a selector's protocol and ports; `reverse` for a packet going the
-/// other way (its destination port is then checked against the source range).
+/// other way (its destination port is then checked against the source range). A packet whose
+/// ports are OPAQUE (a later fragment) matches only selectors that take any port (RFC 4301
+/// 4.4.1.1, 7): otherwise the fragments of a flow that one policy protects by port could
+/// take another policy's action.
 #[inline]
 fn proto_ports_match(proto: Option<u8>, sport: PortRange, dport: PortRange, k: &FlowKey, reverse: bool) -> bool {
     let (ks, kd) = if reverse { (k.dport, k.sport) } else { (k.sport, k.dport) };
-    proto.is_none_or(|p| p == k.proto) && sport.contains(ks) && dport.contains(kd)
+    let ports = if k.opaque {
+        sport == PortRange::ANY && dport == PortRange::ANY
+    } else {
+        sport.contains(ks) && dport.contains(kd)
+    };
+    proto.is_none_or(|p| p == k.proto) && ports
 }
 
 impl Selector {
@@ -422,6 +430,39 @@ mod tests {
         assert!(protect.matches_reverse(&back));
         assert!(!protect.matches_reverse(&key("10.9.0.9", "10.1.0.5", 6, 80, 40000)), "outside the selectors");
         assert!(matches!(spd.lookup_inbound_clear(&back).unwrap().action, Action::Protect { .. }));
+    }
+
+    /// A later fragment shows no ports (OPAQUE, RFC 4301 4.4.1.1): it matches only policies
+    /// that take any port, whatever its missing ports would have been. Here the web traffic's
+    /// later fragments must not take the port-0-1023 bypass, and go where the any-port policy
+    /// sends them.
+    #[test]
+    fn opaque_ports_match_only_any_port_selectors() {
+        let spd = Spd::new(vec![
+            Policy {
+                selector: sel("10.1.0.0/24", "10.2.0.0/24", Some(6), "0-1023"),
+                action: Action::Bypass,
+                priority: 10,
+                id: 0,
+            },
+            Policy {
+                selector: sel("10.1.0.0/24", "10.2.0.0/24", None, "any"),
+                action: Action::Protect { sa_out: Some(0) },
+                priority: 100,
+                id: 1,
+            },
+        ]);
+        let mut later = key("10.1.0.5", "10.2.0.9", 6, 0, 0);
+        assert_eq!(spd.lookup_outbound(&later).unwrap().action, Action::Bypass, "port 0 is in 0-1023");
+        later.opaque = true;
+        assert!(matches!(spd.lookup_outbound(&later).unwrap().action, Action::Protect { .. }));
+        let any = sel("10.1.0.0/24", "10.2.0.0/24", Some(6), "any");
+        assert!(any.matches(&later));
+        let mut back = key("10.2.0.9", "10.1.0.5", 6, 0, 0);
+        back.opaque = true;
+        assert!(any.matches_reverse(&back));
+        assert!(!sel("10.1.0.0/24", "10.2.0.0/24", Some(6), "0-65534").matches_reverse(&back));
+        assert_eq!(spd.lookup_inbound_clear(&back).unwrap().id, 1);
     }
 
     /// The index answers as a scan in rank order does, through inserts, replacements and

@@ -18,6 +18,8 @@ pub const PROTO_IPV6: u8 = 41;
 pub const PROTO_ESP: u8 = 50;
 pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_ICMPV6: u8 = 58;
+/// IPv6's Fragment header (RFC 8200 4.5): what follows it, ports included, is not walked to.
+pub const PROTO_IPV6_FRAGMENT: u8 = 44;
 /// "No next header": marks a dummy packet (RFC 4303 section 2.6).
 pub const PROTO_NONE: u8 = 59;
 
@@ -203,7 +205,10 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 
 /// The parts of an IP packet that classification and policy lookup need: the 5-tuple.
 /// Ports are 0 for protocols without them; for ICMP they carry type and code (RFC 4301 4.4.1.1
-/// lets selectors match ICMP type/code in the port fields).
+/// lets selectors match ICMP type/code in the port fields). `opaque`: the packet's protocol has
+/// ports but the packet does not show them (a later fragment, an IPv6 fragment header, a first
+/// fragment cut before them): RFC 4301 4.4.1.1's OPAQUE, which matches only selectors that
+/// take any port (ports are then 0).
 ///
 /// Addresses are numbers (IPv4 in the low 32 bits), which is what the SPD hashes and masks,
 /// and every field is whole and aligned: a key of two `IpAddr`s (a tag byte, then the address
@@ -217,6 +222,7 @@ pub struct FlowKey {
     pub proto: u8,
     pub sport: u16,
     pub dport: u16,
+    pub opaque: bool,
 }
 
 /// An address as a number, IPv4 in the low 32 bits.
@@ -236,7 +242,7 @@ fn addr_from_bits(v6: bool, bits: u128) -> IpAddr {
 impl FlowKey {
     /// The key of a flow between `src` and `dst` (of one family; `src`'s decides).
     pub fn new(src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16) -> Self {
-        FlowKey { src: addr_bits(src), dst: addr_bits(dst), v6: src.is_ipv6(), proto, sport, dport }
+        FlowKey { src: addr_bits(src), dst: addr_bits(dst), v6: src.is_ipv6(), proto, sport, dport, opaque: false }
     }
 
     #[inline]
@@ -279,12 +285,13 @@ pub fn flow_key_and_len(pkt: &[u8]) -> Result<(FlowKey, usize), EspError> {
         None => return Err(EspError::Truncated),
     };
     let l4 = &pkt[l4_at..total_len];
-    let (sport, dport) = match proto {
-        PROTO_TCP | PROTO_UDP | 132 if first_fragment && l4.len() >= 4 => (be16(l4, 0), be16(l4, 2)),
-        PROTO_ICMP | PROTO_ICMPV6 if first_fragment && l4.len() >= 2 => (u16::from(l4[0]), u16::from(l4[1])),
-        _ => (0, 0),
+    let (sport, dport, opaque) = match proto {
+        PROTO_TCP | PROTO_UDP | 132 if first_fragment && l4.len() >= 4 => (be16(l4, 0), be16(l4, 2), false),
+        PROTO_ICMP | PROTO_ICMPV6 if first_fragment && l4.len() >= 2 => (u16::from(l4[0]), u16::from(l4[1]), false),
+        PROTO_TCP | PROTO_UDP | 132 | PROTO_ICMP | PROTO_ICMPV6 | PROTO_IPV6_FRAGMENT => (0, 0, true),
+        _ => (0, 0, false),
     };
-    Ok((FlowKey { src, dst, v6, proto, sport, dport }, total_len))
+    Ok((FlowKey { src, dst, v6, proto, sport, dport, opaque }, total_len))
 }
 
 /// Where the ESP header starts in an outer packet, and what the outer headers say that
@@ -586,9 +593,16 @@ mod tests {
         assert_eq!(k, FlowKey::new("10.1.0.5".parse().unwrap(), "10.2.0.9".parse().unwrap(), PROTO_UDP, 4000, 53));
         assert_eq!((k.src_ip().to_string(), k.dst_ip().to_string()), ("10.1.0.5".into(), "10.2.0.9".into()));
         assert_eq!((k.src, k.v6), (0x0a01_0005, false));
-        // A later fragment has no ports.
+        // A later fragment has no ports: OPAQUE (RFC 4301 4.4.1.1).
         v4[6] = 0x01;
-        assert_eq!((flow_key(&v4).unwrap().sport, flow_key(&v4).unwrap().dport), (0, 0));
+        let later = flow_key(&v4).unwrap();
+        assert_eq!((later.sport, later.dport, later.opaque), (0, 0, true));
+        // A first fragment (more-fragments set, offset 0) shows them.
+        (v4[6], v4[7]) = (0x20, 0);
+        assert!(!flow_key(&v4).unwrap().opaque);
+        // A protocol without ports is not opaque, fragment or not.
+        (v4[6], v4[9]) = (0x01, 47);
+        assert!(!flow_key(&v4).unwrap().opaque);
         // ICMPv6 echo request 2001:db8::1 -> 2001:db8::2: type and code in the port fields.
         let mut v6 = [0u8; 48];
         v6[0] = 0x60;
