@@ -117,6 +117,11 @@ pub enum Update {
     DelInbound {
         spi: u32,
     },
+    /// New selectors for the inbound SA with this SPI (its policies changed).
+    SetInboundSelectors {
+        spi: u32,
+        selectors: Arc<[Selector]>,
+    },
     /// Adds a policy, or replaces the one with the same id.
     SetPolicy(Policy),
     DelPolicy {
@@ -129,6 +134,7 @@ pub enum Update {
 pub enum Retired {
     Outbound(Box<OutboundSa>),
     Inbound(Box<InboundEntry>),
+    Selectors(Arc<[Selector]>),
 }
 
 /// How often one worker may ask for the same neighbour, in TSC ticks per second divided by this.
@@ -291,6 +297,10 @@ impl Pipeline {
             }
             Update::AddInbound(e) => self.inbound.insert(e.sa.spi, e).map(Retired::Inbound),
             Update::DelInbound { spi } => self.inbound.remove(&spi).map(Retired::Inbound),
+            Update::SetInboundSelectors { spi, selectors } => {
+                let e = self.inbound.get_mut(&spi)?;
+                Some(Retired::Selectors(std::mem::replace(&mut e.selectors, selectors)))
+            }
             Update::SetPolicy(p) => {
                 self.spd.insert(p);
                 None

@@ -45,6 +45,9 @@ pub struct SaMeta {
     base_packets: u64,
     base_bytes: u64,
     soft_reported: bool,
+    /// An inbound SA installed without selectors of its own: it takes those of the policies
+    /// naming it as `sa_in`, and follows them when they change.
+    selectors_from_policies: bool,
     /// Which installation this is: a slot's entries in the deadline heap name the SA they
     /// were made for, and those of an SA since removed are skipped.
     serial: u64,
@@ -207,6 +210,7 @@ impl Sad {
             base_packets,
             base_bytes,
             soft_reported: false,
+            selectors_from_policies: conf.direction == Direction::In && conf.selectors.is_none(),
             serial: self.next_serial,
         };
         self.next_serial += 1;
@@ -257,6 +261,40 @@ impl Sad {
     /// Adds a policy, or replaces the one of the same name in place (keeping its id, and with
     /// it its place among policies of equal priority).
     pub fn set_policy(&mut self, p: PolicyConf) -> Updates {
+        let was_in = self.policies.get(&p.name).and_then(|(_, old)| Self::sa_in_of(old));
+        let now_in = Self::sa_in_of(&p);
+        let mut updates = self.set_policy_only(p);
+        self.push_inbound_selectors([was_in, now_in], &mut updates);
+        updates
+    }
+
+    fn sa_in_of(p: &PolicyConf) -> Option<String> {
+        match &p.action {
+            PolicyAction::Protect { sa_in, .. } => sa_in.clone(),
+            _ => None,
+        }
+    }
+
+    /// Inbound SAs that take their selectors from the policies naming them (installed without
+    /// selectors of their own) get them again after those policies changed: RFC 4301 5.2's
+    /// check of decrypted packets follows the SPD (an SA installed before its policy would
+    /// otherwise drop everything, and one whose policy narrowed would still take the old).
+    fn push_inbound_selectors(&self, names: [Option<String>; 2], updates: &mut Updates) {
+        let [a, b] = names;
+        let b = b.filter(|b| a.as_ref() != Some(b));
+        for name in [a, b].into_iter().flatten() {
+            let Some(m) = self.by_name.get(&name).and_then(|&s| self.slots[s].as_ref()) else { continue };
+            if m.direction != Direction::In || !m.selectors_from_policies {
+                continue;
+            }
+            let selectors: Arc<[Selector]> = self.selectors_naming(&name).into();
+            for u in updates.iter_mut() {
+                u.push(Update::SetInboundSelectors { spi: m.spi, selectors: selectors.clone() });
+            }
+        }
+    }
+
+    fn set_policy_only(&mut self, p: PolicyConf) -> Updates {
         let id = match self.policies.get(&p.name) {
             Some(&(id, _)) => {
                 self.unindex(id);
@@ -283,11 +321,14 @@ impl Sad {
     }
 
     pub fn del_policy(&mut self, name: &str) -> Result<Updates, SadError> {
-        let (id, _) = *self.policies.get(name).ok_or_else(|| SadError::NoSuchPolicy(name.to_string()))?;
+        let (id, ref old) = *self.policies.get(name).ok_or_else(|| SadError::NoSuchPolicy(name.to_string()))?;
+        let was_in = Self::sa_in_of(old);
         self.unindex(id);
         self.policies.remove(name);
         self.policy_names.remove(&id);
-        Ok(self.broadcast(|| Update::DelPolicy { id }))
+        let mut updates = self.broadcast(|| Update::DelPolicy { id });
+        self.push_inbound_selectors([was_in, None], &mut updates);
+        Ok(updates)
     }
 
     /// Forgets which SAs policy `id` names.
@@ -550,6 +591,55 @@ mod tests {
 
     /// Byte and packet limits are checked on every call, from the counters; an SA with both
     /// kinds of limit is checked once per call and keeps its time deadline.
+    /// An inbound SA installed without selectors takes those of the policies naming it, and
+    /// follows them as they are added, changed and removed; one with its own keeps them.
+    #[test]
+    fn inbound_selectors_follow_the_policies_naming_the_sa() {
+        use crate::policy::PortRange;
+        let counters = vec![Arc::new(WorkerCounters::new(0, 4)), Arc::new(WorkerCounters::new(1, 4))];
+        let mut sad = Sad::new(4, 2);
+        sad.add_sa(&conf("i", 1, ""), &counters).unwrap();
+        let mut own = conf("own", 2, "");
+        own.selectors = Some(vec![]);
+        sad.add_sa(&own, &counters).unwrap();
+        let policy = |name: &str, dst: &str, sa_in: &str| PolicyConf {
+            name: name.into(),
+            selector: Selector {
+                src: "10.1.0.0/24".parse().unwrap(),
+                dst: dst.parse().unwrap(),
+                proto: None,
+                sport: PortRange::ANY,
+                dport: PortRange::ANY,
+            },
+            action: PolicyAction::Protect { sa_out: "o".into(), sa_in: Some(sa_in.into()) },
+            priority: 100,
+        };
+        // What each worker is told about SPI 0x1001's selectors, by destination.
+        let told = |updates: &Updates| -> Vec<Option<Vec<String>>> {
+            assert!(updates.iter().all(|u| u.len() == updates[0].len()), "every worker alike");
+            updates[0]
+                .iter()
+                .filter_map(|u| match u {
+                    Update::SetInboundSelectors { spi, selectors } => {
+                        Some((*spi == 0x1001).then(|| selectors.iter().map(|s| s.dst.to_string()).collect()))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let u = sad.set_policy(policy("p", "10.2.0.0/24", "i"));
+        assert_eq!(told(&u), [Some(vec!["10.2.0.0/24".to_string()])], "the SA came before its policy");
+        let u = sad.set_policy(policy("q", "10.3.0.0/24", "i"));
+        assert_eq!(told(&u), [Some(vec!["10.2.0.0/24".to_string(), "10.3.0.0/24".to_string()])]);
+        let u = sad.set_policy(policy("p", "10.2.0.0/25", "i"));
+        assert_eq!(told(&u), [Some(vec!["10.2.0.0/25".to_string(), "10.3.0.0/24".to_string()])], "narrowed");
+        let u = sad.del_policy("q").unwrap();
+        assert_eq!(told(&u), [Some(vec!["10.2.0.0/25".to_string()])]);
+        // Moving policy p to the SA with its own selectors: i loses p's, own keeps its own.
+        let u = sad.set_policy(policy("p", "10.2.0.0/25", "own"));
+        assert_eq!(told(&u), [Some(vec![])]);
+    }
+
     #[test]
     fn sequence_limits_of_outbound_sas_expire_them() {
         let counters = vec![Arc::new(WorkerCounters::new(0, 4))];

@@ -819,3 +819,26 @@ fn an_outbound_sa_near_the_end_of_its_numbers_reports_it_once() {
         assert_eq!(ca.drops(DropReason::SeqExhausted), 6);
     }
 }
+
+#[test]
+fn an_inbound_sa_takes_new_selectors_between_bursts() {
+    use dataplane::pipeline::{Retired, Update};
+    use dataplane::policy::{PortRange, Selector};
+    let (mut a, _) = pipeline("a", false, false, false);
+    let (mut b, cb) = pipeline("b", false, false, false);
+    let inner = ipv4_udp("10.1.0.10", "10.2.0.10", 64);
+    // B's selectors are written as its outbound policy: local (10.2/24) as the source.
+    let to = |remote: &str| Selector {
+        src: "10.2.0.0/24".parse().unwrap(),
+        dst: remote.parse().unwrap(),
+        proto: None,
+        sport: PortRange::ANY,
+        dport: PortRange::ANY,
+    };
+    let retired = b.apply(Update::SetInboundSelectors { spi: 0x1001, selectors: vec![to("10.9.0.0/16")].into() });
+    assert!(matches!(retired, Some(Retired::Selectors(old)) if old.len() == 2), "the configured two go back");
+    expect_drop(&mut b, &cb, Ingress::Port(1), encrypt(&mut a, &inner), DropReason::InnerSelectorMismatch);
+    b.apply(Update::SetInboundSelectors { spi: 0x1001, selectors: vec![to("10.1.0.0/24")].into() });
+    assert_eq!(run(&mut b, Ingress::Port(1), encrypt(&mut a, &inner)).0, Verdict::Port(0));
+    assert!(b.apply(Update::SetInboundSelectors { spi: 0x7777, selectors: vec![].into() }).is_none(), "no such SA");
+}
