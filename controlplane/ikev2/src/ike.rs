@@ -1769,19 +1769,22 @@ impl Endpoint {
             true,
         )?;
         let new_spi_in = child.spi_in;
+        // Both ends rekeyed this Child SA at once (RFC 7296 2.8.1): the new SA whose exchange
+        // had the lowest of the four nonces is redundant, and its creator deletes it.
+        let crossed = rk.old_spi_in.and_then(|old| sa.crossed_child_rekey.take().filter(|c| c.0 == old));
+        if let Some((_, _, theirs)) = crossed
+            && lower_nonce(&rk.ni, &nr) < theirs.as_slice()
+        {
+            // Ours: deleted with the peer, and never reported up. The peer's, reported when
+            // we answered it, carries the traffic; reporting ours would point the policy at
+            // an SA about to go, and its deletion would leave the policy with none.
+            let del = Payload::Delete(wire::Delete { protocol: ProtocolId::ESP, spis: vec![new_spi_in] });
+            return self.informational(now, sa, &[del], Request::DeleteChild(new_spi_in));
+        }
+        // (If the peer's is the redundant one, it deletes it; ours replaces the old SA as usual.)
         Self::children_of(&mut self.sas, sa).push(Child::of(&child, now));
         self.events.push_back(Event::ChildUp(child));
         let Some(old_spi_in) = rk.old_spi_in else { return Ok(()) };
-        if let Some((_, _, theirs)) = sa.crossed_child_rekey.take().filter(|c| c.0 == old_spi_in) {
-            // Both ends rekeyed this Child SA at once (RFC 7296 2.8.1): the new SA whose exchange
-            // had the lowest of the four nonces is redundant, and its creator deletes it.
-            if lower_nonce(&rk.ni, &nr) < theirs.as_slice() {
-                // Ours: delete it; the peer, whose rekey stands, deletes the old SA.
-                let del = Payload::Delete(wire::Delete { protocol: ProtocolId::ESP, spis: vec![new_spi_in] });
-                return self.informational(now, sa, &[del], Request::DeleteChild(new_spi_in));
-            }
-            // The peer's: it deletes that one; ours replaces the old SA as usual.
-        }
         // Make-before-break: only now the old pair goes (RFC 7296 2.8).
         if let Some(n) = sa.successor.and_then(|k| self.sas.get_mut(&k)) {
             // This IKE SA is on its way out: delete through the one that replaced it.
