@@ -231,6 +231,30 @@ struct Child {
     esn: bool,
     /// Rekey as soon as the IKE SA is free (a soft lifetime was reached in the dataplane).
     due: bool,
+    /// The peer refused a rekey of it: try again then, whatever else says (see
+    /// [`REKEY_RETRY`]).
+    retry_at: Option<Instant>,
+}
+
+/// How long after a refused Child SA rekey (TEMPORARY_FAILURE, say) it is tried again: well
+/// inside the SA's hard lifetime, which follows its rekey time closely, and not so often that
+/// a peer that keeps refusing gets a request storm.
+const REKEY_RETRY: Duration = Duration::from_secs(10);
+
+impl Child {
+    /// When this Child SA is next to be rekeyed: `every` after it was made, at once when its
+    /// soft lifetime was reported (`idle_since`: when its IKE SA became free), or when a
+    /// refused rekey is retried. None if nothing asks for it.
+    fn rekey_at(&self, every: Option<Duration>, idle_since: Instant) -> Option<Instant> {
+        if self.rekeyed {
+            return None;
+        }
+        match self.retry_at {
+            Some(t) => Some(t),
+            None if self.due => Some(idle_since),
+            None => every.map(|e| self.created + e),
+        }
+    }
 }
 
 /// An IKE SA as operators see it.
@@ -385,6 +409,7 @@ impl Child {
             key_bits: c.key_bits,
             esn: c.esn,
             due: false,
+            retry_at: None,
         }
     }
 }
@@ -986,9 +1011,7 @@ impl Endpoint {
             |ep, now, sa| ep.rekey_ike(now, sa),
         );
         let child_due = |s: &IkeSa, c: &Connection| {
-            s.children.iter().position(|x| {
-                !x.rekeyed && (x.due || c.child_rekey.is_some_and(|e| now.saturating_duration_since(x.created) >= e))
-            })
+            s.children.iter().position(|x| x.rekey_at(c.child_rekey, now).is_some_and(|t| t <= now))
         };
         self.on_idle(
             now,
@@ -1031,11 +1054,7 @@ impl Endpoint {
         let rekey = idle()
             .filter_map(|s| {
                 let every = self.connections[s.conn].child_rekey;
-                s.children
-                    .iter()
-                    .filter(|c| !c.rekeyed)
-                    .filter_map(|c| if c.due { Some(s.last_seen) } else { every.map(|e| c.created + e) })
-                    .min()
+                s.children.iter().filter(|c| !c.rekeyed).filter_map(|c| c.rekey_at(every, s.last_seen)).min()
             })
             .min();
         let ike = idle()
@@ -1727,11 +1746,13 @@ impl Endpoint {
         });
         let accepted = inner.sa().and_then(|x| x.first());
         let (Some(accepted), None) = (accepted, refused) else {
-            // Refused (or a collision the peer resolved its way): keep the old SA, try later. A
-            // new Child SA the peer refuses is not retried: that needs a configuration change.
+            // Refused (or a collision the peer resolved its way): keep the old SA and try again
+            // soon, before its hard lifetime ends it (a full rekey time later would be too late,
+            // and a soft lifetime's `due` at once would be a storm). A new Child SA the peer
+            // refuses is not retried: that needs a configuration change.
             let old = rk.old_spi_in;
             if let Some(c) = Self::children_of(&mut self.sas, sa).iter_mut().find(|c| Some(c.spi_in) == old) {
-                (c.rekeyed, c.created) = (false, now);
+                (c.rekeyed, c.retry_at) = (false, Some(now + REKEY_RETRY));
             }
             return Ok(());
         };

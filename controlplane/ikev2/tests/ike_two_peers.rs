@@ -850,3 +850,28 @@ fn narrowing_never_yields_more_selectors_than_a_payload_holds() {
     assert_eq!(narrowed.len(), 255, "RFC 7296 3.13: the count is one octet");
     assert!(narrowed.iter().all(|n| ikev2::ike::narrow(std::slice::from_ref(n), &ours) == [n.clone()]));
 }
+
+#[test]
+fn a_refused_child_sa_rekey_is_retried_soon() {
+    // A rekeys with PFS (x25519); B takes no DH group for Child SAs: NO_PROPOSAL_CHOSEN. The
+    // first Child SA (IKE_AUTH, no KE) comes up all the same.
+    let mut a = conn("a", "b", "a-long-test-psk-0123456789", &["aes256gcm16-prfsha256-x25519"], 1, 2);
+    let mut b = conn("b", "a", "a-long-test-psk-0123456789", &["aes256gcm16-prfsha256-x25519"], 2, 1);
+    a.esp = vec![Algorithms::parse(Kind::Esp, "aes256gcm16-x25519").unwrap()];
+    b.esp = vec![Algorithms::parse(Kind::Esp, "aes256gcm16").unwrap()];
+    a.child_rekey = Some(Duration::from_secs(100));
+    let mut net = Net::new(a, b);
+    let start = net.now;
+    net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+    net.run_until(start + Duration::from_secs(99), &|_| false);
+    assert_eq!(child_ups(&net.a_events).len(), 1);
+    let before = net.delivered;
+    // The rekey at 100 s is refused. Trying again a full rekey time later (200 s) would come
+    // long after the SA's hard lifetime in the dataplane (1.1 x the rekey time by the
+    // daemon's default): tries at 100, 110, 120 s.
+    net.run_until(start + Duration::from_secs(125), &|_| false);
+    let tries = (net.delivered - before) / 2;
+    assert_eq!(tries, 3, "a request and its refusal every {:?}", Duration::from_secs(10));
+    assert!(!net.a_events.iter().chain(&net.b_events).any(|e| matches!(e, Event::Failed { .. })));
+    assert_eq!(live_children(&net.a_events).len(), 1, "the old pair stays while refused");
+}
