@@ -92,19 +92,41 @@ pub fn program(c: &ChildSa, rekey_bytes: Option<u64>, life_time: Option<u64>) ->
     };
     let inbound = sa("in", c.spi_in, c.key_in.expose());
     let outbound = sa("out", c.spi_out, c.key_out.expose());
-    let mut cmds = vec![Command::AddSa { sa: inbound.clone() }, Command::AddSa { sa: outbound.clone() }];
+    let mut cmds = vec![Command::AddSa { sa: inbound }, Command::AddSa { sa: outbound }];
+    // A pair that takes the outbound traffic later gets its policies then (`policies`).
+    if !c.outbound_later {
+        cmds.extend(policies(&c.connection, &c.child, c.spi_in, c.spi_out, &c.local_ts, &c.remote_ts)?);
+    }
+    Ok(cmds)
+}
+
+/// The dataplane's policies sending a Child SA's traffic through its pair (and checking what
+/// comes back against them): one per pair of local and remote prefixes.
+pub fn policies(
+    connection: &str,
+    child: &str,
+    spi_in: u32,
+    spi_out: u32,
+    local_ts: &[TrafficSelector],
+    remote_ts: &[TrafficSelector],
+) -> Result<Vec<Command>, String> {
+    let local_ts: Vec<String> =
+        local_ts.iter().map(prefix).collect::<Option<_>>().ok_or("a local selector is not a prefix")?;
+    let remote_ts: Vec<String> =
+        remote_ts.iter().map(prefix).collect::<Option<_>>().ok_or("a remote selector is not a prefix")?;
+    let mut cmds = Vec::new();
     for l in &local_ts {
         for r in &remote_ts {
             cmds.push(Command::SetPolicy {
                 policy: RawPolicy {
                     // Named by its selectors: a rekey replaces it, and the Child SAs of many
                     // branches on one connection (each its own subnet) sit side by side.
-                    name: format!("{}-{}-{l}-{r}", c.connection, c.child),
+                    name: format!("{connection}-{child}-{l}-{r}"),
                     src: l.clone(),
                     dst: r.clone(),
                     action: "protect".into(),
-                    sa_out: Some(outbound.name.clone()),
-                    sa_in: Some(inbound.name.clone()),
+                    sa_out: Some(sa_name(connection, child, "out", spi_out)),
+                    sa_in: Some(sa_name(connection, child, "in", spi_in)),
                     ..RawPolicy::default()
                 },
             });
@@ -407,6 +429,24 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
                 Event::IkeDown { connection, local_spi } => {
                     eprintln!("ike-daemon: {connection}: IKE SA {local_spi:016x} deleted")
                 }
+                Event::ChildOutbound { connection, child, spi_in, spi_out, local_ts, remote_ts } => {
+                    eprintln!(
+                        "ike-daemon: {connection}: child SA {child} takes the outbound traffic, SPIs in {spi_in:08x} out {spi_out:08x}"
+                    );
+                    if let Some(sock) = &cfg.dataplane_socket {
+                        match policies(&connection, &child, spi_in, spi_out, &local_ts, &remote_ts) {
+                            Ok(cmds) => match ctlproto::request_many(sock, cmds) {
+                                Ok(answers) => {
+                                    for e in answers.into_iter().filter_map(|r| r.error) {
+                                        eprintln!("ike-daemon: dataplane: {e}");
+                                    }
+                                }
+                                Err(e) => eprintln!("ike-daemon: dataplane: {e}"),
+                            },
+                            Err(e) => eprintln!("ike-daemon: {connection}: cannot program the dataplane: {e}"),
+                        }
+                    }
+                }
                 Event::ChildDown { connection, child, spi_in, spi_out } => {
                     eprintln!(
                         "ike-daemon: {connection}: child SA {child} down, SPIs in {spi_in:08x} out {spi_out:08x}"
@@ -504,6 +544,49 @@ fn nat_keepalives(ep: &Endpoint, sockets: &[(UdpSocket, bool)]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pair that takes the outbound traffic later is installed without its policies; they
+    /// come with [`policies`], naming the same SAs.
+    #[test]
+    fn a_pair_held_back_is_installed_without_its_policies() {
+        let ts = |s: &str| crate::config::selector(s).unwrap();
+        let mut c = ChildSa {
+            connection: "gw".into(),
+            child: "net".into(),
+            local: "192.0.2.1:500".parse().unwrap(),
+            remote: "192.0.2.2:500".parse().unwrap(),
+            udp_encap: false,
+            spi_in: 0x1111_1111,
+            spi_out: 0x2222_2222,
+            key_bits: 128,
+            key_in: ikev2::crypto::Secret::from_slice(&[1; 20]),
+            key_out: ikev2::crypto::Secret::from_slice(&[2; 20]),
+            esn: false,
+            local_ts: vec![ts("10.1.0.0/24")],
+            remote_ts: vec![ts("10.2.0.0/24"), ts("10.3.0.0/24")],
+            outbound_later: false,
+        };
+        let kinds = |cmds: &[Command]| -> Vec<&'static str> {
+            cmds.iter()
+                .map(|c| match c {
+                    Command::AddSa { .. } => "sa",
+                    Command::SetPolicy { .. } => "policy",
+                    _ => "other",
+                })
+                .collect()
+        };
+        assert_eq!(kinds(&program(&c, None, None).unwrap()), ["sa", "sa", "policy", "policy"]);
+        c.outbound_later = true;
+        let now = program(&c, None, None).unwrap();
+        assert_eq!(kinds(&now), ["sa", "sa"]);
+        let later = policies(&c.connection, &c.child, c.spi_in, c.spi_out, &c.local_ts, &c.remote_ts).unwrap();
+        let Command::SetPolicy { policy } = &later[1] else { panic!("{later:?}") };
+        assert_eq!((policy.src.as_str(), policy.dst.as_str()), ("10.1.0.0/24", "10.3.0.0/24"));
+        assert_eq!(policy.sa_out.as_deref(), Some(sa_name("gw", "net", "out", 0x2222_2222).as_str()));
+        assert_eq!(policy.sa_in.as_deref(), Some(sa_name("gw", "net", "in", 0x1111_1111).as_str()));
+        let Command::AddSa { sa } = &now[1] else { panic!("{now:?}") };
+        assert_eq!(policy.sa_out.as_ref(), Some(&sa.name), "the policy names the SA installed before");
+    }
 
     #[test]
     fn selectors_become_prefixes() {

@@ -124,6 +124,11 @@ pub struct ChildSa {
     pub esn: bool,
     pub local_ts: Vec<TrafficSelector>,
     pub remote_ts: Vec<TrafficSelector>,
+    /// The pair replaces one in a rekey the peer started: the peer installs its inbound half
+    /// only when our answer reaches it, so packets we sent on it at once could arrive before
+    /// and be lost. Install it, but send on it only from [`Event::ChildOutbound`], when the
+    /// peer deletes the old pair (RFC 7296 2.8) or a few seconds have passed.
+    pub outbound_later: bool,
 }
 
 impl std::fmt::Debug for ChildSa {
@@ -148,6 +153,17 @@ pub enum Event {
         remote_id: Identification,
     },
     ChildUp(ChildSa),
+    /// Outbound traffic may move to this Child SA now, reported up earlier with
+    /// `outbound_later` (see [`ChildSa::outbound_later`]); comes before the [`Event::ChildDown`]
+    /// of the pair it replaces.
+    ChildOutbound {
+        connection: String,
+        child: String,
+        spi_in: u32,
+        spi_out: u32,
+        local_ts: Vec<TrafficSelector>,
+        remote_ts: Vec<TrafficSelector>,
+    },
     /// A Child SA is gone (deleted by either end, or with its IKE SA): remove it from the
     /// dataplane.
     ChildDown {
@@ -234,7 +250,14 @@ struct Child {
     /// The peer refused a rekey of it: try again then, whatever else says (see
     /// [`REKEY_RETRY`]).
     retry_at: Option<Instant>,
+    /// Made by a rekey the peer started, of the pair with this inbound SPI; outbound traffic
+    /// stays on that one until it goes or [`OUTBOUND_HOLD`] has passed.
+    holds_for: Option<u32>,
 }
+
+/// The longest a rekey's new pair waits for the peer to delete the old one before outbound
+/// traffic moves to it anyway (the peer's Delete comes one round trip after our answer).
+pub const OUTBOUND_HOLD: Duration = Duration::from_secs(5);
 
 /// How long after a refused Child SA rekey (TEMPORARY_FAILURE, say) it is tried again: well
 /// inside the SA's hard lifetime, which follows its rekey time closely, and not so often that
@@ -410,6 +433,7 @@ impl Child {
             esn: c.esn,
             due: false,
             retry_at: None,
+            holds_for: None,
         }
     }
 }
@@ -619,7 +643,14 @@ impl Endpoint {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let retransmit = self.sas.values().filter_map(|s| s.pending.as_ref().map(|p| p.next)).min();
         let half_open = self.sas.values().filter_map(Self::half_open_until).min();
-        [retransmit, self.next_dpd(), half_open].into_iter().flatten().min()
+        let held = self
+            .sas
+            .values()
+            .flat_map(|s| &s.children)
+            .filter(|c| c.holds_for.is_some())
+            .map(|c| c.created + OUTBOUND_HOLD)
+            .min();
+        [retransmit, self.next_dpd(), half_open, held].into_iter().flatten().min()
     }
 
     /// How long a half-open IKE SA (ours as responder, IKE_SA_INIT answered, no IKE_AUTH yet)
@@ -947,6 +978,15 @@ impl Endpoint {
     /// Retransmits requests whose answer is late (RFC 7296 2.1), gives up after the last try,
     /// and checks on peers that have been silent for the liveness delay (2.4).
     pub fn handle_timeout(&mut self, now: Instant) {
+        // New pairs of the peer's rekeys whose old pair was not deleted in time: outbound
+        // traffic moves to them all the same.
+        for sa in self.sas.values_mut() {
+            let connection = &self.connections[sa.conn].name;
+            for c in sa.children.iter_mut().filter(|c| c.holds_for.is_some() && c.created + OUTBOUND_HOLD <= now) {
+                c.holds_for = None;
+                self.events.push_back(Self::outbound_event(connection, c));
+            }
+        }
         // Half-open IKE SAs (RFC 7296 2.6) that got no IKE_AUTH in time: their state, kept for
         // whoever sent an IKE_SA_INIT, is dropped without a word, so that it cannot pile up.
         let stale: Vec<u64> = self
@@ -1415,10 +1455,11 @@ impl Endpoint {
                 Some(Request::RekeyChild) => return self.rekey_response(now, sa, &inner),
                 Some(Request::RekeyIke) => return self.ike_rekey_response(now, sa, &inner),
                 Some(Request::DeleteChild(spi_in)) => {
+                    let connection = self.connections[sa.conn].name.clone();
                     let children = Self::children_of(&mut self.sas, sa);
                     if let Some(i) = children.iter().position(|c| c.spi_in == spi_in) {
                         let c = children.remove(i);
-                        let connection = self.connections[sa.conn].name.clone();
+                        Self::release_outbound(&mut self.events, &connection, children, c.spi_in);
                         self.events.push_back(Event::ChildDown {
                             connection,
                             child: c.name,
@@ -1643,6 +1684,7 @@ impl Endpoint {
             esn: chosen.esn.unwrap_or(false),
             local_ts,
             remote_ts,
+            outbound_later: false,
         })
     }
 
@@ -1793,16 +1835,21 @@ impl Endpoint {
         // Both ends rekeyed this Child SA at once (RFC 7296 2.8.1): the new SA whose exchange
         // had the lowest of the four nonces is redundant, and its creator deletes it.
         let crossed = rk.old_spi_in.and_then(|old| sa.crossed_child_rekey.take().filter(|c| c.0 == old));
-        if let Some((_, _, theirs)) = crossed
-            && lower_nonce(&rk.ni, &nr) < theirs.as_slice()
-        {
-            // Ours: deleted with the peer, and never reported up. The peer's, reported when
-            // we answered it, carries the traffic; reporting ours would point the policy at
-            // an SA about to go, and its deletion would leave the policy with none.
-            let del = Payload::Delete(wire::Delete { protocol: ProtocolId::ESP, spis: vec![new_spi_in] });
-            return self.informational(now, sa, &[del], Request::DeleteChild(new_spi_in));
+        if let Some((_, theirs_spi_in, theirs)) = crossed {
+            if lower_nonce(&rk.ni, &nr) < theirs.as_slice() {
+                // Ours: deleted with the peer, and never reported up. The peer's, reported when
+                // we answered it, takes the traffic once the peer deletes the old pair;
+                // reporting ours would point the policy at an SA about to go, and its deletion
+                // would leave the policy with none.
+                let del = Payload::Delete(wire::Delete { protocol: ProtocolId::ESP, spis: vec![new_spi_in] });
+                return self.informational(now, sa, &[del], Request::DeleteChild(new_spi_in));
+            }
+            // The peer's is redundant and the peer deletes it: it never takes the outbound
+            // traffic, which goes to ours as usual.
+            if let Some(c) = Self::children_of(&mut self.sas, sa).iter_mut().find(|c| c.spi_in == theirs_spi_in) {
+                c.holds_for = None;
+            }
         }
-        // (If the peer's is the redundant one, it deletes it; ours replaces the old SA as usual.)
         Self::children_of(&mut self.sas, sa).push(Child::of(&child, now));
         self.events.push_back(Event::ChildUp(child));
         let Some(old_spi_in) = rk.old_spi_in else { return Ok(()) };
@@ -2060,11 +2107,36 @@ impl Endpoint {
         };
         let out = self.seal(sa, header, &reply)?;
         self.respond(sa, id, out);
-        if let Some((c, _)) = new_child {
-            Self::children_of(&mut self.sas, sa).push(Child::of(&c, now));
+        if let Some((mut c, _)) = new_child {
+            let mut child = Child::of(&c, now);
+            if let (Some(_), Some(idx)) = (rekeyed, found) {
+                child.holds_for = Some(Self::children_of(&mut self.sas, sa)[idx].spi_in);
+                c.outbound_later = true;
+            }
+            Self::children_of(&mut self.sas, sa).push(child);
             self.events.push_back(Event::ChildUp(c));
         }
         Ok(())
+    }
+
+    /// Before Child SA `gone` (inbound SPI) of `children` is reported down: the pair that
+    /// held back its outbound traffic for it takes it now.
+    fn release_outbound(events: &mut VecDeque<Event>, connection: &str, children: &mut [Child], gone: u32) {
+        for c in children.iter_mut().filter(|c| c.holds_for == Some(gone)) {
+            c.holds_for = None;
+            events.push_back(Self::outbound_event(connection, c));
+        }
+    }
+
+    fn outbound_event(connection: &str, c: &Child) -> Event {
+        Event::ChildOutbound {
+            connection: connection.to_string(),
+            child: c.name.clone(),
+            spi_in: c.spi_in,
+            spi_out: c.spi_out,
+            local_ts: c.local_ts.clone(),
+            remote_ts: c.remote_ts.clone(),
+        }
     }
 
     /// Our answer to the peer's request for a Child SA, in IKE_AUTH or (`create_child_sa`)
@@ -2192,6 +2264,7 @@ impl Endpoint {
                     let children = Self::children_of(&mut self.sas, sa);
                     if let Some(i) = children.iter().position(|c| c.spi_out == *spi) {
                         let c = children.remove(i);
+                        Self::release_outbound(&mut self.events, &connection, children, c.spi_in);
                         ours.push(c.spi_in);
                         self.events.push_back(Event::ChildDown {
                             connection: connection.clone(),

@@ -5,7 +5,7 @@
 //! SAs down on both sides; liveness checks keep a live peer and notice a dead one.
 
 use ikev2::crypto::{Secret, TestProvider};
-use ikev2::ike::{ChildConfig, Connection, Endpoint, Event, LocalAuth, RemoteAuth, Transmit};
+use ikev2::ike::{ChildConfig, Connection, Endpoint, Event, LocalAuth, OUTBOUND_HOLD, RemoteAuth, Transmit};
 use ikev2::pki::{Cert, Dn, PrivateKey, TrustStore};
 use ikev2::proposal::{Algorithms, Kind};
 use ikev2::wire::{IdType, Identification, TrafficSelector};
@@ -303,6 +303,22 @@ fn child_sas_are_rekeyed_make_before_break_with_and_without_pfs() {
             })
             .collect();
         assert_eq!(order.iter().collect::<String>(), "uudududu".chars().take(order.len()).collect::<String>());
+        // B answered the rekeys: each new pair takes B's outbound traffic only when A
+        // deletes the old one (A installs its inbound half when B's answer arrives), and
+        // before that pair is reported down.
+        assert!(ua.iter().all(|c| !c.outbound_later) && ub[1..].iter().all(|c| c.outbound_later), "{esp}");
+        let b_order: String = net
+            .b_events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ChildUp(_) => Some('u'),
+                Event::ChildOutbound { .. } => Some('o'),
+                Event::ChildDown { .. } => Some('d'),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(b_order, "uuoduoduod", "{esp}");
+        assert_eq!(outbound_sa(&net.b_events), live_children(&net.b_events).first().map(|c| c.0));
     }
 }
 
@@ -353,6 +369,19 @@ fn ike_sa_rekeys_carry_the_child_sas_along() {
 }
 
 /// The Child SAs an end holds, from its events: (our inbound SPI, outbound SPI, keys in, out).
+/// The Child SA (inbound SPI) the daemon points the policy at after `events`: the last
+/// reported up to take the traffic at once, or told to take it later.
+fn outbound_sa(events: &[Event]) -> Option<u32> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ChildUp(c) if !c.outbound_later => Some(c.spi_in),
+            Event::ChildOutbound { spi_in, .. } => Some(*spi_in),
+            _ => None,
+        })
+        .next_back()
+}
+
 fn live_children(events: &[Event]) -> Vec<(u32, u32, Vec<u8>, Vec<u8>)> {
     let mut live = Vec::new();
     for e in events {
@@ -397,10 +426,10 @@ fn simultaneous_child_rekeys_keep_one_pair() {
         let (ua, ub) = (child_ups(&net.a_events), child_ups(&net.b_events));
         assert_eq!(ua.len() + ub.len(), 2 + 3 * 3, "every rekey collided");
         one_matching_child(&net);
-        // The daemon points the policy at the last Child SA reported up: it must be the one
-        // left, or outbound traffic would have no SA once the redundant one is deleted.
+        // Outbound traffic must end on the pair left, or it would have no SA once the
+        // redundant one is deleted.
         for (events, side) in [(&net.a_events, "a"), (&net.b_events, "b")] {
-            let last = child_ups(events).last().map(|c| c.spi_in);
+            let last = outbound_sa(events);
             assert_eq!(last, live_children(events).first().map(|c| c.0), "{side}: the policy's SA is gone");
         }
     }
@@ -874,4 +903,27 @@ fn a_refused_child_sa_rekey_is_retried_soon() {
     assert_eq!(tries, 3, "a request and its refusal every {:?}", Duration::from_secs(10));
     assert!(!net.a_events.iter().chain(&net.b_events).any(|e| matches!(e, Event::Failed { .. })));
     assert_eq!(live_children(&net.a_events).len(), 1, "the old pair stays while refused");
+}
+
+#[test]
+fn a_rekey_we_answered_takes_outbound_traffic_even_if_the_old_pair_is_never_deleted() {
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    let mut a = conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2);
+    let b = conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1);
+    a.child_rekey = Some(Duration::from_secs(10));
+    let mut net = Net::new(a, b);
+    let start = net.now;
+    net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+    // Datagrams 1-4 bring the SAs up, 5-6 are the rekey at 10 s; A's Delete of the old pair
+    // (7) and everything after is lost.
+    let lose = |n: usize| n >= 7;
+    net.run_until(start + Duration::from_secs(10) + OUTBOUND_HOLD - Duration::from_millis(500), &lose);
+    let ub = child_ups(&net.b_events);
+    assert_eq!(ub.len(), 2);
+    assert!(ub[1].outbound_later);
+    assert_eq!(outbound_sa(&net.b_events), Some(ub[0].spi_in), "held on the old pair");
+    let new_in = ub[1].spi_in;
+    net.run_until(start + Duration::from_secs(10) + OUTBOUND_HOLD + Duration::from_millis(500), &lose);
+    assert_eq!(outbound_sa(&net.b_events), Some(new_in), "moved after {OUTBOUND_HOLD:?}");
+    assert_eq!(downs(&net.b_events).0, 0, "the old pair is still there");
 }
