@@ -2167,7 +2167,11 @@ impl Endpoint {
         if create_child_sa && !(16..=256).contains(&ni.len()) {
             return refuse(NotifyType::INVALID_SYNTAX, vec![]);
         }
-        let Some((accepted, chosen)) = proposal::select(&conn.esp, &proposals, Kind::Esp, ke.is_some()) else {
+        // In CREATE_CHILD_SA the DH group is negotiated (RFC 7296 1.3.1, 1.3.3): a
+        // configuration that asks for PFS takes no proposal without it, whether or not the
+        // peer sent a KE payload (leaving it out must not turn PFS off). In IKE_AUTH the
+        // first Child SA has no KE of its own and its proposals' DH groups are ignored.
+        let Some((accepted, chosen)) = proposal::select(&conn.esp, &proposals, Kind::Esp, create_child_sa) else {
             return refuse(NotifyType::NO_PROPOSAL_CHOSEN, vec![]);
         };
         if ntsi.is_empty() || ntsr.is_empty() {

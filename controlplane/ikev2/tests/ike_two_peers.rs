@@ -927,3 +927,20 @@ fn a_rekey_we_answered_takes_outbound_traffic_even_if_the_old_pair_is_never_dele
     assert_eq!(outbound_sa(&net.b_events), Some(new_in), "moved after {OUTBOUND_HOLD:?}");
     assert_eq!(downs(&net.b_events).0, 0, "the old pair is still there");
 }
+
+#[test]
+fn a_responder_that_wants_pfs_refuses_a_rekey_without_it() {
+    // A rekeys without a DH group (no KE); B's Child SAs must have x25519 (RFC 7296 1.3.3).
+    let mut a = conn("a", "b", "a-long-test-psk-0123456789", &["aes256gcm16-prfsha256-x25519"], 1, 2);
+    let mut b = conn("b", "a", "a-long-test-psk-0123456789", &["aes256gcm16-prfsha256-x25519"], 2, 1);
+    a.esp = vec![Algorithms::parse(Kind::Esp, "aes256gcm16").unwrap()];
+    b.esp = vec![Algorithms::parse(Kind::Esp, "aes256gcm16-x25519").unwrap()];
+    a.child_rekey = Some(Duration::from_secs(10));
+    let mut net = Net::new(a, b);
+    let start = net.now;
+    net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+    net.run_until(start + Duration::from_secs(15), &|_| false);
+    assert_eq!(child_ups(&net.b_events).len(), 1, "the first Child SA only: no rekey without PFS");
+    assert_eq!(child_ups(&net.a_events).len(), 1);
+    assert!(!net.a_events.iter().chain(&net.b_events).any(|e| matches!(e, Event::Failed { .. })));
+}
