@@ -382,6 +382,7 @@ impl Config {
                         .retransmit_base_ms
                         .map_or(Connection::RETRANSMIT_BASE, |ms| std::time::Duration::from_millis(ms.max(10))),
                     retransmit_tries: c.retransmit_tries.unwrap_or(Connection::RETRANSMIT_TRIES).max(1),
+                    remote_addr: remote,
                 },
                 local,
                 remote,

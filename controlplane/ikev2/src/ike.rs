@@ -74,6 +74,10 @@ pub struct Connection {
     /// First retransmission after this long, doubling each time, this many sends in all.
     pub retransmit_base: Duration,
     pub retransmit_tries: u32,
+    /// The peer's address, if the connection has one: as responder, only a peer speaking from
+    /// it may use the connection. Identities alone would let any peer with a certificate of
+    /// the same CA use another site's connection (and its traffic) when `remote_id` is unset.
+    pub remote_addr: Option<IpAddr>,
 }
 
 /// One Child SA of a connection: its name and the traffic it protects.
@@ -93,6 +97,10 @@ impl Connection {
     /// Whether `id` is acceptable as the peer's identity.
     fn accepts_id(&self, id: &Identification) -> bool {
         self.remote_id.as_ref().is_none_or(|want| pki::id_matches(want, id))
+    }
+
+    fn accepts_addr(&self, addr: IpAddr) -> bool {
+        self.remote_addr.is_none_or(|a| a == addr)
     }
 
     /// The IDr an initiator sends: the configured peer identity, unless it is a pattern.
@@ -1220,12 +1228,14 @@ impl Endpoint {
         if !(16..=256).contains(&ni.len()) {
             return;
         }
-        // Which connection: the first whose proposals match (RFC 7296: IKE_SA_INIT is answered
-        // before identities are known, so connections sharing addresses share proposals).
+        // Which connection: the first for the peer's address whose proposals match (RFC 7296:
+        // IKE_SA_INIT is answered before identities are known, so connections sharing
+        // addresses share proposals).
         let Some((conn, (accepted, chosen))) = self
             .connections
             .iter()
             .enumerate()
+            .filter(|(_, c)| c.accepts_addr(remote.ip()))
             .find_map(|(i, c)| proposal::select(&c.ike, proposals, Kind::Ike, true).map(|x| (i, x)))
         else {
             self.transmits.push_back(Transmit {
@@ -2314,7 +2324,7 @@ impl Endpoint {
         let mut verified = None;
         for i in std::iter::once(sa.conn).chain(0..self.connections.len()) {
             let c = &self.connections[i];
-            if !c.accepts_id(&idi) {
+            if !c.accepts_id(&idi) || !c.accepts_addr(sa.remote.ip()) {
                 continue;
             }
             match self.verify_peer_auth(now, sa, c, &idi, &inner) {

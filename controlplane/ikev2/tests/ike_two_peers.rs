@@ -35,6 +35,7 @@ fn conn(me: &str, peer: &str, psk: &str, ike: &[&str], local_net: u8, remote_net
         ike_rekey: None,
         retransmit_base: Connection::RETRANSMIT_BASE,
         retransmit_tries: Connection::RETRANSMIT_TRIES,
+        remote_addr: None,
     }
 }
 
@@ -943,4 +944,31 @@ fn a_responder_that_wants_pfs_refuses_a_rekey_without_it() {
     assert_eq!(child_ups(&net.b_events).len(), 1, "the first Child SA only: no rekey without PFS");
     assert_eq!(child_ups(&net.a_events).len(), 1);
     assert!(!net.a_events.iter().chain(&net.b_events).any(|e| matches!(e, Event::Failed { .. })));
+}
+
+#[test]
+fn a_responder_connection_with_an_address_serves_only_that_peer() {
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    let psk = "a-long-test-psk-0123456789";
+    // B has two connections that accept any identity with the PSK: the first for a peer at
+    // another address, the second for A's. A must get the second, not whichever comes first.
+    let mut other = conn("b", "a", psk, &x, 2, 1);
+    (other.name, other.remote_id, other.remote_addr) =
+        ("b-elsewhere".into(), None, Some("192.0.2.99".parse().unwrap()));
+    let mut b = conn("b", "a", psk, &x, 2, 1);
+    (b.remote_id, b.remote_addr) = (None, Some("192.0.2.1".parse().unwrap()));
+    let mut net = Net::new(conn("a", "b", psk, &x, 1, 2), b.clone());
+    net.b = Endpoint::new(vec![other.clone(), b], Box::new(ikev2::crypto::TestProvider::new(b"peer b")));
+    net.b.set_wall_clock(net.now, CERT_TIME);
+    net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+    net.run(60, &|_| false);
+    check_pair(&net);
+    let names: Vec<String> = net.b.ike_sas().into_iter().map(|s| s.0).collect();
+    assert_eq!(names, ["b-a"]);
+    // With only the other connection, B has nothing for A.
+    let mut net = Net::new(conn("a", "b", psk, &x, 1, 2), other);
+    net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+    net.run(60, &|_| false);
+    assert!(net.b.ike_sas().is_empty());
+    assert!(net.a_events.iter().any(|e| matches!(e, Event::Failed { .. })), "{:?}", net.a_events);
 }
