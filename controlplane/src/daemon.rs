@@ -24,19 +24,92 @@ fn hex(b: &[u8]) -> String {
 
 /// A traffic selector range as the prefix the dataplane takes; `None` if it is not one.
 fn prefix(ts: &TrafficSelector) -> Option<String> {
+    match prefixes(ts)?.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
+/// The fewest prefixes that cover a traffic selector's address range exactly (RFC 7296 3.13.1
+/// ranges need not be CIDR blocks; the dataplane's selectors are). `None` for a selector that
+/// is not an address range.
+fn prefixes(ts: &TrafficSelector) -> Option<Vec<String>> {
     let (_, _, _, start, end) = ts.range()?;
-    let (s, e, bits) = match (start, end) {
-        (IpAddr::V4(s), IpAddr::V4(e)) => (u128::from(u32::from(s)), u128::from(u32::from(e)), 32),
+    let (mut s, e, bits) = match (start, end) {
+        (IpAddr::V4(s), IpAddr::V4(e)) => (u128::from(u32::from(s)), u128::from(u32::from(e)), 32u32),
         (IpAddr::V6(s), IpAddr::V6(e)) => (u128::from(s), u128::from(e), 128),
         _ => return None,
     };
-    let host = s ^ e;
-    // A CIDR block: the differing low bits are all ones in `end` and zeros in `start`.
-    if host.count_ones() != 128 - host.leading_zeros() || s & host != 0 {
+    if s > e {
         return None;
     }
-    let len = bits - (128 - host.leading_zeros());
-    Some(format!("{start}/{len}"))
+    let addr =
+        |x: u128| if bits == 32 { IpAddr::from((x as u32).to_be_bytes()) } else { IpAddr::from(x.to_be_bytes()) };
+    if bits == 128 && s == 0 && e == u128::MAX {
+        // All of IPv6: the one block whose size does not fit the arithmetic below.
+        return Some(vec![format!("{}/0", addr(0))]);
+    }
+    let mut out = Vec::new();
+    loop {
+        // The largest block that starts at `s` (aligned to it) and ends at or before `e`.
+        let mut host = if s == 0 { bits } else { s.trailing_zeros().min(bits) };
+        while host > 0 && (host == 128 || s.checked_add((1u128 << host) - 1).is_none_or(|last| last > e)) {
+            host -= 1;
+        }
+        out.push(format!("{}/{}", addr(s), bits - host));
+        let last = s + ((1u128 << host) - 1);
+        if last >= e {
+            return Some(out);
+        }
+        s = last + 1;
+    }
+}
+
+/// A selector's protocol (`None`: any) and its ports as the dataplane writes them (`None`:
+/// any). ICMP's port fields hold type and code in one 16-bit range (RFC 7296 3.13.1), which
+/// the dataplane's type/code selectors cannot take: such a range is widened to any.
+fn proto_ports(ts: &TrafficSelector) -> (Option<u8>, Option<String>) {
+    let Some((proto, lo, hi, _, _)) = ts.range() else { return (None, None) };
+    let proto = (proto != 0).then_some(proto);
+    let ports = match (lo, hi) {
+        (0, 65535) => None,
+        // OPAQUE (start above end, RFC 7296 3.13.1): what a packet without ports shows.
+        (lo, hi) if lo > hi => None,
+        _ if matches!(proto, Some(1) | Some(58)) => None,
+        (lo, hi) if lo == hi => Some(lo.to_string()),
+        (lo, hi) => Some(format!("{lo}-{hi}")),
+    };
+    (proto, ports)
+}
+
+/// One dataplane selector per pair of a local and a remote prefix, written as outbound
+/// policies are (local side as source): (src, dst, proto, sport, dport). Pairs whose
+/// protocols or address families differ match no packet and are left out.
+type Sel = (String, String, Option<u8>, Option<String>, Option<String>);
+
+fn selectors(local_ts: &[TrafficSelector], remote_ts: &[TrafficSelector]) -> Result<Vec<Sel>, String> {
+    let mut out = Vec::new();
+    for l in local_ts {
+        let (lp, lports) = proto_ports(l);
+        let lnets = prefixes(l).ok_or("a local selector is not an address range")?;
+        for r in remote_ts {
+            if l.ts_type() != r.ts_type() {
+                continue;
+            }
+            let (rp, rports) = proto_ports(r);
+            let proto = match (lp, rp) {
+                (Some(a), Some(b)) if a != b => continue,
+                (a, b) => a.or(b),
+            };
+            let rnets = prefixes(r).ok_or("a remote selector is not an address range")?;
+            for ln in &lnets {
+                for rn in &rnets {
+                    out.push((ln.clone(), rn.clone(), proto, lports.clone(), rports.clone()));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The dataplane's name of one half of a Child SA.
@@ -47,10 +120,7 @@ pub fn sa_name(connection: &str, child: &str, dir: &str, spi: u32) -> String {
 /// The dataplane's SA and policy for a Child SA (names carry the SPI, so a rekey's new SA
 /// sits beside the old one until that is removed: make-before-break).
 pub fn program(c: &ChildSa, rekey_bytes: Option<u64>, life_time: Option<u64>) -> Result<Vec<Command>, String> {
-    let local_ts: Vec<String> =
-        c.local_ts.iter().map(prefix).collect::<Option<_>>().ok_or("a local selector is not a prefix")?;
-    let remote_ts: Vec<String> =
-        c.remote_ts.iter().map(prefix).collect::<Option<_>>().ok_or("a remote selector is not a prefix")?;
+    let sels = selectors(&c.local_ts, &c.remote_ts)?;
     let alg = if c.key_bits == 256 { "aes256gcm16" } else { "aes128gcm16" };
     let sa = |dir: &str, spi: u32, key: &[u8]| {
         let n = key.len() - 4;
@@ -76,14 +146,13 @@ pub fn program(c: &ChildSa, rekey_bytes: Option<u64>, life_time: Option<u64>) ->
             // Rekeys by time are ours (the endpoint's timers); if none replaces the SA, it dies.
             hard_secs: life_time,
             selectors: (dir == "in").then(|| {
-                local_ts
-                    .iter()
-                    .flat_map(|l| {
-                        remote_ts.iter().map(move |r| RawSelector {
-                            src: l.clone(),
-                            dst: r.clone(),
-                            ..Default::default()
-                        })
+                sels.iter()
+                    .map(|(src, dst, proto, sport, dport)| RawSelector {
+                        src: src.clone(),
+                        dst: dst.clone(),
+                        proto: proto.map(|p| toml::Value::Integer(p.into())),
+                        sport: sport.clone(),
+                        dport: dport.clone(),
                     })
                     .collect()
             }),
@@ -110,27 +179,30 @@ pub fn policies(
     local_ts: &[TrafficSelector],
     remote_ts: &[TrafficSelector],
 ) -> Result<Vec<Command>, String> {
-    let local_ts: Vec<String> =
-        local_ts.iter().map(prefix).collect::<Option<_>>().ok_or("a local selector is not a prefix")?;
-    let remote_ts: Vec<String> =
-        remote_ts.iter().map(prefix).collect::<Option<_>>().ok_or("a remote selector is not a prefix")?;
     let mut cmds = Vec::new();
-    for l in &local_ts {
-        for r in &remote_ts {
-            cmds.push(Command::SetPolicy {
-                policy: RawPolicy {
-                    // Named by its selectors: a rekey replaces it, and the Child SAs of many
-                    // branches on one connection (each its own subnet) sit side by side.
-                    name: format!("{connection}-{child}-{l}-{r}"),
-                    src: l.clone(),
-                    dst: r.clone(),
-                    action: "protect".into(),
-                    sa_out: Some(sa_name(connection, child, "out", spi_out)),
-                    sa_in: Some(sa_name(connection, child, "in", spi_in)),
-                    ..RawPolicy::default()
-                },
-            });
+    for (src, dst, proto, sport, dport) in selectors(local_ts, remote_ts)? {
+        // Named by its selectors: a rekey replaces it, and the Child SAs of many branches on
+        // one connection (each its own subnet) sit side by side.
+        let mut name = format!("{connection}-{child}-{src}-{dst}");
+        for (what, v) in [("proto", proto.map(|p| p.to_string())), ("sport", sport.clone()), ("dport", dport.clone())] {
+            if let Some(v) = v {
+                name.push_str(&format!("-{what}{v}"));
+            }
         }
+        cmds.push(Command::SetPolicy {
+            policy: RawPolicy {
+                name,
+                src,
+                dst,
+                proto: proto.map(|p| toml::Value::Integer(p.into())),
+                sport,
+                dport,
+                action: "protect".into(),
+                sa_out: Some(sa_name(connection, child, "out", spi_out)),
+                sa_in: Some(sa_name(connection, child, "in", spi_in)),
+                ..RawPolicy::default()
+            },
+        });
     }
     Ok(cmds)
 }
@@ -586,6 +658,70 @@ mod tests {
         assert_eq!(policy.sa_in.as_deref(), Some(sa_name("gw", "net", "in", 0x1111_1111).as_str()));
         let Command::AddSa { sa } = &now[1] else { panic!("{now:?}") };
         assert_eq!(policy.sa_out.as_ref(), Some(&sa.name), "the policy names the SA installed before");
+    }
+
+    /// Ranges that are not CIDR blocks become the fewest blocks covering them exactly, and
+    /// narrowed protocols and ports reach the dataplane's selectors and policies.
+    #[test]
+    fn narrowed_selectors_reach_the_dataplane_whole() {
+        use ikev2::wire::AddrRange;
+        let odd = TrafficSelector::ipv4([10, 0, 0, 1].into(), [10, 0, 0, 6].into());
+        assert_eq!(prefixes(&odd).unwrap(), ["10.0.0.1/32", "10.0.0.2/31", "10.0.0.4/31", "10.0.0.6/32"]);
+        let all4 = TrafficSelector::ipv4([0, 0, 0, 0].into(), [255, 255, 255, 255].into());
+        assert_eq!(prefixes(&all4).unwrap(), ["0.0.0.0/0"]);
+        let all6 = TrafficSelector::ipv6(0u128.into(), u128::MAX.into());
+        assert_eq!(prefixes(&all6).unwrap(), ["::/0"]);
+        let top = TrafficSelector::ipv4([255, 255, 255, 254].into(), [255, 255, 255, 255].into());
+        assert_eq!(prefixes(&top).unwrap(), ["255.255.255.254/31"]);
+        let tail6 = TrafficSelector::ipv6(1u128.into(), u128::MAX.into());
+        assert_eq!(prefixes(&tail6).unwrap().len(), 128, "::1/128, ::2/127, ... 8000::/1");
+        // Exactly the range, with random ends: the blocks are adjacent, aligned, in order.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..200 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let (a, b) = ((x as u32) >> (x % 32), (x >> 32) as u32);
+            let (lo, hi) = (a.min(b), a.max(b));
+            let mut next = u64::from(lo);
+            for p in prefixes(&TrafficSelector::ipv4(lo.into(), hi.into())).unwrap() {
+                let (net, len) = p.split_once('/').unwrap();
+                let (net, len) = (u32::from(net.parse::<std::net::Ipv4Addr>().unwrap()), len.parse::<u32>().unwrap());
+                assert_eq!(u64::from(net), next, "{lo:#x}-{hi:#x}: {p}");
+                let size = 1u64 << (32 - len);
+                assert_eq!(u64::from(net) % size, 0, "aligned");
+                next += size;
+            }
+            assert_eq!(next, u64::from(hi) + 1);
+        }
+        // TCP to port 443 of one host, from any port of a /24.
+        let web = |net: [u8; 4], last: [u8; 4], lo: u16, hi: u16| {
+            TrafficSelector::Ipv4(AddrRange {
+                ip_protocol: 6,
+                start_port: lo,
+                end_port: hi,
+                start: net.into(),
+                end: last.into(),
+            })
+        };
+        let local = [web([10, 1, 0, 0], [10, 1, 0, 255], 0, 65535)];
+        let remote = [web([10, 2, 0, 5], [10, 2, 0, 5], 443, 443)];
+        let sels = selectors(&local, &remote).unwrap();
+        assert_eq!(sels, [("10.1.0.0/24".into(), "10.2.0.5/32".into(), Some(6), None, Some("443".into()))]);
+        let cmds = policies("gw", "web", 1, 2, &local, &remote).unwrap();
+        let Command::SetPolicy { policy } = &cmds[0] else { panic!("{cmds:?}") };
+        assert_eq!(policy.proto, Some(toml::Value::Integer(6)));
+        assert_eq!((policy.sport.as_deref(), policy.dport.as_deref()), (None, Some("443")));
+        assert_eq!(policy.name, "gw-web-10.1.0.0/24-10.2.0.5/32-proto6-dport443");
+        // Different protocols on the two sides match no packet.
+        let udp = [TrafficSelector::Ipv4(AddrRange {
+            ip_protocol: 17,
+            ..match remote[0] {
+                TrafficSelector::Ipv4(r) => r,
+                _ => unreachable!(),
+            }
+        })];
+        assert!(selectors(&local, &udp).unwrap().is_empty());
     }
 
     #[test]
