@@ -240,7 +240,6 @@ fn inner_fields(inner: &[u8]) -> Result<(u8, u8, bool), EspError> {
 /// aligned and laid out in order: what sealing a packet reads (sequence counter, SPI, salt,
 /// outer header, ESN flag, cipher) lies in the first two lines ([`Self::HOT_LEN`]), and the
 /// endpoint addresses, read only to route the SA's packets, come after.
-#[derive(Debug)]
 #[repr(C, align(64))]
 pub struct OutboundSa {
     seq: Arc<SeqCounter>,
@@ -401,7 +400,7 @@ pub struct Decapsulated {
 ///
 /// Laid out in order, as [`OutboundSa`] is: what opening a packet reads (window, salt,
 /// cipher) first, within [`Self::HOT_LEN`] bytes, the endpoint addresses after.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[repr(C)]
 pub struct InboundSa {
     replay: Arc<ReplayWindow>,
@@ -413,6 +412,37 @@ pub struct InboundSa {
     pub local: IpAddr,
     pub remote: IpAddr,
     pub encap: Option<UdpEncap>,
+}
+
+// The salt is key material (RFC 4106 8.1: the last 4 octets of the keying material): shown
+// as redacted, as the cipher's key is.
+impl core::fmt::Debug for OutboundSa {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("OutboundSa")
+            .field("spi", &format_args!("{:#x}", self.spi))
+            .field("salt", &"<redacted>")
+            .field("next_seq", &self.seq.peek())
+            .field("esn", &self.esn)
+            .field("aead", &self.aead)
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .field("encap", &self.encap)
+            .finish()
+    }
+}
+
+impl core::fmt::Debug for InboundSa {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("InboundSa")
+            .field("spi", &format_args!("{:#x}", self.spi))
+            .field("salt", &"<redacted>")
+            .field("replay", &self.replay)
+            .field("aead", &self.aead)
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .field("encap", &self.encap)
+            .finish()
+    }
 }
 
 impl Drop for InboundSa {
@@ -698,6 +728,17 @@ mod tests {
     /// The window's slot that `hot_memory` names (from the SA's copy of where the slots are)
     /// is the one the window itself reads, for the SA, its per-core copies and an SA with a
     /// new window; and none without anti-replay.
+    #[test]
+    fn debug_output_shows_no_key_material() {
+        let out = OutboundSa::new(&cfg(false), Arc::new(SeqCounter::default())).unwrap();
+        let inb = InboundSa::new(&cfg(false)).unwrap();
+        for text in [format!("{out:?}"), format!("{inb:?}")] {
+            // Key bytes 7, salt 1, 2, 3, 4 (see `cfg`).
+            assert!(!text.contains("7, 7") && !text.contains("1, 2, 3, 4"), "{text}");
+            assert!(text.contains("salt: \"<redacted>\"") && text.contains("spi: 0x1234"), "{text}");
+        }
+    }
+
     #[test]
     fn the_sequence_counter_sticks_at_its_end_instead_of_wrapping() {
         let c = SeqCounter::starting_at(u64::MAX - 2);
