@@ -389,6 +389,8 @@ struct IkeSa {
     /// The peer's IKE_SA_INIT message, signed in the peer's AUTH.
     peer_init: Vec<u8>,
     cookie: Option<Vec<u8>>,
+    /// IKE_SA_INIT requests sent again on a COOKIE or INVALID_KE_PAYLOAD answer.
+    init_rounds: u8,
     /// Message ID of our next request (RFC 7296 2.2).
     my_next_id: u32,
     /// Message ID the peer's next request must carry.
@@ -599,6 +601,18 @@ pub fn narrow(theirs: &[TrafficSelector], ours: &[TrafficSelector]) -> Vec<Traff
     out
 }
 
+/// Whether a peer's nonce has a length RFC 7296 allows: at least 128 bits (2.10), at most 256
+/// octets (3.9). Requests with others are refused; answers with others end the exchange.
+fn nonce_ok(n: &[u8]) -> bool {
+    (16..=256).contains(&n.len())
+}
+
+const NONCE_ERROR: &str = "no nonce, or one shorter than 16 or longer than 256 octets (RFC 7296 2.10, 3.9)";
+
+/// How many times an initiator sends IKE_SA_INIT again for a responder that asks for a cookie
+/// or another DH group (RFC 7296 2.6, 1.2): a responder that keeps asking is broken or hostile.
+const INIT_ROUNDS: u8 = 4;
+
 /// The most traffic selectors one TS payload can carry (RFC 7296 3.13).
 const MAX_SELECTORS: usize = 255;
 
@@ -702,6 +716,7 @@ impl Endpoint {
             my_init: Vec::new(),
             peer_init: Vec::new(),
             cookie: None,
+            init_rounds: 0,
             my_next_id: 0,
             peer_next_id: 0,
             last_response: None,
@@ -1316,6 +1331,7 @@ impl Endpoint {
             my_init: resp.clone(),
             peer_init: data.to_vec(),
             cookie: None,
+            init_rounds: 0,
             my_next_id: 0,
             peer_next_id: 1,
             last_response: Some((0, resp.clone())),
@@ -1484,6 +1500,13 @@ impl Endpoint {
         }
         match sa.state {
             State::InitSent => {
+                let again = [NotifyType::COOKIE, NotifyType::INVALID_KE_PAYLOAD];
+                if again.iter().any(|&t| find_notify(&msg.payloads, t).is_some()) {
+                    sa.init_rounds += 1;
+                    if sa.init_rounds > INIT_ROUNDS {
+                        return Err("the responder keeps asking for a cookie or another DH group".into());
+                    }
+                }
                 if let Some(n) = find_notify(&msg.payloads, NotifyType::COOKIE) {
                     sa.cookie = Some(n.data.clone());
                     self.send_init_request(now, sa);
@@ -1517,7 +1540,7 @@ impl Endpoint {
                 let chosen = proposal::check_accepted(&conn.ike, accepted, Kind::Ike, true)
                     .ok_or("responder chose a proposal we did not offer")?;
                 let ke = msg.payloads.ke().ok_or("no KE payload")?;
-                let nr = msg.payloads.nonce().cloned().ok_or("no nonce")?;
+                let nr = msg.payloads.nonce().filter(|n| nonce_ok(n)).cloned().ok_or(NONCE_ERROR)?;
                 let dh = sa.dh.take().ok_or("no DH key")?;
                 if Some(ke.group) != chosen.dh || dh.group().id() != ke.group {
                     return Err("KE group differs from the negotiated one".into());
@@ -1812,7 +1835,7 @@ impl Endpoint {
         let chosen = proposal::check_accepted(&conn.esp, accepted, Kind::Esp, with_dh)
             .ok_or("the peer chose an ESP proposal we did not offer")?;
         let Spi::Four(spi_out) = accepted.spi else { return Err("ESP SPI is not 4 bytes".into()) };
-        let nr = inner.nonce().cloned().ok_or("no nonce")?;
+        let nr = inner.nonce().filter(|n| nonce_ok(n)).cloned().ok_or(NONCE_ERROR)?;
         let shared = match &rk.dh {
             Some(d) => {
                 let ke = inner.ke().ok_or("no KE")?;
@@ -1958,6 +1981,7 @@ impl Endpoint {
             my_init: Vec::new(),
             peer_init: Vec::new(),
             cookie: None,
+            init_rounds: 0,
             my_next_id: 0,
             peer_next_id: 0,
             last_response: None,
@@ -1998,7 +2022,7 @@ impl Endpoint {
         let chosen = proposal::check_accepted(&conn.ike, accepted, Kind::Ike, true)
             .ok_or("the peer chose an IKE proposal we did not offer")?;
         let Spi::Eight(peer_spi) = accepted.spi else { return Err("rekeyed IKE SA SPI is not 8 bytes".into()) };
-        let nr = inner.nonce().cloned().ok_or("no nonce")?;
+        let nr = inner.nonce().filter(|n| nonce_ok(n)).cloned().ok_or(NONCE_ERROR)?;
         let ke = inner.ke().ok_or("no KE")?;
         if Some(ke.group) != chosen.dh || ke.group != rk.dh.group().id() {
             return Err("KE group differs from the negotiated one".into());

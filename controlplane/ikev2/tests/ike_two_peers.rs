@@ -972,3 +972,39 @@ fn a_responder_connection_with_an_address_serves_only_that_peer() {
     assert!(net.b.ike_sas().is_empty());
     assert!(net.a_events.iter().any(|e| matches!(e, Event::Failed { .. })), "{:?}", net.a_events);
 }
+
+#[test]
+fn an_initiator_gives_up_on_a_responder_that_keeps_asking_for_cookies() {
+    use ikev2::wire::{ExchangeType, Header, Message, Notify, NotifyType, Payload, ProtocolId};
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    let mut net = Net::new(
+        conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2),
+        conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1),
+    );
+    net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+    // Every IKE_SA_INIT of A's is answered with a new COOKIE (RFC 7296 2.6), never with state.
+    let mut sent = 0;
+    for round in 0..20u8 {
+        let Some(t) = net.a.poll_transmit() else { break };
+        sent += 1;
+        let h = Message::parse(&t.data).unwrap().header;
+        let cookie = Message {
+            header: Header { spi_r: 0, response: true, initiator: false, length: 0, next_payload: 0, ..h },
+            payloads: vec![Payload::Notify(Notify {
+                protocol: ProtocolId::NONE,
+                spi: vec![],
+                notify_type: NotifyType::COOKIE,
+                data: vec![round; 20],
+            })],
+        };
+        assert_eq!(h.exchange, ExchangeType::IKE_SA_INIT);
+        net.a.handle_datagram(net.now, t.local, t.remote, &cookie.emit());
+    }
+    assert_eq!(sent, 5, "the first request and four more with cookies");
+    let events: Vec<Event> = std::iter::from_fn(|| net.a.poll_event()).collect();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Failed { reason, .. } if reason.contains("keeps asking"))),
+        "{events:?}"
+    );
+    assert!(net.a.ike_sas().is_empty());
+}
