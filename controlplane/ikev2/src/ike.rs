@@ -1449,7 +1449,10 @@ impl Endpoint {
                     _ => None,
                 });
                 let end = certs.next().ok_or("no certificate (CERT payload)")?.map_err(|e| e.to_string())?;
-                let intermediates: Vec<Cert> = certs.filter_map(Result::ok).collect();
+                // No chain is longer than pki::MAX_CHAIN: more CERT payloads would only be
+                // decoys, each costing a signature check per link (before anyone has
+                // authenticated).
+                let intermediates: Vec<Cert> = certs.take(pki::MAX_CHAIN).filter_map(Result::ok).collect();
                 let unix = self.unix_time(now).ok_or("no wall-clock time to check certificates against")?;
                 cas.verify(&end, &intermediates, unix).map_err(|e| e.to_string())?;
                 if !end.binds(id) {
@@ -2346,7 +2349,7 @@ impl Endpoint {
         // knows this peer identity.
         let mut why = format!("no connection accepts identity {}", pki::id_text(&idi));
         let mut verified = None;
-        for i in std::iter::once(sa.conn).chain(0..self.connections.len()) {
+        for i in std::iter::once(sa.conn).chain((0..self.connections.len()).filter(|&i| i != sa.conn)) {
             let c = &self.connections[i];
             if !c.accepts_id(&idi) || !c.accepts_addr(sa.remote.ip()) {
                 continue;

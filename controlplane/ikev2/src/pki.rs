@@ -551,7 +551,7 @@ pub struct TrustStore {
 }
 
 /// How many certificates a chain may hold below its trust anchor.
-const MAX_CHAIN: usize = 8;
+pub const MAX_CHAIN: usize = 8;
 
 impl TrustStore {
     pub fn new(cas: Vec<Cert>) -> Result<Self, PkiError> {

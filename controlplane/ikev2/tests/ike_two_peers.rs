@@ -1008,3 +1008,22 @@ fn an_initiator_gives_up_on_a_responder_that_keeps_asking_for_cookies() {
     );
     assert!(net.a.ike_sas().is_empty());
 }
+
+#[test]
+fn certificate_payloads_past_the_longest_chain_are_not_looked_at() {
+    // B's RSA certificate is issued by an intermediate CA; its chain is sent with decoys in
+    // front (any certificate; here a stranger's), and A takes at most MAX_CHAIN of the CERT
+    // payloads after the end entity's: signature checks on decoys cost A time before anyone
+    // has authenticated.
+    for decoys in [ikev2::pki::MAX_CHAIN - 1, ikev2::pki::MAX_CHAIN] {
+        let (a, mut b) = cert_conns();
+        let mut chain = vec!["stranger.pem"; decoys];
+        chain.push("rsa-sub.pem");
+        b.local_auth = cert_auth("rsa-gw.pem", &chain, "rsa-gw.key.pem");
+        let mut net = Net::new(a, b);
+        net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+        net.run(60, &|_| false);
+        let up = net.a_events.iter().any(|e| matches!(e, Event::ChildUp(_)));
+        assert_eq!(up, decoys < ikev2::pki::MAX_CHAIN, "{decoys} decoys: {:?}", net.a_events);
+    }
+}
