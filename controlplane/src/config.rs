@@ -321,6 +321,20 @@ impl Config {
             };
             let ike = parse_all(&c.proposals, Kind::Ike, "proposals")?;
             let esp = parse_all(&c.esp_proposals, Kind::Esp, "esp_proposals")?;
+            // Proposals that parse but that nothing here can run would fail only when a peer
+            // picks them (and a responder would drop the peer's IKE_SA_INIT without a word).
+            for a in &ike {
+                usable_ike(a).map_err(|e| bad(f("proposals"), &e))?;
+            }
+            for a in &esp {
+                // The dataplane seals and opens with AES-GCM-16 only (RFC 4106), 128 or 256.
+                if a.encr.iter().any(|&(e, bits)| e != ikev2::wire::encr::AES_GCM_16 || !matches!(bits, 128 | 256)) {
+                    return Err(bad(
+                        f("esp_proposals"),
+                        "the dataplane runs ESP with AES-GCM-16 only, 128- or 256-bit (aes128gcm16, aes256gcm16)",
+                    ));
+                }
+            }
             let ts = |list: &[String], name: &str| -> Result<Vec<TrafficSelector>, ConfigError> {
                 list.iter().map(|s| selector(s).map_err(|e| bad(f(name), &e))).collect()
             };
@@ -402,6 +416,30 @@ impl Config {
     }
 }
 
+/// Whether every algorithm of an IKE proposal is one the IKE code can run (ciphers with
+/// their integrity transforms, PRFs, DH groups).
+fn usable_ike(a: &Algorithms) -> Result<(), String> {
+    use ikev2::crypto::{CipherSuite, DhGroup, PrfAlg};
+    for &(encr, bits) in &a.encr {
+        let aead = CipherSuite::from_ids(encr, bits, None).is_ok();
+        if !aead {
+            if a.integ.is_empty() {
+                CipherSuite::from_ids(encr, bits, None).map_err(|e| e.to_string())?;
+            }
+            for &i in &a.integ {
+                CipherSuite::from_ids(encr, bits, Some(i)).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    for &p in &a.prf {
+        PrfAlg::from_id(p).map_err(|e| e.to_string())?;
+    }
+    for &d in &a.dh {
+        DhGroup::from_id(d).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,6 +497,10 @@ start_action = "start"
             ("start_action = \"start\"", "start_action = \"soon\"", "connection[0].start_action"),
             ("remote_addr = \"10.77.0.2\"", "remote_addr = \"%any\"", "connection[0].start_action"),
             ("start_action = \"start\"", "rekey_time = 60\nlife_time = 50", "connection[0].life_time"),
+            // Parsed, but not runnable: CBC for ESP (the dataplane does AES-GCM only), an IKE
+            // integrity transform the IKE code lacks.
+            ("esp_proposals = [\"aes128gcm16\"]", "esp_proposals = [\"aes128-sha256\"]", "connection[0].esp_proposals"),
+            ("aes256gcm16-prfsha256-x25519", "aes256-sha384-prfsha256-x25519", "connection[0].proposals"),
         ] {
             let e = Config::parse(&GOOD.replace(from, to)).err().unwrap().to_string();
             assert!(e.starts_with(field), "{e}");
