@@ -1144,20 +1144,31 @@ impl Endpoint {
         // Our SPI: the responder's when we are the initiator, and the other way round.
         let ours = if h.initiator { h.spi_r } else { h.spi_i };
         let Some(mut sa) = self.sas.remove(&ours) else { return };
-        // Everything after IKE_SA_INIT is sealed. A message whose SK payload does not verify
-        // is dropped before it changes anything (RFC 7296 2.21.2, 3.14): not the peer's address,
-        // not when we last heard from it, and the IKE SA stays up. Its header is in the clear,
-        // so anyone who saw one message could otherwise tear the SA down with a forgery, move
-        // our replies elsewhere, or have a cached response sent to a spoofed address.
-        let sealed = h.exchange != ExchangeType::IKE_SA_INIT;
-        if sealed && Self::open(&sa, data, &msg).is_err() {
+        // Everything after IKE_SA_INIT is sealed: only an initiator waiting for the IKE_SA_INIT
+        // answer takes a message in the clear (which side we are and where we are come from our
+        // state, not from the header, which anyone can write). A message whose SK payload does
+        // not verify is dropped before it changes anything (RFC 7296 2.21.2, 3.14): not the
+        // peer's address, not when we last heard from it, and the IKE SA stays up. Its header
+        // is in the clear, so anyone who saw one message could otherwise tear the SA down with
+        // a forgery, move our replies elsewhere, or have a cached response sent to a spoofed
+        // address.
+        let sealed = sa.state != State::InitSent;
+        let expected =
+            if sealed { Self::open(&sa, data, &msg).is_ok() } else { h.exchange == ExchangeType::IKE_SA_INIT };
+        if !expected {
             self.sas.insert(ours, sa);
             return;
         }
-        // Answer where the peer speaks from, once it has proved who it is: after NAT detection
-        // both ends move to port 4500 (RFC 7296 2.23), and a NAT may change the peer's
-        // address or port.
-        if sealed {
+        // Answer where the peer speaks from, once it has proved who it is, and only with a
+        // message that is new (the next request, or the answer to ours): after NAT detection
+        // both ends move to port 4500 (RFC 7296 2.23), and a NAT may change the peer's address
+        // or port, but a replayed old message, authentic as it is, must not move us.
+        let fresh = if h.response {
+            sa.pending.is_some() && h.message_id.wrapping_add(1) == sa.my_next_id
+        } else {
+            h.message_id == sa.peer_next_id
+        };
+        if sealed && fresh {
             sa.local = local;
             sa.remote = remote;
         }

@@ -828,8 +828,25 @@ fn a_sealed_message_that_does_not_verify_changes_nothing() {
     assert!(b_sas[0].established);
     assert_eq!(b_sas[0].remote, local, "the peer's address is not taken from a forgery");
     assert!(std::iter::from_fn(|| net.b.poll_event()).next().is_none(), "no event: nothing happened");
+    // A forged answer to A's pending request, labelled IKE_SA_INIT (unsealed): A is past
+    // IKE_SA_INIT, so it takes nothing unsealed, and its IKE SA stays up.
+    let h = ikev2::wire::Message::parse(&data).unwrap().header;
+    let forged = ikev2::wire::Message {
+        header: ikev2::wire::Header {
+            exchange: ikev2::wire::ExchangeType::IKE_SA_INIT,
+            initiator: false,
+            response: true,
+            length: 0,
+            next_payload: 0,
+            ..h
+        },
+        payloads: vec![],
+    };
+    net.a.handle_datagram(net.now, local, elsewhere, &forged.emit());
+    assert_eq!(net.a.ike_sas().len(), 1, "A's IKE SA is still there");
+    assert!(std::iter::from_fn(|| net.a.poll_event()).next().is_none());
     // The genuine request still goes through (its message ID was not used up), from wherever
-    // it comes: an authenticated message moves the peer's address (a NAT rebinding).
+    // it comes: an authenticated new message moves the peer's address (a NAT rebinding).
     net.b.handle_datagram(net.now, remote, elsewhere, &data);
     let answer = net.b.poll_transmit().expect("B answers the Delete");
     assert_eq!(answer.remote, elsewhere, "answered where the authenticated request came from");
@@ -1026,4 +1043,28 @@ fn certificate_payloads_past_the_longest_chain_are_not_looked_at() {
         let up = net.a_events.iter().any(|e| matches!(e, Event::ChildUp(_)));
         assert_eq!(up, decoys < ikev2::pki::MAX_CHAIN, "{decoys} decoys: {:?}", net.a_events);
     }
+}
+
+#[test]
+fn a_replayed_authentic_request_does_not_move_the_peer() {
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    let mut a = conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2);
+    let b = conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1);
+    a.child_rekey = Some(Duration::from_secs(10));
+    let mut net = Net::new(a, b);
+    let start = net.now;
+    net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+    net.run_until(start + Duration::from_secs(9), &|_| false);
+    // A's rekey request (CREATE_CHILD_SA), delivered to B once, genuinely.
+    net.now = start + Duration::from_secs(10);
+    net.a.handle_timeout(net.now);
+    let Transmit { local, remote, data } = net.a.poll_transmit().expect("A's rekey request");
+    net.b.handle_datagram(net.now, remote, local, &data);
+    assert_eq!(net.b.poll_transmit().expect("B answers").remote, local);
+    // Recorded and sent again from elsewhere: B repeats its answer (RFC 7296 2.1) to where
+    // the peer is, and stays there.
+    let elsewhere: SocketAddr = "203.0.113.9:500".parse().unwrap();
+    net.b.handle_datagram(net.now, remote, elsewhere, &data);
+    assert_eq!(net.b.poll_transmit().expect("the same answer again").remote, local);
+    assert_eq!(net.b.list(net.now)[0].remote, local);
 }
