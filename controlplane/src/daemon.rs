@@ -112,6 +112,21 @@ fn selectors(local_ts: &[TrafficSelector], remote_ts: &[TrafficSelector]) -> Res
     Ok(out)
 }
 
+/// The connection and Child SA (as configured) whose dataplane SA is `name`: found by
+/// making each candidate's name ([`sa_name`]), since names may hold dashes. None for SAs
+/// the daemon did not make.
+fn child_of_sa<'c>(cfg: &'c Config, name: &str, dir: &str, spi: u32) -> Option<(&'c str, &'c str)> {
+    cfg.connections.iter().find_map(|c| {
+        let conn = c.conn.name.as_str();
+        c.conn
+            .children
+            .iter()
+            .map(|ch| ch.name.as_str())
+            .find(|&ch| sa_name(conn, ch, dir, spi) == name)
+            .map(|ch| (conn, ch))
+    })
+}
+
 /// The dataplane's name of one half of a Child SA.
 pub fn sa_name(connection: &str, child: &str, dir: &str, spi: u32) -> String {
     format!("{connection}-{child}-{dir}-{spi:08x}")
@@ -329,14 +344,16 @@ fn dataplane_events(cfg: &Config, ep: &mut Endpoint) {
                 );
             }
             ctlproto::SadEvent::SoftExpire { name, spi, direction } => {
-                if ep.rekey_soon(spi, direction == "in") {
+                let Some((conn, child)) = child_of_sa(cfg, &name, &direction, spi) else { continue };
+                if ep.rekey_soon(conn, child, spi, direction == "in") {
                     eprintln!("ike-daemon: {name}: soft lifetime reached, rekeying");
                 }
             }
             ctlproto::SadEvent::HardExpire { name, spi, direction } => {
                 eprintln!("ike-daemon: {name}: hard lifetime reached, removed");
+                let Some((conn, child)) = child_of_sa(cfg, &name, &direction, spi) else { continue };
                 // The pair is dead: tell the peer (RFC 7296 1.4.1).
-                if ep.delete_child(spi, direction == "in") {
+                if ep.delete_child(conn, child, spi, direction == "in") {
                     eprintln!("ike-daemon: {name}: deleting its child SA with the peer");
                 }
             }
@@ -722,6 +739,38 @@ mod tests {
             }
         })];
         assert!(selectors(&local, &udp).unwrap().is_empty());
+    }
+
+    /// A dataplane SA's name leads back to its connection and Child SA, dashes in names and
+    /// all; SAs the daemon did not make lead nowhere.
+    #[test]
+    fn an_sa_name_leads_back_to_its_child() {
+        let text = r#"
+[daemon]
+listen = "10.77.0.1"
+[[connection]]
+name = "gw-east"
+local_addr = "10.77.0.1"
+remote_addr = "10.77.0.2"
+local_id = "left@example.test"
+psk = "a-long-test-psk-0123456789"
+proposals = ["aes256gcm16-prfsha256-x25519"]
+esp_proposals = ["aes128gcm16"]
+[[connection.children]]
+name = "net-a"
+local_ts = ["10.1.0.0/24"]
+remote_ts = ["10.2.0.0/24"]
+[[connection.children]]
+name = "a"
+local_ts = ["10.1.0.0/24"]
+remote_ts = ["10.3.0.0/24"]
+"#;
+        let cfg = Config::parse(text).unwrap();
+        let name = sa_name("gw-east", "net-a", "out", 0x1234);
+        assert_eq!(child_of_sa(&cfg, &name, "out", 0x1234), Some(("gw-east", "net-a")));
+        assert_eq!(child_of_sa(&cfg, &sa_name("gw-east", "a", "in", 7), "in", 7), Some(("gw-east", "a")));
+        assert_eq!(child_of_sa(&cfg, &name, "in", 0x1234), None, "the other direction's name");
+        assert_eq!(child_of_sa(&cfg, "out", "out", 0x1234), None, "an SA of the configuration file");
     }
 
     #[test]

@@ -951,14 +951,29 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Deletes the Child SA whose inbound (`inbound`) or outbound SA has this SPI with the
-    /// peer as soon as its IKE SA is free (RFC 7296 1.4.1): its hard lifetime ran out in the
-    /// dataplane. False if no such Child SA. The direction matters: our inbound SPIs are
-    /// unique, but a peer may pick for its inbound SA (our outbound) the SPI we gave another
-    /// tunnel.
-    pub fn delete_child(&mut self, spi: u32, inbound: bool) -> bool {
+    /// The Child SA `child` of connection `connection` whose inbound (`inbound`) or outbound
+    /// SA has this SPI. All of it matters: our inbound SPIs are unique, but peers pick the SPIs
+    /// of our outbound SAs, and two of them may pick the same one.
+    fn child_named(&mut self, connection: &str, child: &str, spi: u32, inbound: bool) -> Option<&mut Child> {
+        let conns = &self.connections;
+        self.sas.values_mut().filter(|s| conns[s.conn].name == connection).find_map(|s| {
+            s.children.iter_mut().find(|c| c.name == child && if inbound { c.spi_in == spi } else { c.spi_out == spi })
+        })
+    }
+
+    /// Deletes a Child SA (see [`Self::child_named`]) with the peer as soon as its IKE SA is
+    /// free (RFC 7296 1.4.1): its hard lifetime ran out in the dataplane. False if no such
+    /// Child SA.
+    pub fn delete_child(&mut self, connection: &str, child: &str, spi: u32, inbound: bool) -> bool {
         for sa in self.sas.values_mut() {
-            if let Some(c) = sa.children.iter_mut().find(|c| if inbound { c.spi_in == spi } else { c.spi_out == spi }) {
+            if self.connections[sa.conn].name != connection {
+                continue;
+            }
+            if let Some(c) = sa
+                .children
+                .iter_mut()
+                .find(|c| c.name == child && if inbound { c.spi_in == spi } else { c.spi_out == spi })
+            {
                 // Not to be rekeyed any more: it is going.
                 c.rekeyed = true;
                 if !sa.deferred_deletes.contains(&c.spi_in) {
@@ -970,17 +985,16 @@ impl Endpoint {
         false
     }
 
-    /// Asks for the Child SA whose inbound (`inbound`) or outbound SA has this SPI to be
-    /// rekeyed as soon as its IKE SA is free: the dataplane reported its soft lifetime. False
-    /// if no such Child SA. See [`Self::delete_child`] on the direction.
-    pub fn rekey_soon(&mut self, spi: u32, inbound: bool) -> bool {
-        for sa in self.sas.values_mut() {
-            if let Some(c) = sa.children.iter_mut().find(|c| if inbound { c.spi_in == spi } else { c.spi_out == spi }) {
+    /// Asks for a Child SA (see [`Self::child_named`]) to be rekeyed as soon as its IKE SA is
+    /// free: the dataplane reported a soft limit. False if no such Child SA.
+    pub fn rekey_soon(&mut self, connection: &str, child: &str, spi: u32, inbound: bool) -> bool {
+        match self.child_named(connection, child, spi, inbound) {
+            Some(c) => {
                 c.due = true;
-                return true;
+                true
             }
+            None => false,
         }
-        false
     }
 
     /// Whether a connection has an IKE SA (established or being set up).

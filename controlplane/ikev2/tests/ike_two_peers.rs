@@ -233,10 +233,12 @@ fn a_child_sa_past_its_hard_lifetime_is_deleted_with_the_peer() {
     let mut net = up(&["aes256gcm16-prfsha256-x25519"], &["aes256gcm16-prfsha256-x25519"], &|_| false);
     let c = child(&net.a_events).clone();
     // The dataplane reports the hard lifetime of the outbound SA (the peer's SPI).
-    assert!(net.a.delete_child(c.spi_out, false));
-    assert!(!net.a.delete_child(0x1234, false));
+    assert!(net.a.delete_child("a-b", "net", c.spi_out, false));
+    assert!(!net.a.delete_child("a-b", "net", 0x1234, false));
     // Our inbound SPI is not an outbound one.
-    assert!(!net.a.delete_child(c.spi_in, false));
+    assert!(!net.a.delete_child("a-b", "net", c.spi_in, false));
+    // Another connection's or child's SA of the same SPI is not this one.
+    assert!(!net.a.delete_child("a-c", "net", c.spi_out, false) && !net.a.delete_child("a-b", "web", c.spi_out, false));
     net.run(5, &|_| false);
     assert_eq!(downs(&net.a_events), (1, 0), "{:?}", net.a_events);
     assert_eq!(downs(&net.b_events), (1, 0), "{:?}", net.b_events);
@@ -456,7 +458,7 @@ fn simultaneous_ike_rekeys_keep_one_ike_sa_with_the_child_sas() {
         assert_eq!((la[0].local_spi, la[0].remote_spi), (lb[0].remote_spi, lb[0].local_spi));
         one_matching_child(&net);
         // The IKE SA left works: a Child SA rekey through it succeeds.
-        assert!(net.a.rekey_soon(la[0].children[0].spi_in, true));
+        assert!(net.a.rekey_soon("a-b", "net", la[0].children[0].spi_in, true));
         let end = net.now + Duration::from_secs(3);
         net.run_until(end, &|_| false);
         assert_eq!(child_ups(&net.a_events).len(), 2);
