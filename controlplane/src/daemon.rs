@@ -87,6 +87,10 @@ fn proto_ports(ts: &TrafficSelector) -> (Option<u8>, Option<String>) {
 /// protocols or address families differ match no packet and are left out.
 type Sel = (String, String, Option<u8>, Option<String>, Option<String>);
 
+/// The most dataplane selectors (and policies) one Child SA may make: a peer's odd ranges
+/// (each up to 254 prefixes in IPv6), paired, must not become an unbounded number of them.
+const MAX_SELECTORS: usize = 256;
+
 fn selectors(local_ts: &[TrafficSelector], remote_ts: &[TrafficSelector]) -> Result<Vec<Sel>, String> {
     let mut out = Vec::new();
     for l in local_ts {
@@ -102,6 +106,11 @@ fn selectors(local_ts: &[TrafficSelector], remote_ts: &[TrafficSelector]) -> Res
                 (a, b) => a.or(b),
             };
             let rnets = prefixes(r).ok_or("a remote selector is not an address range")?;
+            if out.len() + lnets.len() * rnets.len() > MAX_SELECTORS {
+                return Err(format!(
+                    "the traffic selectors make more than {MAX_SELECTORS} prefix pairs (ranges that are not CIDR blocks?)"
+                ));
+            }
             for ln in &lnets {
                 for rn in &rnets {
                     out.push((ln.clone(), rn.clone(), proto, lports.clone(), rports.clone()));
@@ -739,6 +748,12 @@ mod tests {
             }
         })];
         assert!(selectors(&local, &udp).unwrap().is_empty());
+        // A peer's odd IPv6 ranges (64 prefixes each) would pair into 4,096: refused.
+        let odd6 = |lo: u128| TrafficSelector::ipv6(lo.into(), (lo | 0xffff_ffff_ffff_ffff).into());
+        let (l6, r6) = ([odd6(0xfd01 << 112 | 1)], [odd6(0xfd02 << 112 | 1)]);
+        assert_eq!(prefixes(&l6[0]).unwrap().len(), 64);
+        let e = selectors(&l6, &r6).unwrap_err();
+        assert!(e.contains("more than 256"), "{e}");
     }
 
     /// A dataplane SA's name leads back to its connection and Child SA, dashes in names and
