@@ -1854,6 +1854,11 @@ impl Endpoint {
             // and a soft lifetime's `due` at once would be a storm). A new Child SA the peer
             // refuses is not retried: that needs a configuration change.
             let old = rk.old_spi_in;
+            // If we answered the peer's rekey of the same SA meanwhile, that one replaces it:
+            // nothing to try again.
+            if sa.crossed_child_rekey.take_if(|c| Some(c.0) == old).is_some() {
+                return Ok(());
+            }
             if let Some(c) = Self::children_of(&mut self.sas, sa).iter_mut().find(|c| Some(c.spi_in) == old) {
                 (c.rekeyed, c.retry_at) = (false, Some(now + REKEY_RETRY));
             }
@@ -2145,11 +2150,21 @@ impl Endpoint {
             _ => None,
         });
         let found = rekeyed.and_then(|spi| Self::children_of(&mut self.sas, sa).iter().position(|c| c.spi_out == spi));
+        let replaced = found.is_some_and(|idx| {
+            let old = &Self::children_of(&mut self.sas, sa)[idx];
+            let (was_rekeyed, spi_in) = (old.rekeyed, old.spi_in);
+            was_rekeyed && sa.rekey.as_ref().is_none_or(|r| r.old_spi_in != Some(spi_in))
+        });
         let (reply, new_child) = match (rekeyed, found) {
             (Some(_), None) => (refuse(NotifyType::CHILD_SA_NOT_FOUND, vec![]), None),
             // A new Child SA (RFC 7296 1.3.1): of the configuration its selectors fit.
             (None, _) => self.answer_child(sa, &conn, None, &inner, true)?,
             // A rekey (1.3.3): of the configuration of the Child SA it replaces.
+            // A rekey of a Child SA already replaced (our own rekey of it is done, its Delete
+            // under way; or the peer rekeyed it before): its successor would take the
+            // traffic from the pair that replaced it, about to be the only one. RFC 7296
+            // 2.25's answer for an SA being rekeyed or deleted.
+            (Some(_), Some(_)) if replaced => (refuse(NotifyType::TEMPORARY_FAILURE, vec![]), None),
             (Some(_), Some(idx)) => {
                 let name = Self::children_of(&mut self.sas, sa)[idx].name.clone();
                 let cfg = conn.child_config(&name).cloned();

@@ -1070,3 +1070,30 @@ fn a_replayed_authentic_request_does_not_move_the_peer() {
     assert_eq!(net.b.poll_transmit().expect("the same answer again").remote, local);
     assert_eq!(net.b.list(net.now)[0].remote, local);
 }
+
+#[test]
+fn a_late_rekey_of_a_pair_already_replaced_is_refused() {
+    // Both ends rekey at 10 s. B's request (datagram 6) and A's Delete of the old pair after
+    // its own rekey (8) are lost: at 11 s both are sent again, and B's request for the old
+    // pair reaches A after A's rekey replaced it and before A's Delete is answered.
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    for (seed_a, seed_b) in [(&b"peer a"[..], &b"peer b"[..]), (b"peer b", b"peer a"), (b"x", b"y")] {
+        let mut a = conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2);
+        let mut b = conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1);
+        (a.child_rekey, b.child_rekey) = (Some(Duration::from_secs(10)), Some(Duration::from_secs(10)));
+        let mut net = Net::seeded(a, b, seed_a, seed_b);
+        let start = net.now;
+        net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+        net.run_until(start + Duration::from_secs(15), &|n| n == 6 || n == 8);
+        assert!(!net.a_events.iter().chain(&net.b_events).any(|e| matches!(e, Event::Failed { .. })));
+        one_matching_child(&net);
+        // Outbound traffic on each side ends on the one pair left.
+        for (events, side) in [(&net.a_events, "a"), (&net.b_events, "b")] {
+            assert_eq!(outbound_sa(events), live_children(events).first().map(|c| c.0), "{side}");
+        }
+        // Until the next rekeys at 20 s nothing more is tried.
+        let before = net.delivered;
+        net.run_until(start + Duration::from_secs(19), &|_| false);
+        assert_eq!(net.delivered, before, "no retries of a rekey whose pair is gone");
+    }
+}
