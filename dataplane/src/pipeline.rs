@@ -907,7 +907,6 @@ impl Pipeline {
             };
             // One atomic add per run: these numbers belong to this core alone.
             let first = sa.seq_counter().reserve(run as u64);
-            // Whether number `x` is among this run's (first + run may pass 2^64 - 1).
             let ours = |x: u64| x >= first && x - first < run as u64;
             if ours(sa.seq_soft()) {
                 self.seq_limits.push((sa_idx, sa.spi, false));
@@ -920,8 +919,7 @@ impl Pipeline {
                 let pkt = &mut pkts[p.0];
                 let inner_len = pkt.len() as u64;
                 let Some(sa) = self.outbound[sa_idx].sa.as_ref() else { continue };
-                // (Saturating: past the end of the space is past it, see `SeqCounter::reserve`.)
-                verdicts[p.0] = match sa.encapsulate(first.saturating_add(k as u64), pkt) {
+                verdicts[p.0] = match sa.encapsulate(first + k as u64, pkt) {
                     Ok(()) => {
                         self.counters.encrypted.add(1);
                         if let Some(c) = self.counters.sa.get(sa_idx) {

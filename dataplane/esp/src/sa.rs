@@ -78,14 +78,11 @@ impl SeqCounter {
     }
 
     /// Reserves `n` consecutive numbers and returns the first. Numbers past the end of the space
-    /// (2^32 - 1, or 2^64 - 2 with ESN) must not be used: see [`OutboundSa::seq_usable`]. The
-    /// counter sticks at 2^64 - 1 instead of wrapping to numbers handed out before (a plain
-    /// add would, after 2^64 numbers with ESN), so a number past the end stays past it.
+    /// (2^32 - 1, or 2^63 - 1 with ESN: see [`OutboundSa::seq_last`]) must not be used: see
+    /// [`OutboundSa::seq_usable`].
     #[inline]
     pub fn reserve(&self, n: u64) -> u64 {
-        match self.next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_add(n))) {
-            Ok(v) | Err(v) => v,
-        }
+        self.next.fetch_add(n, Ordering::Relaxed)
     }
 
     /// The next number that would be handed out (for counters shown to operators).
@@ -320,11 +317,13 @@ impl OutboundSa {
         seq != 0 && seq <= self.seq_last()
     }
 
-    /// The last sequence number this SA may send: 2^32 - 1, or with ESN 2^64 - 2 (the next
-    /// would leave no number for the counter to move on to).
+    /// The last sequence number this SA may send: 2^32 - 1, or with ESN 2^63 - 1. Half of the
+    /// 64-bit space is more than any SA lives to use, and it keeps the counter (one atomic add
+    /// per burst, which would wrap past 2^64 - 1) from ever coming back to numbers already
+    /// used: past the end, it stays past it for another 2^63 numbers.
     #[inline]
     pub fn seq_last(&self) -> u64 {
-        if self.esn { u64::MAX - 1 } else { u64::from(u32::MAX) }
+        if self.esn { u64::MAX >> 1 } else { u64::from(u32::MAX) }
     }
 
     /// The sequence number from which the SA asks to be replaced, as at a soft lifetime: a
@@ -740,14 +739,18 @@ mod tests {
     }
 
     #[test]
-    fn the_sequence_counter_sticks_at_its_end_instead_of_wrapping() {
-        let c = SeqCounter::starting_at(u64::MAX - 2);
-        assert_eq!(c.reserve(4), u64::MAX - 2);
-        // Wrapping would hand out 2, 3, ... again: numbers (IVs) already used with the key.
-        assert_eq!(c.reserve(4), u64::MAX);
-        assert_eq!(c.peek(), u64::MAX);
-        let sa = OutboundSa::new(&cfg(true), Arc::new(c)).unwrap();
-        assert!(!sa.seq_usable(u64::MAX) && sa.seq_usable(sa.seq_last()));
+    fn numbers_past_the_end_stay_unusable() {
+        for esn in [false, true] {
+            let sa = OutboundSa::new(&cfg(esn), Arc::new(SeqCounter::starting_at(1))).unwrap();
+            let last = sa.seq_last();
+            assert_eq!(last, if esn { (1 << 63) - 1 } else { (1 << 32) - 1 });
+            assert!(sa.seq_usable(last) && !sa.seq_usable(last + 1) && !sa.seq_usable(0));
+            // A counter at the end, taken further by bursts: nothing it gives is usable again
+            // for as long as anything can run (with ESN, 2^63 more numbers).
+            let c = SeqCounter::starting_at(last - 1);
+            assert_eq!((c.reserve(4), c.reserve(4)), (last - 1, last + 3));
+            assert!(!sa.seq_usable(c.peek()) && !sa.seq_usable(u64::MAX));
+        }
     }
 
     #[test]
