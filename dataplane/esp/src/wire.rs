@@ -18,8 +18,10 @@ pub const PROTO_IPV6: u8 = 41;
 pub const PROTO_ESP: u8 = 50;
 pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_ICMPV6: u8 = 58;
-/// IPv6's Fragment header (RFC 8200 4.5): what follows it, ports included, is not walked to.
-pub const PROTO_IPV6_FRAGMENT: u8 = 44;
+/// IPv6's extension headers (RFC 8200 4, and the later ones of IANA's list): what follows
+/// them, ports included, is not walked to. Hop-by-hop, Routing, Fragment, Destination
+/// Options, Mobility, HIP, Shim6, and the two for experiments.
+const IPV6_EXTENSION_HEADERS: [u8; 9] = [0, 43, 44, 60, 135, 139, 140, 253, 254];
 /// "No next header": marks a dummy packet (RFC 4303 section 2.6).
 pub const PROTO_NONE: u8 = 59;
 
@@ -288,7 +290,9 @@ pub fn flow_key_and_len(pkt: &[u8]) -> Result<(FlowKey, usize), EspError> {
     let (sport, dport, opaque) = match proto {
         PROTO_TCP | PROTO_UDP | 132 if first_fragment && l4.len() >= 4 => (be16(l4, 0), be16(l4, 2), false),
         PROTO_ICMP | PROTO_ICMPV6 if first_fragment && l4.len() >= 2 => (u16::from(l4[0]), u16::from(l4[1]), false),
-        PROTO_TCP | PROTO_UDP | 132 | PROTO_ICMP | PROTO_ICMPV6 | PROTO_IPV6_FRAGMENT => (0, 0, true),
+        PROTO_TCP | PROTO_UDP | 132 | PROTO_ICMP | PROTO_ICMPV6 => (0, 0, true),
+        // IPv6 extension headers are not walked: the ports (if any) behind them are unseen.
+        p if v6 && IPV6_EXTENSION_HEADERS.contains(&p) => (0, 0, true),
         _ => (0, 0, false),
     };
     Ok((FlowKey { src, dst, v6, proto, sport, dport, opaque }, total_len))
@@ -617,5 +621,14 @@ mod tests {
         let k = flow_key(&v6).unwrap();
         assert_eq!((k.src_ip().to_string(), k.dst_ip().to_string()), ("2001:db8::1".into(), "2001:db8::2".into()));
         assert_eq!((k.v6, k.proto, k.sport, k.dport), (true, PROTO_ICMPV6, 128, 0));
+        assert!(!k.opaque);
+        // Behind an extension header (hop-by-hop, routing, fragment, destination options)
+        // the ports are not seen: OPAQUE. In IPv4, protocol 0 or 43 is just a protocol.
+        for ext in [0, 43, 44, 60] {
+            v6[6] = ext;
+            assert!(flow_key(&v6).unwrap().opaque, "next header {ext}");
+        }
+        v4[9] = 43;
+        assert!(!flow_key(&v4).unwrap().opaque);
     }
 }
