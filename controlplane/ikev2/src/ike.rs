@@ -1173,10 +1173,11 @@ impl Endpoint {
             self.sas.insert(ours, sa);
             return;
         }
-        // Answer where the peer speaks from, once it has proved who it is, and only with a
+        // Send to where the peer speaks from, once it has proved who it is, and only after a
         // message that is new (the next request, or the answer to ours): after NAT detection
         // both ends move to port 4500 (RFC 7296 2.23), and a NAT may change the peer's address
-        // or port, but a replayed old message, authentic as it is, must not move us.
+        // or port, but a replayed old message, authentic as it is, must not move what we send
+        // from then on. (A request repeated from elsewhere is still answered there: 2.11.)
         let fresh = if h.response {
             sa.pending.is_some() && h.message_id.wrapping_add(1) == sa.my_next_id
         } else {
@@ -1186,8 +1187,11 @@ impl Endpoint {
             sa.local = local;
             sa.remote = remote;
         }
-        let result =
-            if h.response { self.response(now, &mut sa, data, msg) } else { self.request(now, &mut sa, data, msg) };
+        let result = if h.response {
+            self.response(now, &mut sa, data, msg)
+        } else {
+            self.request(now, &mut sa, data, msg, (local, remote))
+        };
         let spi = sa.local_spi();
         self.sas.insert(spi, sa);
         match result {
@@ -2292,13 +2296,22 @@ impl Endpoint {
         Ok((payloads, Some((c, lower_nonce(&ni, &nr).to_vec()))))
     }
 
-    fn request(&mut self, now: Instant, sa: &mut IkeSa, data: &[u8], msg: Message) -> Result<(), String> {
+    /// A request of the peer's, which came to `from` (our address, the sender's).
+    fn request(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        data: &[u8],
+        msg: Message,
+        from: (SocketAddr, SocketAddr),
+    ) -> Result<(), String> {
         let h = msg.header.clone();
-        // A retransmitted request gets the same response again (RFC 7296 2.1).
+        // A retransmitted request gets the same response again (RFC 7296 2.1), where it came
+        // from (2.11), though an old message does not move the peer (see `handle_datagram`).
         if let Some((id, resp)) = &sa.last_response
             && *id == h.message_id
         {
-            self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: resp.clone() });
+            self.transmits.push_back(Transmit { local: from.0, remote: from.1, data: resp.clone() });
             return Ok(());
         }
         // RFC 7296 2.3: with a window of one, only the next request is processed.

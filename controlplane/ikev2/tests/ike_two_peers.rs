@@ -1063,11 +1063,13 @@ fn a_replayed_authentic_request_does_not_move_the_peer() {
     let Transmit { local, remote, data } = net.a.poll_transmit().expect("A's rekey request");
     net.b.handle_datagram(net.now, remote, local, &data);
     assert_eq!(net.b.poll_transmit().expect("B answers").remote, local);
-    // Recorded and sent again from elsewhere: B repeats its answer (RFC 7296 2.1) to where
-    // the peer is, and stays there.
+    // Sent again from elsewhere (recorded, or a NAT that changed its mapping): B repeats its
+    // answer (RFC 7296 2.1) where the request came from (2.11), but what B sends from then
+    // on still goes where the peer was: an old message does not move it.
     let elsewhere: SocketAddr = "203.0.113.9:500".parse().unwrap();
     net.b.handle_datagram(net.now, remote, elsewhere, &data);
-    assert_eq!(net.b.poll_transmit().expect("the same answer again").remote, local);
+    assert_eq!(net.b.poll_transmit().expect("the same answer again").remote, elsewhere);
+    assert!(net.b.poll_transmit().is_none());
     assert_eq!(net.b.list(net.now)[0].remote, local);
 }
 
