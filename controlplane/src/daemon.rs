@@ -121,24 +121,36 @@ fn selectors(local_ts: &[TrafficSelector], remote_ts: &[TrafficSelector]) -> Res
     Ok(out)
 }
 
-/// The connection and Child SA (as configured) whose dataplane SA is `name`: found by
-/// making each candidate's name ([`sa_name`]), since names may hold dashes. None for SAs
-/// the daemon did not make.
-fn child_of_sa<'c>(cfg: &'c Config, name: &str, dir: &str, spi: u32) -> Option<(&'c str, &'c str)> {
+/// The connection and Child SA (as configured) whose dataplane SA is `name`, with the
+/// pair's inbound SPI (unique among our Child SAs): found by making each candidate's name
+/// ([`sa_name`]), since names may hold dashes. None for SAs the daemon did not make.
+fn child_of_sa<'c>(cfg: &'c Config, name: &str, dir: &str, spi: u32) -> Option<(&'c str, &'c str, u32)> {
+    // An outbound SA's name ends with its pair's inbound SPI.
+    let spi_in = match dir {
+        "in" => spi,
+        _ => u32::from_str_radix(name.rsplit_once('-')?.1, 16).ok()?,
+    };
     cfg.connections.iter().find_map(|c| {
         let conn = c.conn.name.as_str();
         c.conn
             .children
             .iter()
             .map(|ch| ch.name.as_str())
-            .find(|&ch| sa_name(conn, ch, dir, spi) == name)
-            .map(|ch| (conn, ch))
+            .find(|&ch| sa_name(conn, ch, dir, spi, spi_in) == name)
+            .map(|ch| (conn, ch, spi_in))
     })
 }
 
-/// The dataplane's name of one half of a Child SA.
-pub fn sa_name(connection: &str, child: &str, dir: &str, spi: u32) -> String {
-    format!("{connection}-{child}-{dir}-{spi:08x}")
+/// The dataplane's name of one half of a Child SA (`spi`: its own SPI; `spi_in`: the pair's
+/// inbound one). An outbound SA's name carries both: its SPI is the peer's choice, and on a
+/// connection serving many peers (`%any`) two of them may choose the same, while our inbound
+/// SPIs are unique.
+pub fn sa_name(connection: &str, child: &str, dir: &str, spi: u32, spi_in: u32) -> String {
+    if dir == "in" {
+        format!("{connection}-{child}-in-{spi:08x}")
+    } else {
+        format!("{connection}-{child}-{dir}-{spi:08x}-{spi_in:08x}")
+    }
 }
 
 /// The dataplane's SA and policy for a Child SA (names carry the SPI, so a rekey's new SA
@@ -149,7 +161,7 @@ pub fn program(c: &ChildSa, rekey_bytes: Option<u64>, life_time: Option<u64>) ->
     let sa = |dir: &str, spi: u32, key: &[u8]| {
         let n = key.len() - 4;
         RawSa {
-            name: sa_name(&c.connection, &c.child, dir, spi),
+            name: sa_name(&c.connection, &c.child, dir, spi, c.spi_in),
             spi,
             direction: dir.into(),
             algorithm: alg.into(),
@@ -222,8 +234,8 @@ pub fn policies(
                 sport,
                 dport,
                 action: "protect".into(),
-                sa_out: Some(sa_name(connection, child, "out", spi_out)),
-                sa_in: Some(sa_name(connection, child, "in", spi_in)),
+                sa_out: Some(sa_name(connection, child, "out", spi_out, spi_in)),
+                sa_in: Some(sa_name(connection, child, "in", spi_in, spi_in)),
                 ..RawPolicy::default()
             },
         });
@@ -250,8 +262,8 @@ fn views(cfg: &Config, sas: Vec<IkeSaInfo>) -> Vec<IkeSaView> {
                 .children
                 .iter()
                 .map(|c| {
-                    let (packets_in, bytes_in) = count(sa_name(&i.connection, &c.name, "in", c.spi_in));
-                    let (packets_out, bytes_out) = count(sa_name(&i.connection, &c.name, "out", c.spi_out));
+                    let (packets_in, bytes_in) = count(sa_name(&i.connection, &c.name, "in", c.spi_in, c.spi_in));
+                    let (packets_out, bytes_out) = count(sa_name(&i.connection, &c.name, "out", c.spi_out, c.spi_in));
                     ChildView {
                         name: c.name.clone(),
                         spi_in: format!("{:08x}", c.spi_in),
@@ -353,16 +365,16 @@ fn dataplane_events(cfg: &Config, ep: &mut Endpoint) {
                 );
             }
             ctlproto::SadEvent::SoftExpire { name, spi, direction } => {
-                let Some((conn, child)) = child_of_sa(cfg, &name, &direction, spi) else { continue };
-                if ep.rekey_soon(conn, child, spi, direction == "in") {
+                let Some((conn, child, spi_in)) = child_of_sa(cfg, &name, &direction, spi) else { continue };
+                if ep.rekey_soon(conn, child, spi_in, true) {
                     eprintln!("ike-daemon: {name}: soft lifetime reached, rekeying");
                 }
             }
             ctlproto::SadEvent::HardExpire { name, spi, direction } => {
                 eprintln!("ike-daemon: {name}: hard lifetime reached, removed");
-                let Some((conn, child)) = child_of_sa(cfg, &name, &direction, spi) else { continue };
+                let Some((conn, child, spi_in)) = child_of_sa(cfg, &name, &direction, spi) else { continue };
                 // The pair is dead: tell the peer (RFC 7296 1.4.1).
-                if ep.delete_child(conn, child, spi, direction == "in") {
+                if ep.delete_child(conn, child, spi_in, true) {
                     eprintln!("ike-daemon: {name}: deleting its child SA with the peer");
                 }
             }
@@ -551,7 +563,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
                     );
                     if let Some(sock) = &cfg.dataplane_socket {
                         for (dir, spi) in [("out", spi_out), ("in", spi_in)] {
-                            let name = sa_name(&connection, &child, dir, spi);
+                            let name = sa_name(&connection, &child, dir, spi, spi_in);
                             if let Err(e) = request(sock, Command::DelSa { name }) {
                                 eprintln!("ike-daemon: dataplane: {e}");
                             }
@@ -680,8 +692,8 @@ mod tests {
         let later = policies(&c.connection, &c.child, c.spi_in, c.spi_out, &c.local_ts, &c.remote_ts).unwrap();
         let Command::SetPolicy { policy } = &later[1] else { panic!("{later:?}") };
         assert_eq!((policy.src.as_str(), policy.dst.as_str()), ("10.1.0.0/24", "10.3.0.0/24"));
-        assert_eq!(policy.sa_out.as_deref(), Some(sa_name("gw", "net", "out", 0x2222_2222).as_str()));
-        assert_eq!(policy.sa_in.as_deref(), Some(sa_name("gw", "net", "in", 0x1111_1111).as_str()));
+        assert_eq!(policy.sa_out.as_deref(), Some("gw-net-out-22222222-11111111"));
+        assert_eq!(policy.sa_in.as_deref(), Some("gw-net-in-11111111"));
         let Command::AddSa { sa } = &now[1] else { panic!("{now:?}") };
         assert_eq!(policy.sa_out.as_ref(), Some(&sa.name), "the policy names the SA installed before");
     }
@@ -781,10 +793,13 @@ local_ts = ["10.1.0.0/24"]
 remote_ts = ["10.3.0.0/24"]
 "#;
         let cfg = Config::parse(text).unwrap();
-        let name = sa_name("gw-east", "net-a", "out", 0x1234);
-        assert_eq!(child_of_sa(&cfg, &name, "out", 0x1234), Some(("gw-east", "net-a")));
-        assert_eq!(child_of_sa(&cfg, &sa_name("gw-east", "a", "in", 7), "in", 7), Some(("gw-east", "a")));
+        let name = sa_name("gw-east", "net-a", "out", 0x1234, 0xabcd);
+        assert_eq!(name, "gw-east-net-a-out-00001234-0000abcd");
+        assert_eq!(child_of_sa(&cfg, &name, "out", 0x1234), Some(("gw-east", "net-a", 0xabcd)));
+        let inbound = sa_name("gw-east", "a", "in", 7, 7);
+        assert_eq!(child_of_sa(&cfg, &inbound, "in", 7), Some(("gw-east", "a", 7)));
         assert_eq!(child_of_sa(&cfg, &name, "in", 0x1234), None, "the other direction's name");
+        assert_eq!(child_of_sa(&cfg, &name, "out", 0x1235), None, "another SPI");
         assert_eq!(child_of_sa(&cfg, "out", "out", 0x1234), None, "an SA of the configuration file");
     }
 
