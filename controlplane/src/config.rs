@@ -359,6 +359,9 @@ impl Config {
                     return Err(bad(f("local_ts"), "local_ts and remote_ts (or children) are needed"));
                 }
                 let (local_ts, remote_ts) = (ts(&c.local_ts, "local_ts")?, ts(&c.remote_ts, "remote_ts")?);
+                // What the daemon will make of them in the dataplane, checked now rather than
+                // when a Child SA is up (see `daemon::selectors`).
+                crate::daemon::selectors(&local_ts, &remote_ts).map_err(|e| bad(f("local_ts"), &e))?;
                 children.push(ChildConfig { name: c.child.clone(), local_ts, remote_ts });
             } else if !c.local_ts.is_empty() || !c.remote_ts.is_empty() {
                 return Err(bad(f("children"), "give the selectors in children, not local_ts/remote_ts as well"));
@@ -375,6 +378,7 @@ impl Config {
                     return Err(bad(f(&g("name")), "a unique name without spaces"));
                 }
                 let (local_ts, remote_ts) = (ts(&ch.local_ts, &g("local_ts"))?, ts(&ch.remote_ts, &g("remote_ts"))?);
+                crate::daemon::selectors(&local_ts, &remote_ts).map_err(|e| bad(f(&g("local_ts")), &e))?;
                 children.push(ChildConfig { name: ch.name.clone(), local_ts, remote_ts });
             }
             connections.push(ConnConfig {
@@ -490,6 +494,20 @@ start_action = "start"
         )
         .unwrap();
         assert_eq!(any.connections[0].remote, None);
+        // 17 x 16 prefix pairs: more than the dataplane selectors a Child SA may make.
+        let many = |n: usize, net: u8| {
+            let list: Vec<String> = (1..=n).map(|h| format!("\"10.{net}.0.{h}/32\"")).collect();
+            format!("[{}]", list.join(", "))
+        };
+        let e = Config::parse(
+            &GOOD
+                .replace("local_ts = [\"10.1.0.0/24\"]", &format!("local_ts = {}", many(17, 1)))
+                .replace("remote_ts = [\"10.2.0.0/24\"]", &format!("remote_ts = {}", many(16, 2))),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.starts_with("connection[0].local_ts") && e.contains("256"), "{e}");
         for (from, to, field) in [
             ("aes256gcm16-prfsha256-x25519", "aes256gcm16-x25519", "connection[0].proposals"),
             ("a-long-test-psk-0123456789", "short", "connection[0].psk"),

@@ -85,13 +85,13 @@ fn proto_ports(ts: &TrafficSelector) -> (Option<u8>, Option<String>) {
 /// One dataplane selector per pair of a local and a remote prefix, written as outbound
 /// policies are (local side as source): (src, dst, proto, sport, dport). Pairs whose
 /// protocols or address families differ match no packet and are left out.
-type Sel = (String, String, Option<u8>, Option<String>, Option<String>);
+pub type Sel = (String, String, Option<u8>, Option<String>, Option<String>);
 
 /// The most dataplane selectors (and policies) one Child SA may make: a peer's odd ranges
 /// (each up to 254 prefixes in IPv6), paired, must not become an unbounded number of them.
 const MAX_SELECTORS: usize = 256;
 
-fn selectors(local_ts: &[TrafficSelector], remote_ts: &[TrafficSelector]) -> Result<Vec<Sel>, String> {
+pub fn selectors(local_ts: &[TrafficSelector], remote_ts: &[TrafficSelector]) -> Result<Vec<Sel>, String> {
     let mut out = Vec::new();
     for l in local_ts {
         let (lp, lports) = proto_ports(l);
@@ -592,7 +592,16 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
                                 }
                                 Err(e) => eprintln!("ike-daemon: dataplane: {e}"),
                             },
-                            Err(e) => eprintln!("ike-daemon: {}: cannot program the dataplane: {e}", c.connection),
+                            Err(e) => {
+                                // A Child SA that cannot carry traffic here is not left up with
+                                // the peer, silently dropping what it sends (RFC 7296 1.4.1).
+                                eprintln!(
+                                    "ike-daemon: {}: child SA {}: cannot program the dataplane ({e}): deleting it",
+                                    c.connection, c.child
+                                );
+                                ep.delete_child(&c.connection, &c.child, c.spi_in, true);
+                                continue;
+                            }
                         }
                         // The new pair carries the traffic now: drop what a previous run left.
                         let prefix = format!("{}-{}-", c.connection, c.child);
