@@ -2157,7 +2157,12 @@ impl Endpoint {
         let replaced = found.is_some_and(|idx| {
             let old = &Self::children_of(&mut self.sas, sa)[idx];
             let (was_rekeyed, spi_in) = (old.rekeyed, old.spi_in);
-            was_rekeyed && sa.rekey.as_ref().is_none_or(|r| r.old_spi_in != Some(spi_in))
+            // Our rekey of it may be in flight on this IKE SA or, across an IKE SA rekey, on
+            // its predecessor or successor.
+            let ours_in_flight = std::iter::once(&*sa)
+                .chain(self.sas.values())
+                .any(|s| s.rekey.as_ref().is_some_and(|r| r.old_spi_in == Some(spi_in)));
+            was_rekeyed && !ours_in_flight
         });
         let (reply, new_child) = match (rekeyed, found) {
             (Some(_), None) => (refuse(NotifyType::CHILD_SA_NOT_FOUND, vec![]), None),

@@ -311,7 +311,8 @@ impl OutboundSa {
     }
 
     /// True if `seq` may still be sent. RFC 4303 3.3.3: the counter must never cycle; the SA
-    /// must be replaced (rekeyed) before 2^32 (or 2^64 with ESN) packets.
+    /// must be replaced (rekeyed) before 2^32 packets (with ESN, before 2^63: see
+    /// [`Self::seq_last`]).
     #[inline]
     pub fn seq_usable(&self, seq: u64) -> bool {
         seq != 0 && seq <= self.seq_last()

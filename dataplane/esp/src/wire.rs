@@ -19,9 +19,9 @@ pub const PROTO_ESP: u8 = 50;
 pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_ICMPV6: u8 = 58;
 /// IPv6's extension headers (RFC 8200 4, and the later ones of IANA's list): what follows
-/// them, ports included, is not walked to. Hop-by-hop, Routing, Fragment, Destination
-/// Options, Mobility, HIP, Shim6, and the two for experiments.
-const IPV6_EXTENSION_HEADERS: [u8; 9] = [0, 43, 44, 60, 135, 139, 140, 253, 254];
+/// them, ports included, is not walked to. Hop-by-hop, Routing, Fragment, Authentication
+/// Header, Destination Options, Mobility, HIP, Shim6, and the two for experiments.
+const IPV6_EXTENSION_HEADERS: [u8; 10] = [0, 43, 44, 51, 60, 135, 139, 140, 253, 254];
 /// "No next header": marks a dummy packet (RFC 4303 section 2.6).
 pub const PROTO_NONE: u8 = 59;
 
