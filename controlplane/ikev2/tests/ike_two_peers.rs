@@ -1099,3 +1099,81 @@ fn a_late_rekey_of_a_pair_already_replaced_is_refused() {
         assert_eq!(net.delivered, before, "no retries of a rekey whose pair is gone");
     }
 }
+
+#[test]
+fn an_initiator_refuses_a_responder_nonce_of_a_length_rfc_7296_does_not_allow() {
+    use ikev2::wire::{Header, KeyExchange, Message, Payload};
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    for (len, ok) in [(15, false), (16, true), (256, true), (257, false)] {
+        let mut net = Net::new(
+            conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2),
+            conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1),
+        );
+        net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+        // A hand-made IKE_SA_INIT answer: A's own proposal accepted, a KE of its group, and a
+        // nonce of `len` octets (RFC 7296 2.10: at least 16; 3.9: at most 256).
+        let t = net.a.poll_transmit().expect("A's IKE_SA_INIT");
+        let req = Message::parse(&t.data).unwrap();
+        let proposal = req.payloads.iter().find_map(|p| if let Payload::Sa(s) = p { Some(s[0].clone()) } else { None });
+        let answer = Message {
+            header: Header { spi_r: 0x1122_3344_5566_7788, response: true, initiator: false, ..req.header },
+            payloads: vec![
+                Payload::Sa(vec![proposal.unwrap()]),
+                Payload::Ke(KeyExchange { group: 31, data: vec![9; 32] }),
+                Payload::Nonce(vec![7; len]),
+            ],
+        };
+        net.a.handle_datagram(net.now, t.local, t.remote, &answer.emit());
+        let events: Vec<Event> = std::iter::from_fn(|| net.a.poll_event()).collect();
+        let refused = events.iter().any(|e| matches!(e, Event::Failed { reason, .. } if reason.contains("nonce")));
+        assert_eq!(refused, !ok, "nonce of {len} octets: {events:?}");
+        if ok {
+            // Accepted: A goes on to IKE_AUTH.
+            assert!(net.a.poll_transmit().is_some(), "nonce of {len} octets");
+        }
+    }
+}
+
+/// A provider whose 4-byte draws (ESP SPIs) are all the same until `repeats` run out.
+struct RepeatingSpis {
+    rng: ikev2::crypto::SeededRng,
+    repeats: usize,
+}
+
+impl ikev2::crypto::Rng for RepeatingSpis {
+    fn fill(&mut self, buf: &mut [u8]) {
+        if buf.len() == 4 && self.repeats > 0 {
+            self.repeats -= 1;
+            buf.copy_from_slice(&[0x5a, 1, 2, 3]);
+        } else {
+            self.rng.fill(buf);
+        }
+    }
+}
+
+impl ikev2::crypto::CryptoProvider for RepeatingSpis {
+    fn rng(&mut self) -> &mut dyn ikev2::crypto::Rng {
+        self
+    }
+}
+
+#[test]
+fn inbound_spis_are_drawn_again_until_unused() {
+    // B's random numbers give the same ESP SPI three times in a row: the first Child SA takes
+    // it, the second (CREATE_CHILD_SA) must draw until it gets another.
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    let mut a = conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2);
+    let mut b = conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1);
+    two_children(&mut a, 1, 2);
+    two_children_mirrored(&mut b, 2, 1);
+    let mut net = Net::new(a, b.clone());
+    let rng = ikev2::crypto::SeededRng::new(b"peer b");
+    net.b = Endpoint::new(vec![b], Box::new(RepeatingSpis { rng, repeats: 3 }));
+    net.b.set_wall_clock(net.now, CERT_TIME);
+    net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+    net.run(5, &|_| false);
+    let ub = child_ups(&net.b_events);
+    assert_eq!(ub.len(), 2, "{:?}", net.b_events);
+    assert_eq!(ub[0].spi_in, 0x5a01_0203);
+    assert_ne!(ub[1].spi_in, ub[0].spi_in, "the second Child SA's inbound SPI is its own");
+}
