@@ -82,15 +82,16 @@ fn proto_ports(ts: &TrafficSelector) -> (Option<u8>, Option<String>) {
     (proto, ports)
 }
 
-/// One dataplane selector per pair of a local and a remote prefix, written as outbound
-/// policies are (local side as source): (src, dst, proto, sport, dport). Pairs whose
-/// protocols or address families differ match no packet and are left out.
+/// A dataplane selector: (src, dst, proto, sport, dport), written as outbound policies are
+/// (local side as source).
 pub type Sel = (String, String, Option<u8>, Option<String>, Option<String>);
 
 /// The most dataplane selectors (and policies) one Child SA may make: a peer's odd ranges
 /// (each up to 254 prefixes in IPv6), paired, must not become an unbounded number of them.
 const MAX_SELECTORS: usize = 256;
 
+/// One dataplane selector per pair of a local and a remote prefix. Pairs whose protocols or
+/// address families differ match no packet and are left out.
 pub fn selectors(local_ts: &[TrafficSelector], remote_ts: &[TrafficSelector]) -> Result<Vec<Sel>, String> {
     let mut out = Vec::new();
     for l in local_ts {
