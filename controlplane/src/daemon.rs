@@ -472,7 +472,19 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
     let mut buf = vec![0u8; 65536];
     let mut last_events = Instant::now();
     let mut last_keepalive = Instant::now();
+    // SAs from before the restart whose successor is installed: removed a moment later, so
+    // that what the peer sent on them before it moved to the successor still gets through.
+    let mut retiring: Vec<(Instant, String)> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
+        if let Some(sock) = &cfg.dataplane_socket {
+            let now = Instant::now();
+            for (_, name) in retiring.extract_if(.., |(at, _)| *at <= now) {
+                eprintln!("ike-daemon: removing {name}, installed before the restart");
+                if let Err(e) = request(sock, Command::DelSa { name }) {
+                    eprintln!("ike-daemon: dataplane: {e}");
+                }
+            }
+        }
         let mut busy = false;
         if let Some(ctl) = &ctl {
             busy |= ctl.poll(&mut |cmd| operator(&cfg, &mut ep, cmd)) > 0;
@@ -604,14 +616,11 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
                                 continue;
                             }
                         }
-                        // The new pair carries the traffic now: drop what a previous run left.
+                        // The new pair carries the traffic now: what a previous run left goes
+                        // shortly (see `retiring`).
                         let prefix = format!("{}-{}-", c.connection, c.child);
-                        for name in stale.extract_if(.., |n| n.starts_with(&prefix)) {
-                            eprintln!("ike-daemon: removing {name}, installed before the restart");
-                            if let Err(e) = request(sock, Command::DelSa { name }) {
-                                eprintln!("ike-daemon: dataplane: {e}");
-                            }
-                        }
+                        let at = Instant::now() + STALE_GRACE;
+                        retiring.extend(stale.extract_if(.., |n| n.starts_with(&prefix)).map(|n| (at, n)));
                     }
                 }
             }
@@ -634,6 +643,11 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// How long SAs from before a restart stay after their successor is installed: the peer,
+/// which learns of the new IKE SA from our IKE_AUTH (with INITIAL_CONTACT), may still have
+/// packets on its way on the old ones.
+const STALE_GRACE: Duration = Duration::from_secs(2);
 
 /// How often the dataplane is asked for its events (soft lifetimes, which start our rekeys;
 /// traffic without an SA, which starts a negotiation).
