@@ -427,6 +427,9 @@ struct IkeSa {
     /// Child SAs (by configuration name) to create with CREATE_CHILD_SA when no request is
     /// outstanding.
     wanted_children: Vec<String>,
+    /// The DH group the peer asked for in an INVALID_KE_PAYLOAD answer to one of our
+    /// CREATE_CHILD_SA requests (RFC 7296 1.3): the Child SAs we ask for use it, if we offer it.
+    child_group: Option<u16>,
 }
 
 impl Child {
@@ -735,6 +738,7 @@ impl Endpoint {
             crossed_child_rekey: None,
             crossed_ike_rekey: None,
             wanted_children: Vec::new(),
+            child_group: None,
         };
         self.send_init_request(now, &mut sa);
         self.sas.insert(spi_i, sa);
@@ -1379,6 +1383,7 @@ impl Endpoint {
             crossed_child_rekey: None,
             crossed_ike_rekey: None,
             wanted_children: Vec::new(),
+            child_group: None,
         };
         self.transmits.push_back(Transmit { local, remote, data: resp });
         self.half_open.insert((h.spi_i, remote), spi_r);
@@ -1808,7 +1813,7 @@ impl Endpoint {
         let conn = self.connections[sa.conn].clone();
         let new_spi_in = self.new_spi(sa);
         let ni = self.provider.nonce(NONCE_LEN);
-        let group = conn.esp.iter().flat_map(|a| a.dh.iter()).next().copied();
+        let group = sa.child_group.or_else(|| conn.esp.iter().flat_map(|a| a.dh.iter()).next().copied());
         let dh = match group {
             Some(g) => Some(
                 self.provider.dh_private(DhGroup::from_id(g).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?,
@@ -1848,7 +1853,7 @@ impl Endpoint {
         let Some(rk) = sa.rekey.take() else { return Ok(()) };
         let conn = self.connections[sa.conn].clone();
         let refused = inner.iter().find_map(|p| match p {
-            Payload::Notify(n) if n.notify_type.is_error() => Some(n.notify_type),
+            Payload::Notify(n) if n.notify_type.is_error() => Some(n),
             _ => None,
         });
         let accepted = inner.sa().and_then(|x| x.first());
@@ -1863,8 +1868,29 @@ impl Endpoint {
             if sa.crossed_child_rekey.take_if(|c| Some(c.0) == old).is_some() {
                 return Ok(());
             }
+            // The peer wants another of the DH groups we offered (RFC 7296 1.3): ask again at
+            // once with that one, a new Child SA as well as a rekey. Only once in a row: a
+            // peer that refuses the group it asked for waits for the usual retry.
+            let used = rk.dh.as_ref().map(|d| d.group().id());
+            let asked = refused
+                .filter(|n| n.notify_type == NotifyType::INVALID_KE_PAYLOAD)
+                .and_then(|n| n.data.get(..2)?.try_into().ok().map(u16::from_be_bytes))
+                .filter(|g| Some(*g) != used && conn.esp.iter().any(|a| a.dh.contains(g)));
+            let again_now = asked.is_some() && sa.child_group.is_none_or(|g| Some(g) != used);
+            if let Some(g) = asked {
+                sa.child_group = Some(g);
+                if let Some(n) = sa.successor.and_then(|k| self.sas.get_mut(&k)) {
+                    n.child_group = Some(g);
+                }
+            }
+            let retry_at = if again_now { now } else { now + REKEY_RETRY };
             if let Some(c) = Self::children_of(&mut self.sas, sa).iter_mut().find(|c| Some(c.spi_in) == old) {
-                (c.rekeyed, c.retry_at) = (false, Some(now + REKEY_RETRY));
+                (c.rekeyed, c.retry_at) = (false, Some(retry_at));
+            } else if old.is_none() && again_now {
+                match sa.successor.and_then(|k| self.sas.get_mut(&k)) {
+                    Some(n) => n.wanted_children.push(rk.child),
+                    None => sa.wanted_children.push(rk.child),
+                }
             }
             return Ok(());
         };
@@ -2037,6 +2063,7 @@ impl Endpoint {
             crossed_child_rekey: None,
             crossed_ike_rekey: None,
             wanted_children: std::mem::take(&mut old.wanted_children),
+            child_group: old.child_group,
         };
         let spi = new.local_spi();
         let connection = self.connections[new.conn].name.clone();

@@ -1177,3 +1177,64 @@ fn inbound_spis_are_drawn_again_until_unused() {
     assert_eq!(ub[0].spi_in, 0x5a01_0203);
     assert_ne!(ub[1].spi_in, ub[0].spi_in, "the second Child SA's inbound SPI is its own");
 }
+
+#[test]
+fn child_sas_follow_the_dh_group_the_responder_asks_for() {
+    // A offers x25519 first and ecp256 second for its Child SAs; B takes only ecp256, so it
+    // answers A's first CREATE_CHILD_SA (the second Child SA, "high") with
+    // INVALID_KE_PAYLOAD. A asks again with ecp256 at once (RFC 7296 1.3), for that new
+    // Child SA and for every rekey after it.
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    let mut a = conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2);
+    let mut b = conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1);
+    two_children(&mut a, 1, 2);
+    two_children_mirrored(&mut b, 2, 1);
+    a.esp = vec![Algorithms::parse(Kind::Esp, "aes256gcm16-x25519-ecp256").unwrap()];
+    b.esp = vec![Algorithms::parse(Kind::Esp, "aes256gcm16-ecp256").unwrap()];
+    a.child_rekey = Some(Duration::from_secs(10));
+    let mut net = Net::new(a, b);
+    let start = net.now;
+    net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+    net.run_until(start + Duration::from_secs(1), &|_| false);
+    let names = |ev: &[Event]| child_ups(ev).iter().map(|c| c.child.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&net.a_events), ["low", "high"], "the refused Child SA is asked for again at once");
+    // IKE_SA_INIT, IKE_AUTH, the refused CREATE_CHILD_SA and the one that went through.
+    assert_eq!(net.delivered, 8);
+    let before = net.delivered;
+    net.run_until(start + Duration::from_secs(11), &|_| false);
+    assert_eq!(names(&net.a_events), ["low", "high", "low", "high"], "both rekeyed at 10 s");
+    assert_eq!(names(&net.b_events), ["low", "high", "low", "high"]);
+    // Two rekeys and two deletes, each a request and its answer: no refusal any more.
+    assert_eq!(net.delivered - before, 8);
+    let (ua, ub) = (child_ups(&net.a_events), child_ups(&net.b_events));
+    for (x, y) in ua.iter().zip(&ub) {
+        assert_eq!((x.spi_in, x.spi_out), (y.spi_out, y.spi_in));
+        assert_eq!(x.key_in.expose(), y.key_out.expose());
+    }
+    assert!(!net.a_events.iter().chain(&net.b_events).any(|e| matches!(e, Event::Failed { .. })));
+}
+
+#[test]
+fn a_rekey_refused_for_its_dh_group_is_asked_again_at_once_with_the_group_wanted() {
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    let mut a = conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2);
+    let mut b = conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1);
+    a.esp = vec![Algorithms::parse(Kind::Esp, "aes256gcm16-x25519-ecp256").unwrap()];
+    b.esp = vec![Algorithms::parse(Kind::Esp, "aes256gcm16-ecp256").unwrap()];
+    a.child_rekey = Some(Duration::from_secs(10));
+    let mut net = Net::new(a, b);
+    let start = net.now;
+    net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+    net.run_until(start + Duration::from_secs(9), &|_| false);
+    let before = net.delivered;
+    net.run_until(start + Duration::from_secs(10) + Duration::from_millis(100), &|_| false);
+    // The refused rekey, the one with ecp256, and the old pair's delete.
+    assert_eq!(net.delivered - before, 6);
+    assert_eq!((child_ups(&net.a_events).len(), child_ups(&net.b_events).len()), (2, 2));
+    one_matching_child(&net);
+    // The next rekey goes through at the first try.
+    let before = net.delivered;
+    net.run_until(start + Duration::from_secs(20) + Duration::from_millis(100), &|_| false);
+    assert_eq!(net.delivered - before, 4);
+    one_matching_child(&net);
+}
