@@ -88,6 +88,10 @@ struct RawConnection {
     /// Seconds after which the IKE SA is rekeyed (its Child SAs move to the new one).
     #[serde(default)]
     ike_rekey_time: Option<u64>,
+    /// Up to this many seconds before rekey_time (and ike_rekey_time) each SA is rekeyed, at
+    /// random (RFC 7296 2.8), as strongSwan's rand_time; by default a tenth of each.
+    #[serde(default)]
+    rand_time: Option<u64>,
     /// Bytes after which a Child SA is rekeyed (counted by the dataplane; it dies at 110%).
     #[serde(default)]
     rekey_bytes: Option<u64>,
@@ -353,6 +357,11 @@ impl Config {
             {
                 return Err(bad(f("life_time"), "must be longer than rekey_time"));
             }
+            if let Some(rand) = c.rand_time
+                && [c.rekey_time, c.ike_rekey_time].into_iter().flatten().any(|r| rand >= r)
+            {
+                return Err(bad(f("rand_time"), "must be shorter than rekey_time and ike_rekey_time"));
+            }
             let mut children = Vec::new();
             if c.children.is_empty() {
                 if c.local_ts.is_empty() || c.remote_ts.is_empty() {
@@ -394,6 +403,7 @@ impl Config {
                     dpd_delay: c.dpd_delay.map(std::time::Duration::from_secs),
                     child_rekey: c.rekey_time.map(std::time::Duration::from_secs),
                     ike_rekey: c.ike_rekey_time.map(std::time::Duration::from_secs),
+                    rekey_jitter: c.rand_time.map(std::time::Duration::from_secs),
                     // At least 10 ms: with 0, every retransmission would be due at once, back
                     // to back until the tries run out.
                     retransmit_base: c
@@ -487,6 +497,10 @@ start_action = "start"
         assert_eq!(c.connections[0].start, StartAction::Start);
         let life = Config::parse(&GOOD.replace("start_action = \"start\"", "rekey_time = 600")).unwrap();
         assert_eq!(life.connections[0].life_time, Some(660), "110% of rekey_time by default");
+        assert_eq!(life.connections[0].conn.rekey_jitter, None, "a tenth of each rekey time, in ikev2");
+        let rand =
+            Config::parse(&GOOD.replace("start_action = \"start\"", "rekey_time = 600\nrand_time = 30")).unwrap();
+        assert_eq!(rand.connections[0].conn.rekey_jitter, Some(std::time::Duration::from_secs(30)));
         let any = Config::parse(
             &GOOD
                 .replace("remote_addr = \"10.77.0.2\"", "remote_addr = \"%any\"")
@@ -515,6 +529,8 @@ start_action = "start"
             ("start_action = \"start\"", "start_action = \"soon\"", "connection[0].start_action"),
             ("remote_addr = \"10.77.0.2\"", "remote_addr = \"%any\"", "connection[0].start_action"),
             ("start_action = \"start\"", "rekey_time = 60\nlife_time = 50", "connection[0].life_time"),
+            ("start_action = \"start\"", "rekey_time = 60\nrand_time = 60", "connection[0].rand_time"),
+            ("start_action = \"start\"", "ike_rekey_time = 60\nrand_time = 90", "connection[0].rand_time"),
             // Parsed, but not runnable: CBC for ESP (the dataplane does AES-GCM only), an IKE
             // integrity transform the IKE code lacks.
             ("esp_proposals = [\"aes128gcm16\"]", "esp_proposals = [\"aes128-sha256\"]", "connection[0].esp_proposals"),

@@ -71,6 +71,13 @@ pub struct Connection {
     /// Rekey the IKE SA this long after it was established (RFC 7296 1.3.2, 2.18); its Child
     /// SAs move to the new IKE SA.
     pub ike_rekey: Option<Duration>,
+    /// Each rekey comes a random amount of up to this much (and at most half the period)
+    /// before `child_rekey` or `ike_rekey`, drawn for each SA: SAs made together, a whole
+    /// concentrator's after a restart say, then do not all rekey at once, and two ends with
+    /// the same lifetimes seldom start the same rekey together (RFC 7296 2.8: rekeys SHOULD
+    /// be jittered). strongSwan calls it `rand_time`. None: a tenth of each period; zero:
+    /// exactly on time.
+    pub rekey_jitter: Option<Duration>,
     /// First retransmission after this long, doubling each time, this many sends in all.
     pub retransmit_base: Duration,
     pub retransmit_tries: u32,
@@ -258,6 +265,8 @@ struct Child {
     /// The peer refused a rekey of it: try again then, whatever else says (see
     /// [`REKEY_RETRY`]).
     retry_at: Option<Instant>,
+    /// How much before the connection's rekey time it is rekeyed ([`Connection::rekey_jitter`]).
+    early: Duration,
     /// Made by a rekey the peer started, of the pair with this inbound SPI; outbound traffic
     /// stays on that one until it goes or [`OUTBOUND_HOLD`] has passed.
     holds_for: Option<u32>,
@@ -283,7 +292,7 @@ impl Child {
         match self.retry_at {
             Some(t) => Some(t),
             None if self.due => Some(idle_since),
-            None => every.map(|e| self.created + e),
+            None => every.map(|e| self.created + e.saturating_sub(self.early)),
         }
     }
 }
@@ -405,6 +414,8 @@ struct IkeSa {
     ike_rekey: Option<IkeRekeyState>,
     /// When the IKE SA was established; `ike_rekeyed` once a rekey of it has started.
     established: Instant,
+    /// How much before the connection's rekey time it is rekeyed ([`Connection::rekey_jitter`]).
+    rekey_early: Duration,
     ike_rekeyed: bool,
     /// After a rekey: our SPI of the IKE SA that replaced this one. Exchanges still in flight
     /// on this one put the Child SAs they create or delete there.
@@ -433,7 +444,7 @@ struct IkeSa {
 }
 
 impl Child {
-    fn of(c: &ChildSa, now: Instant) -> Self {
+    fn of(c: &ChildSa, now: Instant, early: Duration) -> Self {
         Child {
             name: c.child.clone(),
             spi_in: c.spi_in,
@@ -447,6 +458,7 @@ impl Child {
             due: false,
             retry_at: None,
             holds_for: None,
+            early,
         }
     }
 }
@@ -729,6 +741,7 @@ impl Endpoint {
             rekey: None,
             ike_rekey: None,
             established: now,
+            rekey_early: self.rekey_early(conn, |c| c.ike_rekey),
             ike_rekeyed: false,
             successor: None,
             deferred_deletes: Vec::new(),
@@ -1088,7 +1101,12 @@ impl Endpoint {
         );
         self.on_idle(
             now,
-            |s, c| !s.ike_rekeyed && c.ike_rekey.is_some_and(|d| now.saturating_duration_since(s.established) >= d),
+            |s, c| {
+                !s.ike_rekeyed
+                    && c.ike_rekey.is_some_and(|d| {
+                        now.saturating_duration_since(s.established) >= d.saturating_sub(s.rekey_early)
+                    })
+            },
             |ep, now, sa| ep.rekey_ike(now, sa),
         );
         let child_due = |s: &IkeSa, c: &Connection| {
@@ -1140,7 +1158,7 @@ impl Endpoint {
             .min();
         let ike = idle()
             .filter(|s| !s.ike_rekeyed)
-            .filter_map(|s| self.connections[s.conn].ike_rekey.map(|d| s.established + d))
+            .filter_map(|s| self.connections[s.conn].ike_rekey.map(|d| s.established + d.saturating_sub(s.rekey_early)))
             .min();
         // Deferred deletes and wanted Child SAs are due at once.
         let deferred = idle()
@@ -1374,6 +1392,7 @@ impl Endpoint {
             rekey: None,
             ike_rekey: None,
             established: now,
+            rekey_early: self.rekey_early(conn, |c| c.ike_rekey),
             ike_rekeyed: false,
             successor: None,
             deferred_deletes: Vec::new(),
@@ -1711,7 +1730,8 @@ impl Endpoint {
             None,
             true,
         )?;
-        sa.children.push(Child::of(&child, now));
+        let early = self.rekey_early(sa.conn, |c| c.child_rekey);
+        sa.children.push(Child::of(&child, now, early));
         self.events.push_back(Event::ChildUp(child));
         // The connection's other Child SAs follow, one CREATE_CHILD_SA each (RFC 7296 1.3.1).
         sa.wanted_children.extend(conn.children.iter().skip(1).map(|c| c.name.clone()));
@@ -1756,6 +1776,21 @@ impl Endpoint {
             remote_ts,
             outbound_later: false,
         })
+    }
+
+    /// How much before its rekey time (`period` of connection `conn`) an SA made now is
+    /// rekeyed: a random amount up to the connection's `rekey_jitter` (by default a tenth of
+    /// the period), and at most half the period.
+    fn rekey_early(&mut self, conn: usize, period: impl Fn(&Connection) -> Option<Duration>) -> Duration {
+        let c = &self.connections[conn];
+        let max = period(c).map_or(Duration::ZERO, |p| c.rekey_jitter.unwrap_or(p / 10).min(p / 2));
+        let ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
+        if ms == 0 {
+            return Duration::ZERO;
+        }
+        let mut r = [0u8; 8];
+        self.provider.rng().fill(&mut r);
+        Duration::from_millis(u64::from_le_bytes(r) % (ms + 1))
     }
 
     /// A random inbound ESP SPI that none of our Child SAs, installed or being negotiated,
@@ -1946,7 +1981,8 @@ impl Endpoint {
                 c.holds_for = None;
             }
         }
-        Self::children_of(&mut self.sas, sa).push(Child::of(&child, now));
+        let early = self.rekey_early(sa.conn, |c| c.child_rekey);
+        Self::children_of(&mut self.sas, sa).push(Child::of(&child, now, early));
         self.events.push_back(Event::ChildUp(child));
         let Some(old_spi_in) = rk.old_spi_in else { return Ok(()) };
         // Make-before-break: only now the old pair goes (RFC 7296 2.8).
@@ -2054,6 +2090,7 @@ impl Endpoint {
             rekey: None,
             ike_rekey: None,
             established: now,
+            rekey_early: self.rekey_early(old.conn, |c| c.ike_rekey),
             ike_rekeyed: false,
             successor: None,
             deferred_deletes: std::mem::take(&mut old.deferred_deletes),
@@ -2221,7 +2258,8 @@ impl Endpoint {
         let out = self.seal(sa, header, &reply)?;
         self.respond(sa, id, out);
         if let Some((mut c, _)) = new_child {
-            let mut child = Child::of(&c, now);
+            let early = self.rekey_early(sa.conn, |c| c.child_rekey);
+            let mut child = Child::of(&c, now, early);
             if let (Some(_), Some(idx)) = (rekeyed, found) {
                 child.holds_for = Some(Self::children_of(&mut self.sas, sa)[idx].spi_in);
                 c.outbound_later = true;
@@ -2488,7 +2526,8 @@ impl Endpoint {
         }
         self.events.push_back(Event::IkeUp { connection: conn.name.clone(), local_spi: sa.spi_r, remote_id: idi });
         if let Some(c) = child {
-            sa.children.push(Child::of(&c, now));
+            let early = self.rekey_early(sa.conn, |c| c.child_rekey);
+            sa.children.push(Child::of(&c, now, early));
             self.events.push_back(Event::ChildUp(c));
         }
         Ok(())

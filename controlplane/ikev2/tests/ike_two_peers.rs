@@ -33,6 +33,7 @@ fn conn(me: &str, peer: &str, psk: &str, ike: &[&str], local_net: u8, remote_net
         dpd_delay: None,
         child_rekey: None,
         ike_rekey: None,
+        rekey_jitter: Some(Duration::ZERO),
         retransmit_base: Connection::RETRANSMIT_BASE,
         retransmit_tries: Connection::RETRANSMIT_TRIES,
         remote_addr: None,
@@ -1236,5 +1237,61 @@ fn a_rekey_refused_for_its_dh_group_is_asked_again_at_once_with_the_group_wanted
     let before = net.delivered;
     net.run_until(start + Duration::from_secs(20) + Duration::from_millis(100), &|_| false);
     assert_eq!(net.delivered - before, 4);
+    one_matching_child(&net);
+}
+
+#[test]
+fn rekeys_are_jittered_a_random_amount_early() {
+    // Twenty Child SAs of one IKE SA, made within the same second: with a jitter of up to
+    // 10 s before 100 s (the default, a tenth), their rekeys spread over [90 s, 100 s]
+    // instead of all coming at 100 s (RFC 7296 2.8).
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    let mut a = conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2);
+    let mut b = conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1);
+    let net_of = |n: u8, k: u8| TrafficSelector::ipv4([10, n, 0, k * 8].into(), [10, n, 0, k * 8 + 7].into());
+    let whole = |n: u8| TrafficSelector::ipv4([10, n, 0, 0].into(), [10, n, 0, 255].into());
+    (a.children, b.children) = (0..20)
+        .map(|k| {
+            let name = format!("c{k}");
+            (
+                ChildConfig { name: name.clone(), local_ts: vec![whole(1)], remote_ts: vec![net_of(2, k)] },
+                ChildConfig { name, local_ts: vec![net_of(2, k)], remote_ts: vec![whole(1)] },
+            )
+        })
+        .unzip();
+    (a.child_rekey, a.rekey_jitter) = (Some(Duration::from_secs(100)), None);
+    let mut net = Net::new(a, b);
+    let start = net.now;
+    net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+    net.run_until(start + Duration::from_secs(1), &|_| false);
+    assert_eq!(child_ups(&net.a_events).len(), 20);
+    net.run_until(start + Duration::from_secs(90) - Duration::from_millis(1), &|_| false);
+    assert_eq!(child_ups(&net.a_events).len(), 20, "none before 90 s");
+    let mut rekeyed_by_second = Vec::new();
+    for s in 90..=100 {
+        net.run_until(start + Duration::from_secs(s) + Duration::from_millis(1), &|_| false);
+        rekeyed_by_second.push(child_ups(&net.a_events).len() - 20);
+    }
+    assert_eq!(*rekeyed_by_second.last().unwrap(), 20, "all by 100 s: {rekeyed_by_second:?}");
+    assert!(rekeyed_by_second[5] > 2 && rekeyed_by_second[5] < 18, "spread, not bunched: {rekeyed_by_second:?}");
+    assert_eq!(child_ups(&net.b_events).len(), 40);
+    assert!(!net.a_events.iter().chain(&net.b_events).any(|e| matches!(e, Event::Failed { .. })));
+}
+
+#[test]
+fn an_ike_sa_rekey_is_jittered_too() {
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    let mut a = conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2);
+    let b = conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1);
+    (a.ike_rekey, a.rekey_jitter) = (Some(Duration::from_secs(100)), Some(Duration::from_secs(30)));
+    let mut net = Net::new(a, b);
+    let start = net.now;
+    net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+    let rekeyed = |net: &Net| net.a_events.iter().any(|e| matches!(e, Event::IkeRekeyed { .. }));
+    // Up to 30 s early, but never more than half the period.
+    net.run_until(start + Duration::from_secs(70) - Duration::from_millis(1), &|_| false);
+    assert!(!rekeyed(&net));
+    net.run_until(start + Duration::from_secs(100) - Duration::from_millis(1), &|_| false);
+    assert!(rekeyed(&net), "this seed's draw is early");
     one_matching_child(&net);
 }
