@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A request that says which protocol version it speaks.
 pub trait Versioned {
@@ -37,6 +37,51 @@ pub struct Protocol {
 
 /// Longest request line read; the rest of a longer one is left unread (the request fails).
 const MAX_LINE: u64 = 64 * 1024;
+
+/// The longest one connection may keep the control loop waiting for its requests, in all,
+/// and again for taking its answers: a client that trickles a byte at a time must not hold
+/// the loop (and with it SA programming) for longer than this.
+const CLIENT_TIME: Duration = Duration::from_secs(1);
+
+/// One direction of a client's stream, which may block for at most [`CLIENT_TIME`] in all.
+/// Time the server spends between reads or writes (answering) is not charged.
+struct Budgeted {
+    stream: UnixStream,
+    left: Duration,
+}
+
+impl Budgeted {
+    fn charge<T>(
+        &mut self,
+        set: fn(&UnixStream, Option<Duration>) -> std::io::Result<()>,
+        io: impl FnOnce(&mut UnixStream) -> std::io::Result<T>,
+    ) -> std::io::Result<T> {
+        if self.left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        set(&self.stream, Some(self.left))?;
+        let t = Instant::now();
+        let r = io(&mut self.stream);
+        self.left = self.left.saturating_sub(t.elapsed());
+        r
+    }
+}
+
+impl Read for Budgeted {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.charge(UnixStream::set_read_timeout, |s| s.read(buf))
+    }
+}
+
+impl Write for Budgeted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.charge(UnixStream::set_write_timeout, |s| s.write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
 
 /// The listening end, polled by a control loop (non-blocking). The socket file is removed
 /// when it is dropped.
@@ -84,8 +129,9 @@ impl LineServer {
         }
     }
 
-    /// Up to `max_batch` requests of one connection, answered in order. A client that goes
-    /// quiet for a second is dropped: the control loop must not wait on it.
+    /// Up to `max_batch` requests of one connection, answered in order. A client that keeps
+    /// the loop waiting for [`CLIENT_TIME`] in all is dropped: the control loop must not wait
+    /// on it.
     fn serve<Q, A>(&self, stream: UnixStream, handle: &mut dyn FnMut(Q) -> A) -> std::io::Result<()>
     where
         Q: DeserializeOwned + Versioned,
@@ -93,11 +139,9 @@ impl LineServer {
     {
         let p = self.protocol;
         stream.set_nonblocking(false)?;
-        stream.set_read_timeout(Some(Duration::from_secs(1)))?;
-        stream.set_write_timeout(Some(Duration::from_secs(1)))?;
-        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut reader = BufReader::new(Budgeted { stream: stream.try_clone()?, left: CLIENT_TIME });
         // Buffered: serde_json writes token by token, which would be a system call each.
-        let mut w = std::io::BufWriter::new(stream);
+        let mut w = std::io::BufWriter::new(Budgeted { stream, left: CLIENT_TIME });
         for _ in 0..p.max_batch {
             let mut line = String::new();
             if (&mut reader).take(MAX_LINE).read_line(&mut line)? == 0 {
@@ -305,6 +349,32 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(10), "woken by the client, not the timeout");
         assert_eq!(server.poll(&mut |q: Q| A { version: 7, error: None, n: q.n * 2 }), 1);
         assert_eq!(c.join().unwrap().unwrap().n, 42);
+    }
+
+    /// A client that sends a byte at a time, each within the socket's timeout, is cut off
+    /// after [`CLIENT_TIME`] in all, not served for as long as it likes.
+    #[test]
+    fn a_trickling_client_holds_the_loop_one_second_at_most() {
+        let dir = std::env::temp_dir().join(format!("ctltrickle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ctl.sock");
+        let server = LineServer::bind(&path, Protocol { version: 7, speaker: "test", max_batch: 4 }).unwrap();
+        let p = path.clone();
+        let c = std::thread::spawn(move || {
+            let mut s = UnixStream::connect(&p).unwrap();
+            for b in b"{\"version\":7,\"n\":1}\n".iter().cycle().take(40) {
+                if s.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        assert!(wait_readable(&[server.as_fd()], Duration::from_secs(20)));
+        let t = Instant::now();
+        assert_eq!(server.poll(&mut |q: Q| A { version: 7, error: None, n: q.n }), 1);
+        let took = t.elapsed();
+        assert!(took < CLIENT_TIME + Duration::from_millis(500), "held the loop for {took:?}");
+        c.join().unwrap();
     }
 
     /// `wait_readable` over several descriptors: quiet ones time out, and any one readable
