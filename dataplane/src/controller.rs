@@ -8,7 +8,7 @@ use crate::control::{Command, PROTOCOL_VERSION, Response};
 use crate::counters::{PortSnapshot, Snapshot, WorkerCounters};
 use crate::dpdk::af_packet::RingDrops;
 use crate::pipeline::Update;
-use crate::sad::{Sad, SadEvent, Updates};
+use crate::sad::{Sad, SadError, SadEvent, Updates};
 use crate::worker::Event;
 use crossbeam::queue::ArrayQueue;
 use std::collections::VecDeque;
@@ -25,6 +25,9 @@ const EXPIRE_EVERY: Duration = Duration::from_millis(100);
 /// The control loop's pause while updates wait for room in a worker's ring: the workers do not
 /// say when they have made room.
 const BACKLOG_PAUSE: Duration = Duration::from_micros(500);
+/// How long adding an SA to a full table waits for the slots of removed SAs the workers are
+/// still to let go of.
+const FULL_WAIT: Duration = Duration::from_millis(100);
 /// The shortest time between two rounds started for the workers' events (see `gateway::run`).
 pub const EVENT_ROUND_GAP: Duration = Duration::from_micros(500);
 
@@ -45,6 +48,11 @@ pub struct Controller {
     counters: Vec<Arc<WorkerCounters>>,
     rings: Vec<Arc<ArrayQueue<Update>>>,
     backlog: Vec<VecDeque<Update>>,
+    /// Updates queued for each worker so far, in all (see `WorkerCounters::updates_applied`).
+    queued: Vec<u64>,
+    /// Slots of removed SAs, each batch with the updates each worker must have applied
+    /// before they may be handed out again (`Sad::free_slots_later`), oldest first.
+    retiring: VecDeque<(Vec<u64>, Vec<usize>)>,
     worker_events: Vec<Arc<ArrayQueue<Event>>>,
     events: VecDeque<SadEvent>,
     last_expire: Instant,
@@ -60,8 +68,12 @@ impl Controller {
         worker_events: Vec<Arc<ArrayQueue<Event>>>,
     ) -> Self {
         let backlog = rings.iter().map(|_| VecDeque::new()).collect();
+        let mut sad = sad;
+        sad.free_slots_later();
         Controller {
             sad,
+            queued: vec![0; rings.len()],
+            retiring: VecDeque::new(),
             counters,
             rings,
             backlog,
@@ -106,9 +118,25 @@ impl Controller {
     /// Queues per-worker updates and pushes what fits into the rings now.
     pub fn send(&mut self, updates: Updates) {
         for (w, list) in updates.into_iter().enumerate() {
+            self.queued[w] += list.len() as u64;
             self.backlog[w].extend(list);
         }
+        let slots = self.sad.take_retiring();
+        if !slots.is_empty() {
+            self.retiring.push_back((self.queued.clone(), slots));
+        }
         self.flush();
+    }
+
+    /// Frees the slots of removed SAs that every worker has stopped using.
+    fn release_slots(&mut self) {
+        while let Some((targets, _)) = self.retiring.front() {
+            if !targets.iter().zip(&self.counters).all(|(&t, c)| c.updates_applied() >= t) {
+                return;
+            }
+            let (_, slots) = self.retiring.pop_front().expect("front checked");
+            self.sad.free_slots(slots);
+        }
     }
 
     fn flush(&mut self) {
@@ -136,6 +164,7 @@ impl Controller {
 
     /// One round of housekeeping: after [`Controller::pause`], or sooner.
     pub fn tick(&mut self, now: Instant) {
+        self.release_slots();
         let mut share = Vec::new();
         let queues = self.worker_events.clone();
         for q in &queues {
@@ -225,7 +254,18 @@ impl Controller {
             Ok(s) => s,
             Err(e) => return Self::error(e),
         };
-        match self.sad.add_sa(&sa, &self.counters) {
+        self.release_slots();
+        let mut added = self.sad.add_sa(&sa, &self.counters);
+        // A full table with slots on their way back (a replacement's removal came just before,
+        // say): the workers apply updates between bursts, so they come within microseconds.
+        let wait_until = Instant::now() + FULL_WAIT;
+        while matches!(added, Err(SadError::Full(_))) && !self.retiring.is_empty() && Instant::now() < wait_until {
+            std::thread::sleep(Duration::from_micros(50));
+            self.flush();
+            self.release_slots();
+            added = self.sad.add_sa(&sa, &self.counters);
+        }
+        match added {
             Ok((_, updates)) => {
                 self.send(updates);
                 Self::ok()
@@ -350,5 +390,66 @@ mod tests {
         ctl.tick(t);
         assert_eq!(polled(&mut ctl), [SadEvent::HardExpire { name: "o".into(), spi: 4660, direction: "out".into() }]);
         assert!(matches!(ring.pop(), Some(Update::DelOutbound { slot: 0 })));
+    }
+
+    fn out_sa(name: &str, spi: u32) -> ctlproto::RawSa {
+        serde_json::from_str(&format!(
+            r#"{{"name":"{name}","spi":{spi},"direction":"out","algorithm":"aes128gcm16",
+            "key":"000102030405060708090a0b0c0d0e0f","salt":"01020304","local":"192.0.2.1",
+            "remote":"192.0.2.2"}}"#
+        ))
+        .unwrap()
+    }
+
+    /// What a worker does with its ring between bursts: applies every update (here: takes
+    /// it) and says so. Returns the slots of the SAs added.
+    fn worker_round(ring: &ArrayQueue<Update>, counters: &WorkerCounters) -> Vec<usize> {
+        let mut added = Vec::new();
+        while let Some(u) = ring.pop() {
+            if let Update::AddOutbound { slot, .. } = u {
+                added.push(slot);
+            }
+            counters.note_update_applied();
+        }
+        added
+    }
+
+    /// A removed SA's slot goes to another SA only once the worker has applied the removal:
+    /// until then the worker may still run the removed SA, and its packets would be counted
+    /// to the newcomer.
+    #[test]
+    fn a_removed_sas_slot_waits_for_the_workers() {
+        let ring = Arc::new(ArrayQueue::new(16));
+        let events = Arc::new(ArrayQueue::new(4));
+        let w = Arc::new(WorkerCounters::new(0, 3));
+        let mut ctl = Controller::new(Sad::new(3, 1), vec![w.clone()], vec![ring.clone()], vec![events]);
+        assert!(ctl.handle(Command::AddSa { sa: out_sa("a", 0x100) }).error.is_none());
+        assert!(ctl.handle(Command::AddSa { sa: out_sa("b", 0x101) }).error.is_none());
+        assert_eq!(worker_round(&ring, &w), [0, 1]);
+        assert!(ctl.handle(Command::DelSa { name: "a".into() }).error.is_none());
+        // The worker has not seen the removal yet and still sends on "a".
+        w.sa[0].packets.add(5);
+        assert!(ctl.handle(Command::AddSa { sa: out_sa("c", 0x102) }).error.is_none());
+        w.sa[0].packets.add(2);
+        assert_eq!(worker_round(&ring, &w), [2], "slot 0 is not handed out while the worker may use it");
+        assert!(ctl.handle(Command::AddSa { sa: out_sa("d", 0x103) }).error.is_none());
+        assert_eq!(worker_round(&ring, &w), [0], "and is once the worker is past the removal");
+        let sas = ctl.sad.list(std::slice::from_ref(&w));
+        assert!(sas.iter().all(|s| s.packets == 0), "nothing of a's counted to another SA: {sas:?}");
+
+        // A full table whose removed SA's slot comes back while an add waits for it.
+        assert!(ctl.handle(Command::DelSa { name: "b".into() }).error.is_none());
+        let (r, c) = (ring.clone(), w.clone());
+        let worker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(5));
+            worker_round(&r, &c)
+        });
+        assert!(ctl.handle(Command::AddSa { sa: out_sa("e", 0x104) }).error.is_none());
+        worker.join().unwrap();
+        assert_eq!(worker_round(&ring, &w), [1]);
+        // Full, nothing on its way back: refused at once.
+        let t = Instant::now();
+        assert!(ctl.handle(Command::AddSa { sa: out_sa("f", 0x105) }).error.unwrap().contains("in use"));
+        assert!(t.elapsed() < FULL_WAIT);
     }
 }

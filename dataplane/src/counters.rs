@@ -171,6 +171,9 @@ pub struct WorkerCounters {
     drops: Vec<DropLine>,
     /// Indexed by SA slot.
     pub sa: SaCounterTable,
+    /// Control-thread updates this worker has applied, in all: the control thread hands a
+    /// removed SA's slot to another SA only once every worker is past its removal.
+    updates_applied: AtomicU64,
 }
 
 #[derive(Default, Debug)]
@@ -191,7 +194,19 @@ impl WorkerCounters {
             parked: Counter::default(),
             drops: (0..DropReason::COUNT.div_ceil(8)).map(|_| DropLine::default()).collect(),
             sa: SaCounterTable::new(n_sas),
+            updates_applied: AtomicU64::new(0),
         }
+    }
+
+    /// The worker applied one more update. Release: what it counted before, for an SA the
+    /// update removed, is visible to whoever sees the new total.
+    #[inline]
+    pub fn note_update_applied(&self) {
+        self.updates_applied.store(self.updates_applied.load(Ordering::Relaxed) + 1, Ordering::Release);
+    }
+
+    pub fn updates_applied(&self) -> u64 {
+        self.updates_applied.load(Ordering::Acquire)
     }
 
     #[inline]

@@ -81,6 +81,10 @@ fn dir_name(d: Direction) -> String {
 pub struct Sad {
     slots: Vec<Option<SaMeta>>,
     free: Vec<usize>,
+    /// Slots of removed SAs, not free yet when slots are freed only once the workers are past
+    /// the removal ([`Sad::free_slots_later`]).
+    retiring: Vec<usize>,
+    free_later: bool,
     by_name: FastMap<String, usize>,
     inbound_spis: FastMap<u32, usize>,
     /// Policies by name, each with the id the workers know it by.
@@ -113,6 +117,8 @@ impl Sad {
             slots: (0..max_sas).map(|_| None).collect(),
             // Hand out low slots first.
             free: (0..max_sas).rev().collect(),
+            retiring: Vec::new(),
+            free_later: false,
             by_name: FastMap::default(),
             inbound_spis: FastMap::default(),
             policies: FastMap::default(),
@@ -126,6 +132,23 @@ impl Sad {
             by_volume: BTreeSet::new(),
             next_serial: 0,
         }
+    }
+
+    /// From now on a removed SA's slot is not handed out again until [`Sad::free_slots`]
+    /// says so (after [`Sad::take_retiring`]). A worker may still be running the removed SA,
+    /// its removal waiting in a full ring, and would count that SA's packets into the slot's
+    /// next SA (its byte and packet limits, and what operators see).
+    pub fn free_slots_later(&mut self) {
+        self.free_later = true;
+    }
+
+    /// The slots of SAs removed since the last call, waiting for [`Sad::free_slots`].
+    pub fn take_retiring(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.retiring)
+    }
+
+    pub fn free_slots(&mut self, slots: Vec<usize>) {
+        self.free.extend(slots);
     }
 
     pub fn max_sas(&self) -> usize {
@@ -232,12 +255,16 @@ impl Sad {
     pub fn del_sa(&mut self, name: &str) -> Result<Updates, SadError> {
         let slot = self.by_name.remove(name).ok_or_else(|| SadError::NoSuchSa(name.to_string()))?;
         let meta = self.slots[slot].take().ok_or_else(|| SadError::NoSuchSa(name.to_string()))?;
-        self.free.push(slot);
+        if self.free_later {
+            self.retiring.push(slot);
+        } else {
+            self.free.push(slot);
+        }
         self.by_volume.remove(&slot);
         // A removed SA's deadline stays in the heap until it comes due. SAs replaced long
         // before their lifetimes end (by hand, or by a control plane that rekeys early) would
         // let those pile up: past twice the SAs installed, they are swept.
-        let installed = self.slots.len() - self.free.len();
+        let installed = self.by_name.len();
         if self.deadlines.len() > 2 * installed + 64 {
             let slots = &self.slots;
             self.deadlines.retain(|Reverse((_, s, serial))| slots[*s].as_ref().is_some_and(|m| m.serial == *serial));

@@ -97,7 +97,9 @@ impl Worker {
             let mut told = false;
             while let Some(u) = self.updates.pop() {
                 updated = true;
-                if let Some(r) = self.pipeline.apply(u) {
+                let retired = self.pipeline.apply(u);
+                self.pipeline.counters().note_update_applied();
+                if let Some(r) = retired {
                     // A full ring frees it here instead: rare, and still between bursts.
                     let _ = self.events.push(Event::Retired(r));
                     told = true;
