@@ -546,6 +546,9 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
                     eprintln!("ike-daemon: {connection}: IKE SA {local_spi:016x} established")
                 }
                 Event::Failed { connection, reason } => eprintln!("ike-daemon: {connection}: failed: {reason}"),
+                Event::ChildRefused { connection, child, reason } => {
+                    eprintln!("ike-daemon: {connection}: child SA {child} refused by the peer: {reason}")
+                }
                 Event::IkeRekeyed { connection, old_spi, new_spi } => {
                     eprintln!("ike-daemon: {connection}: IKE SA {old_spi:016x} rekeyed, now {new_spi:016x}")
                 }

@@ -198,6 +198,13 @@ pub enum Event {
         connection: String,
         local_spi: u64,
     },
+    /// The peer refused a Child SA we asked for (in IKE_AUTH, or a new one with
+    /// CREATE_CHILD_SA); the IKE SA stays up. It is not asked for again on its own.
+    ChildRefused {
+        connection: String,
+        child: String,
+        reason: String,
+    },
     /// The exchange failed or timed out; the IKE SA and its Child SAs are gone (a
     /// [`Event::ChildDown`] comes first for each Child SA).
     Failed {
@@ -627,6 +634,16 @@ const NONCE_ERROR: &str = "no nonce, or one shorter than 16 or longer than 256 o
 /// How many times an initiator sends IKE_SA_INIT again for a responder that asks for a cookie
 /// or another DH group (RFC 7296 2.6, 1.2): a responder that keeps asking is broken or hostile.
 const INIT_ROUNDS: u8 = 4;
+
+/// Error notifies in an IKE_AUTH response that refuse only its Child SA: the IKE SA is set
+/// up all the same (RFC 7296 1.2).
+const CHILD_ONLY_ERRORS: [NotifyType; 5] = [
+    NotifyType::NO_PROPOSAL_CHOSEN,
+    NotifyType::TS_UNACCEPTABLE,
+    NotifyType::SINGLE_PAIR_REQUIRED,
+    NotifyType::INTERNAL_ADDRESS_FAILURE,
+    NotifyType::FAILED_CP_REQUIRED,
+];
 
 /// The most traffic selectors one TS payload can carry (RFC 7296 3.13).
 const MAX_SELECTORS: usize = 255;
@@ -1633,10 +1650,11 @@ impl Endpoint {
             State::AuthSent => {
                 let inner = Self::open(sa, data, &msg)?;
                 sa.pending = None;
-                if let Some(n) = inner.iter().find_map(|p| match p {
+                let error = inner.iter().find_map(|p| match p {
                     Payload::Notify(n) if n.notify_type.is_error() => Some(n.notify_type),
                     _ => None,
-                }) {
+                });
+                if let Some(n) = error.filter(|n| !CHILD_ONLY_ERRORS.contains(n)) {
                     return Err(format!("IKE_AUTH refused: {}", n.name().unwrap_or("error notify")));
                 }
                 let conn = self.connections[sa.conn].clone();
@@ -1660,7 +1678,17 @@ impl Endpoint {
                     local_spi: sa.spi_i,
                     remote_id: idr,
                 });
-                self.child_from_auth_response(now, sa, &conn, &inner)
+                match error {
+                    Some(n) => {
+                        let child = conn.children.first().map(|c| c.name.clone()).unwrap_or_default();
+                        let reason = n.name().unwrap_or("error notify").to_string();
+                        self.events.push_back(Event::ChildRefused { connection: conn.name.clone(), child, reason });
+                        // The connection's other Child SAs are asked for all the same.
+                        sa.wanted_children.extend(conn.children.iter().skip(1).map(|c| c.name.clone()));
+                        Ok(())
+                    }
+                    None => self.child_from_auth_response(now, sa, &conn, &inner),
+                }
             }
             _ => Ok(()),
         }
@@ -1926,6 +1954,13 @@ impl Endpoint {
                     Some(n) => n.wanted_children.push(rk.child),
                     None => sa.wanted_children.push(rk.child),
                 }
+            } else if old.is_none() {
+                let reason = refused.map_or("no proposal accepted", |n| n.notify_type.name().unwrap_or("error notify"));
+                self.events.push_back(Event::ChildRefused {
+                    connection: conn.name.clone(),
+                    child: rk.child,
+                    reason: reason.to_string(),
+                });
             }
             return Ok(());
         };

@@ -546,6 +546,40 @@ fn a_child_sa_the_responder_has_no_room_for_is_refused_alone() {
     assert!(net.a.create_child(spi, "nonesuch").is_err());
     net.run(5, &|_| false);
     assert_eq!(child_ups(&net.a_events).len(), 1);
+    let refused = |ev: &[Event]| {
+        ev.iter()
+            .filter_map(|e| match e {
+                Event::ChildRefused { child, reason, .. } => Some((child.clone(), reason.clone())),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let high = ("high".to_string(), "TS_UNACCEPTABLE".to_string());
+    assert_eq!(refused(&net.a_events), [high.clone(), high], "each refusal reported");
+}
+
+#[test]
+fn a_first_child_sa_refused_in_ike_auth_leaves_the_ike_sa_up() {
+    // B has no room for A's first Child SA ("low"), which comes with IKE_AUTH: B answers AUTH
+    // with TS_UNACCEPTABLE. The IKE SA is up all the same (RFC 7296 1.2), and A's second
+    // Child SA comes up over it.
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    let mut a = conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2);
+    let b = conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1);
+    two_children(&mut a, 1, 2);
+    a.children.swap(0, 1);
+    a.children[0].remote_ts = vec![TrafficSelector::ipv4([10, 9, 0, 0].into(), [10, 9, 0, 255].into())];
+    let mut net = Net::new(a, b);
+    net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+    net.run(5, &|_| false);
+    assert!(!net.a_events.iter().chain(&net.b_events).any(|e| matches!(e, Event::Failed { .. })));
+    assert!(net.a.list(net.now)[0].established && net.b.list(net.now)[0].established);
+    assert!(net.a_events.iter().any(|e| matches!(e, Event::ChildRefused { child, reason, .. }
+        if child == "high" && reason == "TS_UNACCEPTABLE")));
+    let names = |ev: &[Event]| child_ups(ev).iter().map(|c| c.child.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&net.a_events), ["low"]);
+    assert_eq!(child_ups(&net.b_events).len(), 1);
+    one_matching_child(&net);
 }
 
 #[test]
