@@ -488,7 +488,11 @@ pub struct Endpoint {
     provider: Box<dyn CryptoProvider + Send>,
     /// Half-open IKE SAs beyond which an IKE_SA_INIT request must carry a cookie (RFC 7296 2.6).
     cookie_threshold: usize,
+    /// The secret cookies are made with, since when, and the one before it (RFC 7296 2.6:
+    /// changed often; cookies of the previous one still accepted for a while).
     cookie_secret: crypto::CookieSecret,
+    cookie_secret_since: Option<Instant>,
+    previous_cookie_secret: Option<crypto::CookieSecret>,
     /// An instant and the Unix time (seconds) it was, to check certificate validity.
     wall_clock: Option<(Instant, i64)>,
 }
@@ -660,8 +664,26 @@ impl Endpoint {
             provider,
             cookie_threshold: Self::COOKIE_THRESHOLD,
             cookie_secret,
+            cookie_secret_since: None,
+            previous_cookie_secret: None,
             wall_clock: None,
         }
+    }
+
+    /// A new cookie secret once the current one has made cookies for
+    /// [`Self::COOKIE_SECRET_LIFETIME`]; the current one is kept to verify the cookies it made.
+    /// Changing it bounds how long a leaked secret, or cookies an attacker gathered, are of
+    /// use (RFC 7296 2.6: "change the value of <secret> frequently").
+    fn rotate_cookie_secret(&mut self, now: Instant) {
+        let age = now.saturating_duration_since(*self.cookie_secret_since.get_or_insert(now));
+        if age < Self::COOKIE_SECRET_LIFETIME {
+            return;
+        }
+        let next = crypto::CookieSecret::generate(self.cookie_secret.version().wrapping_add(1), self.provider.rng());
+        let current = std::mem::replace(&mut self.cookie_secret, next);
+        // Only if it made cookies until a moment ago.
+        self.previous_cookie_secret = (age < 2 * Self::COOKIE_SECRET_LIFETIME).then_some(current);
+        self.cookie_secret_since = Some(now);
     }
 
     /// Tells the endpoint that `at` was `unix_secs` on the wall clock: certificates are checked
@@ -679,6 +701,9 @@ impl Endpoint {
 
     /// Half-open IKE SAs before cookies are demanded, by default.
     pub const COOKIE_THRESHOLD: usize = 64;
+
+    /// How long one cookie secret makes cookies (those it made stay valid as long again).
+    pub const COOKIE_SECRET_LIFETIME: Duration = Duration::from_secs(60);
 
     /// Demand cookies once this many IKE SAs are half open (0: always).
     pub fn set_cookie_threshold(&mut self, n: usize) {
@@ -1296,8 +1321,12 @@ impl Endpoint {
         // RFC 7296 2.6: under load, state is kept only for initiators that prove their address
         // by returning our cookie (a hash of their nonce, address and SPI with our secret).
         if self.half_open.len() >= self.cookie_threshold {
+            self.rotate_cookie_secret(now);
             let valid = matches!(msg.payloads.first(), Some(Payload::Notify(n)) if n.notify_type == NotifyType::COOKIE
-                && self.cookie_secret.verify(&n.data, &ni, remote.ip(), &h.spi_i.to_be_bytes()));
+            && [Some(&self.cookie_secret), self.previous_cookie_secret.as_ref()].into_iter().flatten().any(|s| {
+                crypto::cookie_version(&n.data) == Some(s.version())
+                    && s.verify(&n.data, &ni, remote.ip(), &h.spi_i.to_be_bytes())
+            }));
             if !valid {
                 let cookie = self.cookie_secret.make(&ni, remote.ip(), &h.spi_i.to_be_bytes());
                 self.transmits.push_back(Transmit {

@@ -343,6 +343,35 @@ fn responder_under_load_demands_a_cookie() {
 }
 
 #[test]
+fn cookies_are_accepted_only_while_their_secret_is_recent() {
+    // The responder's cookie secret changes every COOKIE_SECRET_LIFETIME; a cookie made with
+    // the one before is still good, one made with an older one is not (RFC 7296 2.6).
+    let lifetime = Endpoint::COOKIE_SECRET_LIFETIME;
+    for (delay, accepted) in [(lifetime + Duration::from_secs(1), true), (2 * lifetime + Duration::from_secs(1), false)]
+    {
+        let x = ["aes256gcm16-prfsha256-x25519"];
+        let mut net = Net::new(
+            conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2),
+            conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1),
+        );
+        net.b.set_cookie_threshold(0);
+        net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+        let first = net.a.poll_transmit().unwrap();
+        net.b.handle_datagram(net.now, first.remote, first.local, &first.data);
+        let cookie = net.b.poll_transmit().unwrap();
+        net.a.handle_datagram(net.now, cookie.remote, cookie.local, &cookie.data);
+        let with_cookie = net.a.poll_transmit().unwrap();
+        net.b.handle_datagram(net.now + delay, with_cookie.remote, with_cookie.local, &with_cookie.data);
+        assert_eq!(net.b.ike_sas().len(), usize::from(accepted), "after {delay:?}");
+        let answer = ikev2::wire::Message::parse(&net.b.poll_transmit().unwrap().data).unwrap();
+        // Another COOKIE instead of the IKE_SA_INIT answer.
+        let asks_again = matches!(answer.payloads.as_slice(),
+            [ikev2::wire::Payload::Notify(n)] if n.notify_type == ikev2::wire::NotifyType::COOKIE);
+        assert_eq!(asks_again, !accepted, "after {delay:?}");
+    }
+}
+
+#[test]
 fn ike_sa_rekeys_carry_the_child_sas_along() {
     let x = ["aes256gcm16-prfsha256-x25519", "aes128gcm16-prfsha384-ecp256"];
     let mut a = conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2);
