@@ -18,8 +18,16 @@ use std::time::{Duration, Instant};
 
 const NON_ESP_MARKER: [u8; 4] = [0; 4];
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+/// Key material as hex, written straight into a buffer of its final size: no temporary or
+/// outgrown copy of it is left behind unwiped (the result wipes itself).
+fn hex(b: &[u8]) -> ctlproto::HexSecret {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(2 * b.len());
+    for x in b {
+        s.push(char::from(DIGITS[usize::from(x >> 4)]));
+        s.push(char::from(DIGITS[usize::from(x & 15)]));
+    }
+    s.into()
 }
 
 /// A traffic selector range as the prefix the dataplane takes; `None` if it is not one.

@@ -212,12 +212,18 @@ pub struct Config {
 pub const CRYPTO_NAMES: [&str; 4] = ["auto", "aes-gcm", "aws-lc", "ipsec-mb"];
 
 /// Hex digits (optionally after `0x`) as bytes; `None` for an odd count or a non-hex character.
+/// Written into a vector of its final size, so that no outgrown copy of key material is left
+/// behind (a caller parsing a key wipes the result).
 pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim().trim_start_matches("0x");
     if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
+    let mut out = Vec::with_capacity(s.len() / 2);
+    for i in (0..s.len()).step_by(2) {
+        out.push(u8::from_str_radix(&s[i..i + 2], 16).ok()?);
+    }
+    Some(out)
 }
 
 fn parse_proto(v: &Option<toml::Value>) -> Result<Option<u8>, String> {
@@ -275,7 +281,7 @@ pub fn check_sa(s: &RawSa, f: &dyn Fn(&str) -> String) -> Result<SaConf, ConfigE
         }
     };
     let key = zeroize::Zeroizing::new(parse_hex(&s.key).ok_or_else(|| field(f("key"), "must be hex digits"))?);
-    let salt = parse_hex(&s.salt).ok_or_else(|| field(f("salt"), "must be hex digits"))?;
+    let salt = zeroize::Zeroizing::new(parse_hex(&s.salt).ok_or_else(|| field(f("salt"), "must be hex digits"))?);
     if key.len() != alg.key_len() {
         return Err(field(f("key"), format!("{} needs a {}-byte key, got {}", s.algorithm, alg.key_len(), key.len())));
     }

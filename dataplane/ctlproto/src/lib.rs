@@ -19,8 +19,8 @@ pub struct RawSa {
     pub spi: u32,
     pub direction: String,
     pub algorithm: String,
-    pub key: String,
-    pub salt: String,
+    pub key: HexSecret,
+    pub salt: HexSecret,
     pub local: String,
     pub remote: String,
     #[serde(default)]
@@ -52,6 +52,37 @@ pub struct RawSa {
     pub soft_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hard_secs: Option<u64>,
+}
+
+/// Key material written as hex (an SA's key or salt), wiped when it goes, wherever it was
+/// made: parsed from a request or a file, or made by the IKE daemon.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(transparent)]
+pub struct HexSecret(String);
+
+impl Drop for HexSecret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl std::ops::Deref for HexSecret {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for HexSecret {
+    fn from(s: String) -> Self {
+        HexSecret(s)
+    }
+}
+
+impl From<&str> for HexSecret {
+    fn from(s: &str) -> Self {
+        HexSecret(s.to_string())
+    }
 }
 
 impl std::fmt::Debug for RawSa {

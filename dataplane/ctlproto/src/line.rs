@@ -13,6 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
 
 /// A request that says which protocol version it speaks.
 pub trait Versioned {
@@ -35,8 +36,8 @@ pub struct Protocol {
     pub max_batch: usize,
 }
 
-/// Longest request line read; the rest of a longer one is left unread (the request fails).
-const MAX_LINE: u64 = 64 * 1024;
+/// Longest request line read: a longer one is refused, and the connection closed.
+const MAX_LINE: usize = 64 * 1024;
 
 /// The longest one connection may keep the control loop waiting for its requests, in all,
 /// and again for taking its answers: a client that trickles a byte at a time must not hold
@@ -64,6 +65,61 @@ impl Budgeted {
         let r = io(&mut self.stream);
         self.left = self.left.saturating_sub(t.elapsed());
         r
+    }
+}
+
+/// Request lines of one connection, read into a buffer of fixed size that is wiped when the
+/// connection is done: requests carry keys, and a `BufReader` would leave its buffer, a
+/// growing `String` its outgrown copies, in freed memory.
+struct LineReader {
+    src: Budgeted,
+    buf: Zeroizing<Vec<u8>>,
+    /// The bytes read and not yet returned as lines.
+    start: usize,
+    end: usize,
+}
+
+impl LineReader {
+    fn new(src: Budgeted) -> Self {
+        LineReader { src, buf: Zeroizing::new(vec![0; MAX_LINE + 4096]), start: 0, end: 0 }
+    }
+
+    /// The next line, without its newline (the last may have none); None at the end of the
+    /// stream. A line longer than [`MAX_LINE`] is an error.
+    fn next_line(&mut self) -> std::io::Result<Option<&[u8]>> {
+        let mut searched = self.start;
+        loop {
+            if let Some(n) = self.buf[searched..self.end].iter().position(|&b| b == b'\n') {
+                let line = self.start..searched + n;
+                if line.len() > MAX_LINE {
+                    break;
+                }
+                self.start = searched + n + 1;
+                return Ok(Some(&self.buf[line]));
+            }
+            if self.end - self.start > MAX_LINE {
+                break;
+            }
+            if self.end == self.buf.len() {
+                // Make room: the line so far to the front (the buffer holds more than a line).
+                self.buf.copy_within(self.start..self.end, 0);
+                (self.end, self.start) = (self.end - self.start, 0);
+            }
+            searched = self.end;
+            let n = self.src.read(&mut self.buf[self.end..])?;
+            if n == 0 {
+                let line = self.start..self.end;
+                self.start = self.end;
+                return Ok((!line.is_empty()).then(|| &self.buf[line]));
+            }
+            self.end += n;
+        }
+        Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "request line too long"))
+    }
+
+    /// Whether everything read has been returned as lines (no more requests arrived with them).
+    fn drained(&self) -> bool {
+        self.start == self.end
     }
 }
 
@@ -139,15 +195,22 @@ impl LineServer {
     {
         let p = self.protocol;
         stream.set_nonblocking(false)?;
-        let mut reader = BufReader::new(Budgeted { stream: stream.try_clone()?, left: CLIENT_TIME });
+        let mut reader = LineReader::new(Budgeted { stream: stream.try_clone()?, left: CLIENT_TIME });
         // Buffered: serde_json writes token by token, which would be a system call each.
         let mut w = std::io::BufWriter::new(Budgeted { stream, left: CLIENT_TIME });
         for _ in 0..p.max_batch {
-            let mut line = String::new();
-            if (&mut reader).take(MAX_LINE).read_line(&mut line)? == 0 {
-                break;
-            }
-            let answer = match serde_json::from_str::<Q>(&line) {
+            let line = match reader.next_line() {
+                Ok(Some(l)) => l,
+                Ok(None) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    let why = format!("bad request: longer than {MAX_LINE} bytes");
+                    serde_json::to_writer(&mut w, &A::refused(p.version, why))?;
+                    w.write_all(b"\n")?;
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            let answer = match serde_json::from_slice::<Q>(line) {
                 Ok(r) if r.version() != p.version => A::refused(
                     p.version,
                     format!("protocol version {} not supported (this {} speaks {})", r.version(), p.speaker, p.version),
@@ -158,7 +221,7 @@ impl LineServer {
             serde_json::to_writer(&mut w, &answer)?;
             w.write_all(b"\n")?;
             // One write per batch of requests that arrived together.
-            if reader.buffer().is_empty() {
+            if reader.drained() {
                 w.flush()?;
             }
         }
@@ -216,12 +279,18 @@ fn request_error(e: &serde_json::Error) -> String {
 pub fn exchange<Q: Serialize, A: DeserializeOwned>(path: &Path, requests: &[Q]) -> Result<Vec<A>, String> {
     let mut s = UnixStream::connect(path).map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
     s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-    let mut text = String::new();
+    // Requests carry keys: written into a buffer of its final size (measured first), so that
+    // no outgrown copy is left behind, and wiped after.
+    let mut size = Counted(0);
     for r in requests {
-        text += &serde_json::to_string(r).map_err(|e| e.to_string())?;
-        text.push('\n');
+        serde_json::to_writer(&mut size, r).map_err(|e| e.to_string())?;
     }
-    s.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
+    let mut text = Zeroizing::new(Vec::with_capacity(size.0 + requests.len()));
+    for r in requests {
+        serde_json::to_writer(&mut *text, r).map_err(|e| e.to_string())?;
+        text.push(b'\n');
+    }
+    s.write_all(&text).map_err(|e| e.to_string())?;
     s.shutdown(std::net::Shutdown::Write).map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(s);
     let mut out = Vec::with_capacity(requests.len());
@@ -231,6 +300,20 @@ pub fn exchange<Q: Serialize, A: DeserializeOwned>(path: &Path, requests: &[Q]) 
         out.push(serde_json::from_str(&answer).map_err(|e| format!("bad answer: {e}"))?);
     }
     Ok(out)
+}
+
+/// A writer that only counts what it is given.
+struct Counted(usize);
+
+impl Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Client side: one request; its answer, or the error it carries.
@@ -318,6 +401,40 @@ mod tests {
         });
         let a = serve_until(&server, c);
         assert!(a.contains("bad request") && !a.contains("secret"), "{a}");
+
+        // A request longer than a line may be: refused, and the connection closed.
+        let p = path.clone();
+        let c = std::thread::spawn(move || {
+            let mut s = UnixStream::connect(&p).unwrap();
+            let long = format!("{{\"version\":7,\"n\":1}}{}\n{{\"version\":7,\"n\":2}}\n", " ".repeat(MAX_LINE));
+            s.write_all(long.as_bytes()).unwrap();
+            let mut answers = String::new();
+            BufReader::new(s).read_to_string(&mut answers).unwrap();
+            answers
+        });
+        let a = serve_until(&server, c);
+        assert_eq!(a.lines().count(), 1, "{a}");
+        assert!(a.contains("longer than 65536 bytes"), "{a}");
+
+        // Lines split across reads and requests that come one by one are read whole.
+        let p = path.clone();
+        let c = std::thread::spawn(move || {
+            let mut s = UnixStream::connect(&p).unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut got = Vec::new();
+            for n in [5u32, 6] {
+                let text = format!("{{\"version\":7,\"n\":{n}}}\n");
+                let (x, y) = text.as_bytes().split_at(7);
+                s.write_all(x).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+                s.write_all(y).unwrap();
+                let mut a = String::new();
+                r.read_line(&mut a).unwrap();
+                got.push(serde_json::from_str::<A>(&a).unwrap().n);
+            }
+            got
+        });
+        assert_eq!(serve_until(&server, c), [10, 12]);
 
         let p = path.clone();
         let c = std::thread::spawn(move || ask::<Q, A>(&p, Q { version: 6, n: 1 }));

@@ -385,7 +385,7 @@ fn sa_pair(args: &Args, t: &Topo, k: usize, subnet: bool) -> [ctlproto::Command;
         spi: spi as u32,
         direction: dir.into(),
         algorithm: algorithm(args).into(),
-        key: key_hex(args, key),
+        key: key_hex(args, key).into(),
         salt: "0a0b0c0d".into(),
         local: t.gw.to_string(),
         remote: t.peer.to_string(),
