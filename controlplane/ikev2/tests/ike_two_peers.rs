@@ -54,6 +54,9 @@ struct Net {
     b_events: Vec<Event>,
     /// Datagrams delivered so far, counting both ways.
     delivered: usize,
+    /// A NAT in front of A: A's datagrams reach B from this address (same port), and B's to
+    /// it reach A.
+    nat: Option<std::net::IpAddr>,
 }
 
 impl Net {
@@ -69,7 +72,7 @@ impl Net {
         // Inside the validity of the test certificates (tests/vectors/pki).
         a.set_wall_clock(now, CERT_TIME);
         b.set_wall_clock(now, CERT_TIME);
-        Net { a, b, now, a_events: vec![], b_events: vec![], delivered: 0 }
+        Net { a, b, now, a_events: vec![], b_events: vec![], delivered: 0, nat: None }
     }
 
     /// Moves datagrams until nothing is in flight; `drop(n)` decides whether the n-th
@@ -84,14 +87,21 @@ impl Net {
             while let Some(Transmit { local, remote, data }) = self.a.poll_transmit() {
                 self.delivered += 1;
                 if !lose(self.delivered) {
-                    self.b.handle_datagram(self.now, remote, local, &data);
+                    let from = self.nat.map_or(local, |ip| SocketAddr::new(ip, local.port()));
+                    self.b.handle_datagram(self.now, remote, from, &data);
                 }
                 moved = true;
             }
             while let Some(Transmit { local, remote, data }) = self.b.poll_transmit() {
                 self.delivered += 1;
                 if !lose(self.delivered) {
-                    self.a.handle_datagram(self.now, remote, local, &data);
+                    let to = match self.nat {
+                        Some(ip) if remote.ip() == ip => {
+                            SocketAddr::new(A.parse::<SocketAddr>().unwrap().ip(), remote.port())
+                        }
+                        _ => remote,
+                    };
+                    self.a.handle_datagram(self.now, to, local, &data);
                 }
                 moved = true;
             }
@@ -1357,4 +1367,28 @@ fn an_ike_sa_rekey_is_jittered_too() {
     net.run_until(start + Duration::from_secs(100) - Duration::from_millis(1), &|_| false);
     assert!(rekeyed(&net), "this seed's draw is early");
     one_matching_child(&net);
+}
+
+#[test]
+fn behind_a_nat_both_ends_move_to_the_configured_nat_traversal_port() {
+    // A sits behind a NAT: the NAT_DETECTION hashes disagree, and from IKE_AUTH on both ends
+    // talk on the NAT traversal port, here 4501 (RFC 7296 2.23), with ESP in UDP on it.
+    for port in [Endpoint::NATT_PORT, 4501] {
+        let x = ["aes256gcm16-prfsha256-x25519"];
+        let mut net = Net::new(
+            conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2),
+            conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1),
+        );
+        net.nat = Some("198.51.100.77".parse().unwrap());
+        net.a.set_natt_port(port);
+        net.b.set_natt_port(port);
+        net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+        net.run(5, &|_| false);
+        check_pair(&net);
+        let (ca, cb) = (child(&net.a_events), child(&net.b_events));
+        assert!(ca.udp_encap && cb.udp_encap, "ESP in UDP across the NAT");
+        assert_eq!((ca.local.port(), ca.remote.port()), (port, port));
+        assert_eq!((cb.local.port(), cb.remote.port()), (port, port));
+        assert_eq!(cb.remote.ip(), net.nat.unwrap(), "B sees A's public address");
+    }
 }
