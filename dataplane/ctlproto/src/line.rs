@@ -39,24 +39,30 @@ pub struct Protocol {
 /// Longest request line read: a longer one is refused, and the connection closed.
 const MAX_LINE: usize = 64 * 1024;
 
-/// The longest one connection may keep the control loop waiting for its requests, in all,
-/// and again for taking its answers: a client that trickles a byte at a time must not hold
-/// the loop (and with it SA programming) for longer than this.
+/// How long one connection may keep the control loop waiting for its requests, and again
+/// for taking its answers, beyond what the bytes it moved earn ([`CREDIT_PER_BYTE`]): a
+/// client that trickles a byte at a time must not hold the loop (and with it SA
+/// programming) for longer than about this.
 const CLIENT_TIME: Duration = Duration::from_secs(1);
 
-/// One direction of a client's stream, which may block for at most [`CLIENT_TIME`] in all.
-/// Time the server spends between reads or writes (answering) is not charged.
+/// Waiting time each byte a client sends or takes earns it, up to [`CLIENT_TIME`] banked: a
+/// client moving at least 1 MB/s is never cut off, however long its answer (the SA list of
+/// 200,000 SAs is some 25 MB).
+const CREDIT_PER_BYTE: Duration = Duration::from_micros(1);
+
+/// One direction of a client's stream, which may block for [`CLIENT_TIME`] plus what its
+/// bytes earned. Time the server spends between reads or writes (answering) is not charged.
 struct Budgeted {
     stream: UnixStream,
     left: Duration,
 }
 
 impl Budgeted {
-    fn charge<T>(
+    fn charge(
         &mut self,
         set: fn(&UnixStream, Option<Duration>) -> std::io::Result<()>,
-        io: impl FnOnce(&mut UnixStream) -> std::io::Result<T>,
-    ) -> std::io::Result<T> {
+        io: impl FnOnce(&mut UnixStream) -> std::io::Result<usize>,
+    ) -> std::io::Result<usize> {
         if self.left.is_zero() {
             return Err(std::io::ErrorKind::TimedOut.into());
         }
@@ -64,6 +70,10 @@ impl Budgeted {
         let t = Instant::now();
         let r = io(&mut self.stream);
         self.left = self.left.saturating_sub(t.elapsed());
+        if let Ok(n) = r {
+            let earned = CREDIT_PER_BYTE.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX));
+            self.left = self.left.saturating_add(earned).min(CLIENT_TIME);
+        }
         r
     }
 }
@@ -355,6 +365,14 @@ mod tests {
         }
     }
 
+    /// A server of version 7, batches of 4, on a socket of its own.
+    fn test_server(name: &str) -> (LineServer, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ctl.sock");
+        (LineServer::bind(&path, Protocol { version: 7, speaker: "test", max_batch: 4 }).unwrap(), path)
+    }
+
     /// Polls `server` until `client` is done, then returns its result.
     fn serve_until<T: Send + 'static>(server: &LineServer, client: std::thread::JoinHandle<T>) -> T {
         for _ in 0..400 {
@@ -369,10 +387,7 @@ mod tests {
 
     #[test]
     fn batches_answered_in_order_versions_checked_and_values_not_echoed() {
-        let dir = std::env::temp_dir().join(format!("ctlline-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("ctl.sock");
-        let server = LineServer::bind(&path, Protocol { version: 7, speaker: "test", max_batch: 4 }).unwrap();
+        let (server, path) = test_server("ctlline");
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
 
         let p = path.clone();
@@ -447,10 +462,7 @@ mod tests {
     /// times out when none does; `poll` says how many connections it served.
     #[test]
     fn wait_wakes_on_a_connection() {
-        let dir = std::env::temp_dir().join(format!("ctlwait-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("ctl.sock");
-        let server = LineServer::bind(&path, Protocol { version: 7, speaker: "test", max_batch: 4 }).unwrap();
+        let (server, path) = test_server("ctlwait");
         let t = std::time::Instant::now();
         assert!(!wait_readable(&[server.as_fd()], Duration::from_millis(30)), "nobody connected");
         assert!(t.elapsed() >= Duration::from_millis(25), "slept for its timeout: {:?}", t.elapsed());
@@ -472,10 +484,7 @@ mod tests {
     /// after [`CLIENT_TIME`] in all, not served for as long as it likes.
     #[test]
     fn a_trickling_client_holds_the_loop_one_second_at_most() {
-        let dir = std::env::temp_dir().join(format!("ctltrickle-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("ctl.sock");
-        let server = LineServer::bind(&path, Protocol { version: 7, speaker: "test", max_batch: 4 }).unwrap();
+        let (server, path) = test_server("ctltrickle");
         let p = path.clone();
         let c = std::thread::spawn(move || {
             let mut s = UnixStream::connect(&p).unwrap();
@@ -492,6 +501,40 @@ mod tests {
         let took = t.elapsed();
         assert!(took < CLIENT_TIME + Duration::from_millis(500), "held the loop for {took:?}");
         c.join().unwrap();
+    }
+
+    /// A long answer taken by a client that reads steadily but pauses (here 4 MiB in 1.6 s)
+    /// is delivered whole: its bytes earn the waits.
+    #[test]
+    fn a_long_answer_to_a_steady_reader_is_delivered_whole() {
+        let (server, path) = test_server("ctllong");
+        let p = path.clone();
+        let c = std::thread::spawn(move || {
+            let mut s = UnixStream::connect(&p).unwrap();
+            s.write_all(b"{\"version\":7,\"n\":1}\n").unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            let (mut got, mut buf) = (Vec::new(), vec![0u8; 256 * 1024]);
+            loop {
+                std::thread::sleep(Duration::from_millis(100));
+                let mut chunk = 0;
+                while chunk < buf.len() {
+                    match s.read(&mut buf[chunk..]).unwrap() {
+                        0 => {
+                            got.extend_from_slice(&buf[..chunk]);
+                            return got;
+                        }
+                        n => chunk += n,
+                    }
+                }
+                got.extend_from_slice(&buf[..chunk]);
+            }
+        });
+        assert!(wait_readable(&[server.as_fd()], Duration::from_secs(20)));
+        let long = "x".repeat(4 << 20);
+        server.poll(&mut |q: Q| A { version: 7, error: Some(long.clone()), n: q.n });
+        let got = c.join().unwrap();
+        let a: A = serde_json::from_slice(got.strip_suffix(b"\n").unwrap()).unwrap();
+        assert_eq!(a.error.map(|e| e.len()), Some(4 << 20));
     }
 
     /// `wait_readable` over several descriptors: quiet ones time out, and any one readable
