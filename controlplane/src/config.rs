@@ -22,6 +22,9 @@ pub enum ConfigError {
     Field(String, String),
 }
 
+/// The longest time a configuration may give (ten years, in seconds).
+const MAX_SECS: u64 = 10 * 365 * 24 * 3600;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
@@ -351,6 +354,18 @@ impl Config {
             if start != StartAction::None && remote.is_none() {
                 return Err(bad(f("start_action"), "a connection to %any can only wait for its peers"));
             }
+            // Times past any SA's life would overflow the clock arithmetic of the timers.
+            for (name, v) in [
+                ("rekey_time", c.rekey_time),
+                ("ike_rekey_time", c.ike_rekey_time),
+                ("life_time", c.life_time),
+                ("rand_time", c.rand_time),
+                ("dpd_delay", c.dpd_delay),
+            ] {
+                if v.is_some_and(|s| s > MAX_SECS) {
+                    return Err(bad(f(name), "at most 10 years, in seconds"));
+                }
+            }
             let life_time = c.life_time.or(c.rekey_time.map(|r| r + r.div_ceil(10)));
             if let (Some(life), Some(rekey)) = (life_time, c.rekey_time)
                 && life <= rekey
@@ -530,6 +545,7 @@ start_action = "start"
             ("remote_addr = \"10.77.0.2\"", "remote_addr = \"%any\"", "connection[0].start_action"),
             ("start_action = \"start\"", "rekey_time = 60\nlife_time = 50", "connection[0].life_time"),
             ("start_action = \"start\"", "rekey_time = 60\nrand_time = 60", "connection[0].rand_time"),
+            ("start_action = \"start\"", "rekey_time = 9223372036854775807", "connection[0].rekey_time"),
             ("start_action = \"start\"", "ike_rekey_time = 60\nrand_time = 90", "connection[0].rand_time"),
             // Parsed, but not runnable: CBC for ESP (the dataplane does AES-GCM only), an IKE
             // integrity transform the IKE code lacks.

@@ -25,7 +25,7 @@ pub enum SadError {
     NoSuchSa(String),
     #[error("no policy named {0:?}")]
     NoSuchPolicy(String),
-    #[error("all {0} SA slots are in use")]
+    #[error("all {0} SA slots are in use (or held until the workers let go of SAs just removed)")]
     Full(usize),
     #[error("SA {0:?}: {1}")]
     Invalid(String, &'static str),

@@ -376,6 +376,8 @@ struct RekeyState {
     new_spi_in: u32,
     ni: Vec<u8>,
     dh: Option<DhPrivate>,
+    /// This request is the one asked again at once after an INVALID_KE_PAYLOAD.
+    ke_retry: bool,
 }
 
 struct Pending {
@@ -448,6 +450,8 @@ struct IkeSa {
     /// The DH group the peer asked for in an INVALID_KE_PAYLOAD answer to one of our
     /// CREATE_CHILD_SA requests (RFC 7296 1.3): the Child SAs we ask for use it, if we offer it.
     child_group: Option<u16>,
+    /// The next Child SA request is the one asked again at once after an INVALID_KE_PAYLOAD.
+    ke_retry_next: bool,
 }
 
 impl Child {
@@ -806,6 +810,7 @@ impl Endpoint {
             crossed_ike_rekey: None,
             wanted_children: Vec::new(),
             child_group: None,
+            ke_retry_next: false,
         };
         self.send_init_request(now, &mut sa);
         self.sas.insert(spi_i, sa);
@@ -1461,6 +1466,7 @@ impl Endpoint {
             crossed_ike_rekey: None,
             wanted_children: Vec::new(),
             child_group: None,
+            ke_retry_next: false,
         };
         self.transmits.push_back(Transmit { local, remote, data: resp });
         self.half_open.insert((h.spi_i, remote), spi_r);
@@ -1696,7 +1702,8 @@ impl Endpoint {
                     Payload::Notify(n) if n.notify_type.is_error() => Some(n.notify_type),
                     _ => None,
                 });
-                if let Some(n) = error.filter(|n| !CHILD_ONLY_ERRORS.contains(n)) {
+                // A child-only error without AUTH refuses the IKE SA all the same.
+                if let Some(n) = error.filter(|n| !CHILD_ONLY_ERRORS.contains(n) || inner.auth().is_none()) {
                     return Err(format!("IKE_AUTH refused: {}", n.name().unwrap_or("error notify")));
                 }
                 let conn = self.connections[sa.conn].clone();
@@ -1860,7 +1867,7 @@ impl Endpoint {
         }
         let mut r = [0u8; 8];
         self.provider.rng().fill(&mut r);
-        Duration::from_millis(u64::from_le_bytes(r) % (ms + 1))
+        Duration::from_millis(u64::from_le_bytes(r) % ms.saturating_add(1))
     }
 
     /// A random inbound ESP SPI that none of our Child SAs, installed or being negotiated,
@@ -1948,7 +1955,8 @@ impl Endpoint {
         inner.push(Payload::TsI(local_ts));
         inner.push(Payload::TsR(remote_ts));
         self.new_request(now, sa, ExchangeType::CREATE_CHILD_SA, &inner, Request::RekeyChild)?;
-        sa.rekey = Some(RekeyState { old_spi_in: rekey_of, child, new_spi_in, ni, dh });
+        let ke_retry = std::mem::take(&mut sa.ke_retry_next);
+        sa.rekey = Some(RekeyState { old_spi_in: rekey_of, child, new_spi_in, ni, dh, ke_retry });
         Ok(())
     }
 
@@ -1981,11 +1989,13 @@ impl Endpoint {
                 .filter(|n| n.notify_type == NotifyType::INVALID_KE_PAYLOAD)
                 .and_then(|n| n.data.get(..2)?.try_into().ok().map(u16::from_be_bytes))
                 .filter(|g| Some(*g) != used && conn.esp.iter().any(|a| a.dh.contains(g)));
-            let again_now = asked.is_some() && sa.child_group.is_none_or(|g| Some(g) != used);
+            let again_now = asked.is_some() && !rk.ke_retry;
             if let Some(g) = asked {
+                // The request asked again is made on the successor if there is one by then.
                 sa.child_group = Some(g);
+                sa.ke_retry_next = again_now;
                 if let Some(n) = sa.successor.and_then(|k| self.sas.get_mut(&k)) {
-                    n.child_group = Some(g);
+                    (n.child_group, n.ke_retry_next) = (Some(g), again_now);
                 }
             }
             let retry_at = if again_now { now } else { now + REKEY_RETRY };
@@ -2178,6 +2188,7 @@ impl Endpoint {
             crossed_ike_rekey: None,
             wanted_children: std::mem::take(&mut old.wanted_children),
             child_group: old.child_group,
+            ke_retry_next: old.ke_retry_next,
         };
         let spi = new.local_spi();
         let connection = self.connections[new.conn].name.clone();
@@ -2570,6 +2581,8 @@ impl Endpoint {
             return Err(format!("the initiator {} fails to authenticate: {why}", pki::id_text(&idi)));
         };
         sa.conn = ci;
+        // Drawn again: the connection IKE_SA_INIT guessed may not be this one.
+        sa.rekey_early = self.rekey_early(ci, |c| c.ike_rekey);
         let conn = self.connections[ci].clone();
         // RFC 7296 1.2: IDr, [CERT,] AUTH, SAr2, TSi, TSr.
         let (certs, my_auth) = Self::my_auth(sa, &conn)?;

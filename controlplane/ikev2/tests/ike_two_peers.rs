@@ -1370,6 +1370,36 @@ fn an_ike_sa_rekey_is_jittered_too() {
 }
 
 #[test]
+fn the_jitter_never_exceeds_half_the_period_and_follows_the_connection_chosen_by_identity() {
+    // B has two connections IKE_SA_INIT cannot tell apart (same proposals, any address): one
+    // for another peer with an IKE SA rekey every 10,000 s (a jitter of up to 1,000 s by
+    // default), and A's, found by identity in IKE_AUTH, with one every 20 s and a jitter
+    // asked for of 80 s. A's IKE SA on B is rekeyed between 10 s (half the period, the most
+    // a jitter may take) and 20 s: not at once, as 20 s less a jitter drawn for the other
+    // connection would often be.
+    let x = ["aes256gcm16-prfsha256-x25519"];
+    let a = conn("a", "b", "a-long-test-psk-0123456789", &x, 1, 2);
+    let mut other = conn("b", "c", "a-long-test-psk-0123456789", &x, 2, 3);
+    (other.ike_rekey, other.rekey_jitter) = (Some(Duration::from_secs(10_000)), None);
+    let mut b = conn("b", "a", "a-long-test-psk-0123456789", &x, 2, 1);
+    (b.ike_rekey, b.rekey_jitter) = (Some(Duration::from_secs(20)), Some(Duration::from_secs(80)));
+    for seed in [&b"one"[..], b"two", b"three", b"four"] {
+        let mut net = Net::seeded(a.clone(), b.clone(), b"peer a", seed);
+        net.b = Endpoint::new(vec![other.clone(), b.clone()], Box::new(TestProvider::new(seed)));
+        net.b.set_wall_clock(net.now, CERT_TIME);
+        let start = net.now;
+        net.a.initiate(net.now, "a-b", A.parse().unwrap(), B.parse().unwrap()).unwrap();
+        let rekeyed = |net: &Net| net.b_events.iter().any(|e| matches!(e, Event::IkeRekeyed { .. }));
+        net.run_until(start + Duration::from_secs(10) - Duration::from_millis(10), &|_| false);
+        assert!(net.b_events.iter().any(|e| matches!(e, Event::IkeUp { connection, .. } if connection == "b-a")));
+        assert!(!rekeyed(&net), "seed {seed:?}: rekeyed before half the period");
+        net.run_until(start + Duration::from_secs(20) + Duration::from_millis(10), &|_| false);
+        assert!(rekeyed(&net), "seed {seed:?}");
+        one_matching_child(&net);
+    }
+}
+
+#[test]
 fn behind_a_nat_both_ends_move_to_the_configured_nat_traversal_port() {
     // A sits behind a NAT: the NAT_DETECTION hashes disagree, and from IKE_AUTH on both ends
     // talk on the NAT traversal port, here 4501 (RFC 7296 2.23), with ESP in UDP on it.
