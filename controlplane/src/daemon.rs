@@ -452,7 +452,6 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), String> {
     }
     let mut ep =
         Endpoint::new(cfg.connections.iter().map(|c| c.conn.clone()).collect(), Box::new(SystemProvider::new()));
-    ep.set_natt_port(cfg.natt_port);
     let now = Instant::now();
     ep.set_wall_clock(now, unix_now());
     for c in cfg.connections.iter().filter(|c| c.start == StartAction::Trap) {

@@ -499,8 +499,6 @@ pub struct Endpoint {
     previous_cookie_secret: Option<crypto::CookieSecret>,
     /// An instant and the Unix time (seconds) it was, to check certificate validity.
     wall_clock: Option<(Instant, i64)>,
-    /// The port IKE moves to behind a NAT, and ESP with it in UDP (RFC 7296 2.23, RFC 3948).
-    natt_port: u16,
 }
 
 /// The first payload of each kind a message carries (RFC 7296: at most one of these each).
@@ -672,7 +670,6 @@ impl Endpoint {
             cookie_secret,
             cookie_secret_since: None,
             previous_cookie_secret: None,
-            natt_port: Self::NATT_PORT,
             wall_clock: None,
         }
     }
@@ -708,15 +705,6 @@ impl Endpoint {
 
     /// Half-open IKE SAs before cookies are demanded, by default.
     pub const COOKIE_THRESHOLD: usize = 64;
-
-    /// The NAT traversal port by default (RFC 3948).
-    pub const NATT_PORT: u16 = 4500;
-
-    /// The port to move to when a NAT is found between us and the peer, both ends (the peer's
-    /// is taken to be the same); ESP goes in UDP when IKE runs on it.
-    pub fn set_natt_port(&mut self, port: u16) {
-        self.natt_port = port;
-    }
 
     /// How long one cookie secret makes cookies (those it made stay valid as long again).
     pub const COOKIE_SECRET_LIFETIME: Duration = Duration::from_secs(60);
@@ -1683,10 +1671,9 @@ impl Endpoint {
                 );
                 sa.nat = Self::nat_detected(&msg.payloads, sa.spi_i, sa.spi_r, sa.local, sa.remote);
                 if sa.nat {
-                    // RFC 7296 2.23: behind a NAT, IKE_AUTH and everything after go to port 4500
-                    // (or the one configured).
-                    sa.local.set_port(self.natt_port);
-                    sa.remote.set_port(self.natt_port);
+                    // RFC 7296 2.23: behind a NAT, IKE_AUTH and everything after go to port 4500.
+                    sa.local.set_port(4500);
+                    sa.remote.set_port(4500);
                 }
                 sa.nr = nr;
                 sa.chosen = Some(chosen);
@@ -1842,7 +1829,7 @@ impl Endpoint {
             child: child.to_string(),
             local: sa.local,
             remote: sa.remote,
-            udp_encap: sa.nat || sa.local.port() == self.natt_port,
+            udp_encap: sa.nat || sa.local.port() == 4500,
             spi_in,
             spi_out,
             key_bits: chosen.key_bits,
