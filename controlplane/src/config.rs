@@ -40,8 +40,10 @@ struct RawDaemon {
     control_socket: Option<String>,
     /// One address, or a list (IPv4 and IPv6).
     listen: toml::Value,
+    /// IKE's port (500 by default).
     #[serde(default)]
     port: Option<u16>,
+    /// The NAT traversal port: 4500, the only one allowed (see `Config::parse`).
     #[serde(default)]
     natt_port: Option<u16>,
 }
@@ -434,12 +436,21 @@ impl Config {
                 life_time,
             });
         }
+        let (port, natt_port) = (raw.daemon.port.unwrap_or(500), raw.daemon.natt_port.unwrap_or(4500));
+        // The dataplane takes ESP in UDP on port 4500 only (RFC 3948), and the IKE code moves
+        // there behind a NAT (RFC 7296 2.23): another port would lose inbound traffic.
+        if natt_port != 4500 {
+            return Err(bad("daemon.natt_port".into(), "must be 4500, where the dataplane takes ESP in UDP"));
+        }
+        if port == natt_port {
+            return Err(bad("daemon.port".into(), "must differ from natt_port"));
+        }
         Ok(Config {
             dataplane_socket: raw.daemon.dataplane_socket.map(PathBuf::from),
             control_socket: raw.daemon.control_socket.map(PathBuf::from),
             listen,
-            port: raw.daemon.port.unwrap_or(500),
-            natt_port: raw.daemon.natt_port.unwrap_or(4500),
+            port,
+            natt_port,
             connections,
         })
     }
@@ -546,6 +557,8 @@ start_action = "start"
             ("start_action = \"start\"", "rekey_time = 60\nlife_time = 50", "connection[0].life_time"),
             ("start_action = \"start\"", "rekey_time = 60\nrand_time = 60", "connection[0].rand_time"),
             ("start_action = \"start\"", "rekey_time = 9223372036854775807", "connection[0].rekey_time"),
+            ("listen = \"10.77.0.1\"", "listen = \"10.77.0.1\"\nnatt_port = 4501", "daemon.natt_port"),
+            ("listen = \"10.77.0.1\"", "listen = \"10.77.0.1\"\nport = 4500", "daemon.port"),
             ("start_action = \"start\"", "ike_rekey_time = 60\nrand_time = 90", "connection[0].rand_time"),
             // Parsed, but not runnable: CBC for ESP (the dataplane does AES-GCM only), an IKE
             // integrity transform the IKE code lacks.
