@@ -277,6 +277,8 @@ struct Child {
     /// Made by a rekey the peer started, of the pair with this inbound SPI; outbound traffic
     /// stays on that one until it goes or [`OUTBOUND_HOLD`] has passed.
     holds_for: Option<u32>,
+    /// Its next rekey is the one asked again at once after an INVALID_KE_PAYLOAD.
+    ke_retry: bool,
 }
 
 /// The longest a rekey's new pair waits for the peer to delete the old one before outbound
@@ -450,8 +452,9 @@ struct IkeSa {
     /// The DH group the peer asked for in an INVALID_KE_PAYLOAD answer to one of our
     /// CREATE_CHILD_SA requests (RFC 7296 1.3): the Child SAs we ask for use it, if we offer it.
     child_group: Option<u16>,
-    /// The next Child SA request is the one asked again at once after an INVALID_KE_PAYLOAD.
-    ke_retry_next: bool,
+    /// The wanted Child SA (first in `wanted_children`) asked for again at once after an
+    /// INVALID_KE_PAYLOAD.
+    ke_retry_child: Option<String>,
 }
 
 impl Child {
@@ -470,6 +473,7 @@ impl Child {
             retry_at: None,
             holds_for: None,
             early,
+            ke_retry: false,
         }
     }
 }
@@ -798,7 +802,7 @@ impl Endpoint {
             crossed_ike_rekey: None,
             wanted_children: Vec::new(),
             child_group: None,
-            ke_retry_next: false,
+            ke_retry_child: None,
         };
         self.send_init_request(now, &mut sa);
         self.sas.insert(spi_i, sa);
@@ -1454,7 +1458,7 @@ impl Endpoint {
             crossed_ike_rekey: None,
             wanted_children: Vec::new(),
             child_group: None,
-            ke_retry_next: false,
+            ke_retry_child: None,
         };
         self.transmits.push_back(Transmit { local, remote, data: resp });
         self.half_open.insert((h.spi_i, remote), spi_r);
@@ -1888,8 +1892,9 @@ impl Endpoint {
     fn rekey_child(&mut self, now: Instant, sa: &mut IkeSa, idx: usize) -> Result<(), String> {
         let child = &mut sa.children[idx];
         child.rekeyed = true;
+        let ke_retry = std::mem::take(&mut child.ke_retry);
         let (old, name, ts) = (child.spi_in, child.name.clone(), (child.local_ts.clone(), child.remote_ts.clone()));
-        self.request_child(now, sa, Some(old), name, ts)
+        self.request_child(now, sa, Some(old), name, ts, ke_retry)
     }
 
     /// Starts creating the connection's Child SA `name` (RFC 7296 1.3.1).
@@ -1897,7 +1902,8 @@ impl Endpoint {
         let conn = &self.connections[sa.conn];
         let cfg = conn.children.iter().find(|c| c.name == name).ok_or("no such child SA")?;
         let ts = (cfg.local_ts.clone(), cfg.remote_ts.clone());
-        self.request_child(now, sa, None, name.to_string(), ts)
+        let ke_retry = sa.ke_retry_child.take_if(|c| c == name).is_some();
+        self.request_child(now, sa, None, name.to_string(), ts, ke_retry)
     }
 
     /// CREATE_CHILD_SA for a Child SA: [REKEY_SA,] SA, Ni, [KEi,] TSi, TSr.
@@ -1908,6 +1914,7 @@ impl Endpoint {
         rekey_of: Option<u32>,
         child: String,
         (local_ts, remote_ts): (Vec<TrafficSelector>, Vec<TrafficSelector>),
+        ke_retry: bool,
     ) -> Result<(), String> {
         let conn = self.connections[sa.conn].clone();
         let new_spi_in = self.new_spi(sa);
@@ -1942,7 +1949,6 @@ impl Endpoint {
         inner.push(Payload::TsI(local_ts));
         inner.push(Payload::TsR(remote_ts));
         self.new_request(now, sa, ExchangeType::CREATE_CHILD_SA, &inner, Request::RekeyChild)?;
-        let ke_retry = std::mem::take(&mut sa.ke_retry_next);
         sa.rekey = Some(RekeyState { old_spi_in: rekey_of, child, new_spi_in, ni, dh, ke_retry });
         Ok(())
     }
@@ -1978,21 +1984,22 @@ impl Endpoint {
                 .filter(|g| Some(*g) != used && conn.esp.iter().any(|a| a.dh.contains(g)));
             let again_now = asked.is_some() && !rk.ke_retry;
             if let Some(g) = asked {
-                // The request asked again is made on the successor if there is one by then.
                 sa.child_group = Some(g);
-                sa.ke_retry_next = again_now;
                 if let Some(n) = sa.successor.and_then(|k| self.sas.get_mut(&k)) {
-                    (n.child_group, n.ke_retry_next) = (Some(g), again_now);
+                    n.child_group = Some(g);
                 }
             }
             let retry_at = if again_now { now } else { now + REKEY_RETRY };
             if let Some(c) = Self::children_of(&mut self.sas, sa).iter_mut().find(|c| Some(c.spi_in) == old) {
-                (c.rekeyed, c.retry_at) = (false, Some(retry_at));
+                (c.rekeyed, c.retry_at, c.ke_retry) = (false, Some(retry_at), again_now);
             } else if old.is_none() && again_now {
-                match sa.successor.and_then(|k| self.sas.get_mut(&k)) {
-                    Some(n) => n.wanted_children.push(rk.child),
-                    None => sa.wanted_children.push(rk.child),
-                }
+                // Next, and marked, on the successor if there is one by then.
+                let on = match sa.successor.and_then(|k| self.sas.get_mut(&k)) {
+                    Some(n) => n,
+                    None => &mut *sa,
+                };
+                on.wanted_children.insert(0, rk.child.clone());
+                on.ke_retry_child = Some(rk.child);
             } else if old.is_none() {
                 let reason = refused.map_or("no proposal accepted", |n| n.notify_type.name().unwrap_or("error notify"));
                 self.events.push_back(Event::ChildRefused {
@@ -2175,7 +2182,7 @@ impl Endpoint {
             crossed_ike_rekey: None,
             wanted_children: std::mem::take(&mut old.wanted_children),
             child_group: old.child_group,
-            ke_retry_next: old.ke_retry_next,
+            ke_retry_child: old.ke_retry_child.take(),
         };
         let spi = new.local_spi();
         let connection = self.connections[new.conn].name.clone();
