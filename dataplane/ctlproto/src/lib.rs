@@ -54,8 +54,9 @@ pub struct RawSa {
     pub hard_secs: Option<u64>,
 }
 
-/// Key material written as hex (an SA's key or salt), wiped when it goes, wherever it was
-/// made: parsed from a request or a file, or made by the IKE daemon.
+/// Key material written as hex (an SA's key or salt), wiped when it goes. The text it was
+/// parsed from is wiped where this crate holds it (the control socket's line buffer); a
+/// configuration file's text and a parser's scratch copy of an escaped string are not.
 #[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(transparent)]
 pub struct HexSecret(String);

@@ -50,11 +50,18 @@ const CLIENT_TIME: Duration = Duration::from_secs(1);
 /// 200,000 SAs is some 25 MB).
 const CREDIT_PER_BYTE: Duration = Duration::from_micros(1);
 
+/// The longest a connection is served, whatever its bytes earned: a client reading a long
+/// answer slowly, or asking for one again and again in a batch, must not hold the loop (the
+/// IKE daemon's own requests give up after 5 s).
+const CONNECTION_TIME: Duration = Duration::from_secs(3);
+
 /// One direction of a client's stream, which may block for [`CLIENT_TIME`] plus what its
-/// bytes earned. Time the server spends between reads or writes (answering) is not charged.
+/// bytes earned, and not past the connection's deadline. Time the server spends between
+/// reads or writes (answering) is not charged.
 struct Budgeted {
     stream: UnixStream,
     left: Duration,
+    deadline: Instant,
 }
 
 impl Budgeted {
@@ -63,10 +70,11 @@ impl Budgeted {
         set: fn(&UnixStream, Option<Duration>) -> std::io::Result<()>,
         io: impl FnOnce(&mut UnixStream) -> std::io::Result<usize>,
     ) -> std::io::Result<usize> {
-        if self.left.is_zero() {
+        let wait = self.left.min(self.deadline.saturating_duration_since(Instant::now()));
+        if wait.is_zero() {
             return Err(std::io::ErrorKind::TimedOut.into());
         }
-        set(&self.stream, Some(self.left))?;
+        set(&self.stream, Some(wait))?;
         let t = Instant::now();
         let r = io(&mut self.stream);
         self.left = self.left.saturating_sub(t.elapsed());
@@ -141,7 +149,10 @@ impl Read for Budgeted {
 
 impl Write for Budgeted {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.charge(UnixStream::set_write_timeout, |s| s.write(buf))
+        // A chunk at a time: the socket's timeout applies afresh whenever a blocking write
+        // makes progress, so one large write could outlast it by far.
+        let chunk = &buf[..buf.len().min(64 * 1024)];
+        self.charge(UnixStream::set_write_timeout, |s| s.write(chunk))
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -205,9 +216,10 @@ impl LineServer {
     {
         let p = self.protocol;
         stream.set_nonblocking(false)?;
-        let mut reader = LineReader::new(Budgeted { stream: stream.try_clone()?, left: CLIENT_TIME });
+        let deadline = Instant::now() + CONNECTION_TIME;
+        let mut reader = LineReader::new(Budgeted { stream: stream.try_clone()?, left: CLIENT_TIME, deadline });
         // Buffered: serde_json writes token by token, which would be a system call each.
-        let mut w = std::io::BufWriter::new(Budgeted { stream, left: CLIENT_TIME });
+        let mut w = std::io::BufWriter::new(Budgeted { stream, left: CLIENT_TIME, deadline });
         for _ in 0..p.max_batch {
             let line = match reader.next_line() {
                 Ok(Some(l)) => l,
@@ -535,6 +547,33 @@ mod tests {
         let got = c.join().unwrap();
         let a: A = serde_json::from_slice(got.strip_suffix(b"\n").unwrap()).unwrap();
         assert_eq!(a.error.map(|e| e.len()), Some(4 << 20));
+    }
+
+    /// A client that keeps earning its waits (1.3 MB/s) over a batch of long answers is still
+    /// cut off at the connection's deadline.
+    #[test]
+    fn no_connection_is_served_past_its_deadline() {
+        let (server, path) = test_server("ctldeadline");
+        let c = std::thread::spawn(move || {
+            let mut s = UnixStream::connect(&path).unwrap();
+            s.write_all("{\"version\":7,\"n\":1}\n".repeat(4).as_bytes()).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            let (mut got, mut buf) = (0, vec![0u8; 128 * 1024]);
+            loop {
+                std::thread::sleep(Duration::from_millis(100));
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return got,
+                    Ok(n) => got += n,
+                }
+            }
+        });
+        assert!(wait_readable(&[server.as_fd()], Duration::from_secs(20)));
+        let long = "x".repeat(1 << 20);
+        let t = Instant::now();
+        server.poll(&mut |q: Q| A { version: 7, error: Some(long.clone()), n: q.n });
+        let took = t.elapsed();
+        assert!(took < CONNECTION_TIME + Duration::from_millis(500), "served for {took:?}");
+        assert!(c.join().unwrap() < 4 << 20, "cut off before the fourth answer");
     }
 
     /// `wait_readable` over several descriptors: quiet ones time out, and any one readable
