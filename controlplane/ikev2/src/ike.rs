@@ -1998,6 +1998,7 @@ impl Endpoint {
                     Some(n) => n,
                     None => &mut *sa,
                 };
+                on.wanted_children.retain(|w| *w != rk.child);
                 on.wanted_children.insert(0, rk.child.clone());
                 on.ke_retry_child = Some(rk.child);
             } else if old.is_none() {
@@ -2230,10 +2231,17 @@ impl Endpoint {
             // The peer's: it deletes that one; ours takes the Child SAs and replaces the old one.
             if let Some(t) = self.sas.get_mut(&theirs) {
                 let (children, deletes) = (std::mem::take(&mut t.children), std::mem::take(&mut t.deferred_deletes));
+                let (wanted, ke_retry_child) = (std::mem::take(&mut t.wanted_children), t.ke_retry_child.take());
                 t.successor = Some(ours);
                 if let Some(o) = self.sas.get_mut(&ours) {
                     o.children.extend(children);
                     o.deferred_deletes.extend(deletes);
+                    for w in wanted {
+                        if !o.wanted_children.contains(&w) {
+                            o.wanted_children.push(w);
+                        }
+                    }
+                    o.ke_retry_child = o.ke_retry_child.take().or(ke_retry_child);
                 }
             }
         }
