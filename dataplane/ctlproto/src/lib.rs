@@ -61,9 +61,16 @@ pub struct RawSa {
 #[serde(transparent)]
 pub struct HexSecret(String);
 
+impl HexSecret {
+    /// Overwrites the whole buffer, spare capacity included, with zeros.
+    fn wipe(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 impl Drop for HexSecret {
     fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.0);
+        self.wipe();
     }
 }
 
@@ -354,6 +361,22 @@ pub fn request(path: &Path, command: Command) -> Result<Response, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a HexSecret does when it goes: every byte of its buffer, spare capacity included
+    /// (a string that grew keeps its old length's room), is zero before the memory is freed.
+    #[test]
+    fn a_hex_secret_wipes_its_whole_buffer() {
+        let mut s = String::with_capacity(80);
+        s.push_str("00112233445566778899aabbccddeeff");
+        let mut h = HexSecret::from(s);
+        let (p, cap) = (h.as_ptr(), h.0.capacity());
+        h.wipe();
+        assert_eq!(h.0.capacity(), cap, "the buffer is still h's, not freed or moved");
+        // SAFETY: `p` points to `cap` bytes of h's live allocation, all initialized (zeroize
+        // writes the spare capacity too), and nothing writes to them meanwhile.
+        let bytes = unsafe { std::slice::from_raw_parts(p, cap) };
+        assert!(bytes.iter().all(|&b| b == 0), "{bytes:?}");
+    }
 
     #[test]
     fn commands_round_trip_and_keys_stay_out_of_debug() {
