@@ -888,6 +888,22 @@ impl Endpoint {
         {
             n.deferred_deletes.push(*x);
         }
+        // So is a Child SA request still in flight: a new Child SA is asked for again, a
+        // rekey's Child SA is due again (the peer dropped the request with the IKE SA).
+        if let (Some(Pending { kind: Request::RekeyChild, .. }), Some(rk), Some(next)) =
+            (&sa.pending, &sa.rekey, sa.successor)
+            && let Some(n) = self.sas.get_mut(&next)
+        {
+            match rk.old_spi_in {
+                None if !n.wanted_children.contains(&rk.child) => n.wanted_children.push(rk.child.clone()),
+                None => {}
+                Some(old) => {
+                    if let Some(c) = n.children.iter_mut().find(|c| c.spi_in == old) {
+                        c.rekeyed = false;
+                    }
+                }
+            }
+        }
         self.half_open.retain(|_, v| *v != spi);
         let connection = self.connections[sa.conn].name.clone();
         for c in &sa.children {
@@ -2232,6 +2248,7 @@ impl Endpoint {
             if let Some(t) = self.sas.get_mut(&theirs) {
                 let (children, deletes) = (std::mem::take(&mut t.children), std::mem::take(&mut t.deferred_deletes));
                 let (wanted, ke_retry_child) = (std::mem::take(&mut t.wanted_children), t.ke_retry_child.take());
+                let group = t.child_group;
                 t.successor = Some(ours);
                 if let Some(o) = self.sas.get_mut(&ours) {
                     o.children.extend(children);
@@ -2242,6 +2259,8 @@ impl Endpoint {
                         }
                     }
                     o.ke_retry_child = o.ke_retry_child.take().or(ke_retry_child);
+                    // The group the peer asked for on that IKE SA, which the retry needs.
+                    o.child_group = group.or(o.child_group);
                 }
             }
         }
