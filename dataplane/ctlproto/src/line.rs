@@ -45,16 +45,21 @@ const MAX_LINE: usize = 64 * 1024;
 /// programming) for longer than about this.
 const CLIENT_TIME: Duration = Duration::from_secs(1);
 
-/// Waiting time each byte a client sends or takes earns it, up to [`CLIENT_TIME`] banked: a
-/// client moving at least 1 MB/s is never cut off, however long its answer (the SA list of
-/// 200,000 SAs is some 25 MB).
+/// Waiting time each byte a client sends or takes earns it, up to [`CLIENT_TIME`] banked, so
+/// that a long answer's pauses are not held against a steady reader (within
+/// [`CONNECTION_WAIT`]: a 25 MB SA list, 200,000 SAs, needs a reader of some 8 MB/s or more).
 const CREDIT_PER_BYTE: Duration = Duration::from_micros(1);
 
 /// The most one connection may keep the loop waiting for it in all, both directions,
 /// whatever its bytes earned: a client reading a long answer slowly, or asking for one again
 /// and again in a batch, must not hold the loop (the IKE daemon's own requests give up after
-/// 5 s). Answering is not counted: that is the work asked for.
+/// 5 s). Answering is not counted: that is the work asked for, bounded by [`WORK_TIME`].
 const CONNECTION_WAIT: Duration = Duration::from_secs(3);
+
+/// How long after a connection was taken its requests are still carried out: the rest of a
+/// batch is refused, so that a batch of costly requests (a thousand SA lists, say) cannot
+/// hold the loop for minutes. A thousand SA installs take some 10 ms.
+const WORK_TIME: Duration = Duration::from_secs(10);
 
 /// Writes to a client go in pieces of at most this: a socket's send timeout restarts
 /// whenever a blocking write makes progress (a Unix socket's each ~32 KiB), so one large
@@ -172,6 +177,8 @@ pub struct LineServer {
     listener: UnixListener,
     path: PathBuf,
     protocol: Protocol,
+    /// [`WORK_TIME`], shorter in tests.
+    work_time: Duration,
 }
 
 impl LineServer {
@@ -183,7 +190,7 @@ impl LineServer {
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         listener.set_nonblocking(true)?;
-        Ok(LineServer { listener, path: path.to_path_buf(), protocol })
+        Ok(LineServer { listener, path: path.to_path_buf(), protocol, work_time: WORK_TIME })
     }
 
     /// Answers every client waiting now, each request through `handle`. Returns how many
@@ -212,15 +219,17 @@ impl LineServer {
         }
     }
 
-    /// Up to `max_batch` requests of one connection, answered in order. A client that keeps
-    /// the loop waiting for [`CLIENT_TIME`] in all is dropped: the control loop must not wait
-    /// on it.
+    /// Up to `max_batch` requests of one connection, answered in order. The control loop must
+    /// not wait on a client: one that keeps it waiting past [`CLIENT_TIME`] (plus what its
+    /// bytes earned) in a direction, or [`CONNECTION_WAIT`] in all, is dropped, and requests
+    /// read after [`WORK_TIME`] are refused, not carried out.
     fn serve<Q, A>(&self, stream: UnixStream, handle: &mut dyn FnMut(Q) -> A) -> std::io::Result<()>
     where
         Q: DeserializeOwned + Versioned,
         A: Serialize + Answer,
     {
         let p = self.protocol;
+        let work_until = Instant::now() + self.work_time;
         stream.set_nonblocking(false)?;
         let connection_left = std::rc::Rc::new(std::cell::Cell::new(CONNECTION_WAIT));
         let mut reader = LineReader::new(Budgeted {
@@ -246,6 +255,10 @@ impl LineServer {
                 Ok(r) if r.version() != p.version => A::refused(
                     p.version,
                     format!("protocol version {} not supported (this {} speaks {})", r.version(), p.speaker, p.version),
+                ),
+                Ok(_) if Instant::now() > work_until => A::refused(
+                    p.version,
+                    format!("not carried out: this connection's {:?} are up; send it again", self.work_time),
                 ),
                 Ok(r) => handle(r),
                 Err(e) => A::refused(p.version, request_error(&e)),
@@ -588,6 +601,30 @@ mod tests {
         assert!(took >= CONNECTION_WAIT - Duration::from_millis(100), "cut off early: {took:?}");
         assert!(took < CONNECTION_WAIT + CLIENT_TIME + Duration::from_millis(500), "served for {took:?}");
         assert!(c.join().unwrap() < 8 << 20, "cut off before the last answer");
+    }
+
+    /// Time spent carrying out requests is not waiting for the client: a batch whose
+    /// answers take longer than [`CONNECTION_WAIT`] to make is answered whole. Requests read
+    /// once the connection's work time is up are refused, not carried out.
+    #[test]
+    fn slow_work_is_not_held_against_the_client_but_is_bounded() {
+        let (mut server, path) = test_server("ctlwork");
+        let p = path.clone();
+        let c =
+            std::thread::spawn(move || exchange::<Q, A>(&p, &(1..=4).map(|n| Q { version: 7, n }).collect::<Vec<_>>()));
+        assert!(wait_readable(&[server.as_fd()], Duration::from_secs(20)));
+        // Each request takes 1.1 s to carry out; the work time is over during the third.
+        server.work_time = Duration::from_millis(3000);
+        let mut done = Vec::new();
+        server.poll(&mut |q: Q| {
+            std::thread::sleep(Duration::from_millis(1100));
+            done.push(q.n);
+            A { version: 7, error: None, n: q.n * 2 }
+        });
+        let got = c.join().unwrap().unwrap();
+        assert_eq!(done, [1, 2, 3], "carried out while the work time lasted");
+        assert_eq!(got.iter().map(|a| a.n).collect::<Vec<_>>(), [2, 4, 6, 0]);
+        assert!(got[3].error.as_deref().unwrap().contains("not carried out"), "{:?}", got[3].error);
     }
 
     /// `wait_readable` over several descriptors: quiet ones time out, and any one readable
