@@ -279,6 +279,8 @@ struct Child {
     holds_for: Option<u32>,
     /// Its next rekey is the one asked again at once after an INVALID_KE_PAYLOAD.
     ke_retry: bool,
+    /// Replaced by the peer's rekey, or to be deleted: `rekeyed` for good.
+    going: bool,
 }
 
 /// The longest a rekey's new pair waits for the peer to delete the old one before outbound
@@ -474,6 +476,7 @@ impl Child {
             holds_for: None,
             early,
             ke_retry: false,
+            going: false,
         }
     }
 }
@@ -898,7 +901,8 @@ impl Endpoint {
                 None if !n.wanted_children.contains(&rk.child) => n.wanted_children.push(rk.child.clone()),
                 None => {}
                 Some(old) => {
-                    if let Some(c) = n.children.iter_mut().find(|c| c.spi_in == old) {
+                    // Unless it is going anyway (the peer's own rekey replaced it, say).
+                    if let Some(c) = n.children.iter_mut().find(|c| c.spi_in == old && !c.going) {
                         c.rekeyed = false;
                     }
                 }
@@ -1059,7 +1063,7 @@ impl Endpoint {
                 .find(|c| c.name == child && if inbound { c.spi_in == spi } else { c.spi_out == spi })
             {
                 // Not to be rekeyed any more: it is going.
-                c.rekeyed = true;
+                (c.rekeyed, c.going) = (true, true);
                 if !sa.deferred_deletes.contains(&c.spi_in) {
                     sa.deferred_deletes.push(c.spi_in);
                 }
@@ -2006,8 +2010,12 @@ impl Endpoint {
                 }
             }
             let retry_at = if again_now { now } else { now + REKEY_RETRY };
-            if let Some(c) = Self::children_of(&mut self.sas, sa).iter_mut().find(|c| Some(c.spi_in) == old) {
-                (c.rekeyed, c.retry_at, c.ke_retry) = (false, Some(retry_at), again_now);
+            let children = Self::children_of(&mut self.sas, sa);
+            if let Some(c) = children.iter_mut().find(|c| Some(c.spi_in) == old) {
+                // One going anyway (replaced by the peer's rekey, or to be deleted) stays so.
+                if !c.going {
+                    (c.rekeyed, c.retry_at, c.ke_retry) = (false, Some(retry_at), again_now);
+                }
             } else if old.is_none() && again_now {
                 // Next, and marked, on the successor if there is one by then.
                 let on = match sa.successor.and_then(|k| self.sas.get_mut(&k)) {
@@ -2354,7 +2362,7 @@ impl Endpoint {
                 if let Some((c, lower)) = &answer.1 {
                     // The peer replaces this one and will delete it: we do not rekey it too.
                     let old = &mut Self::children_of(&mut self.sas, sa)[idx];
-                    old.rekeyed = true;
+                    (old.rekeyed, old.going) = (true, true);
                     let old_spi_in = old.spi_in;
                     if sa.rekey.as_ref().is_some_and(|r| r.old_spi_in == Some(old_spi_in)) {
                         // Our rekey of it is in flight too: settled when its answer comes.
