@@ -130,11 +130,9 @@ impl Controller {
 
     /// Frees the slots of removed SAs that every worker has stopped using.
     fn release_slots(&mut self) {
-        while let Some((targets, _)) = self.retiring.front() {
-            if !targets.iter().zip(&self.counters).all(|(&t, c)| c.updates_applied() >= t) {
-                return;
-            }
-            let (_, slots) = self.retiring.pop_front().expect("front checked");
+        let counters = &self.counters;
+        let done = |targets: &Vec<u64>| targets.iter().zip(counters).all(|(&t, c)| c.updates_applied() >= t);
+        while let Some((_, slots)) = self.retiring.pop_front_if(|(targets, _)| done(targets)) {
             self.sad.free_slots(slots);
         }
     }
