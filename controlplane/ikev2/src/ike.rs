@@ -460,6 +460,11 @@ struct IkeSa {
 }
 
 impl Child {
+    /// Whether this is Child SA `child` with this inbound (`inbound`) or outbound SPI.
+    fn is(&self, child: &str, spi: u32, inbound: bool) -> bool {
+        self.name == child && if inbound { self.spi_in == spi } else { self.spi_out == spi }
+    }
+
     fn of(c: &ChildSa, now: Instant, early: Duration) -> Self {
         Child {
             name: c.child.clone(),
@@ -1044,9 +1049,10 @@ impl Endpoint {
     /// of our outbound SAs, and two of them may pick the same one.
     fn child_named(&mut self, connection: &str, child: &str, spi: u32, inbound: bool) -> Option<&mut Child> {
         let conns = &self.connections;
-        self.sas.values_mut().filter(|s| conns[s.conn].name == connection).find_map(|s| {
-            s.children.iter_mut().find(|c| c.name == child && if inbound { c.spi_in == spi } else { c.spi_out == spi })
-        })
+        self.sas
+            .values_mut()
+            .filter(|s| conns[s.conn].name == connection)
+            .find_map(|s| s.children.iter_mut().find(|c| c.is(child, spi, inbound)))
     }
 
     /// Deletes a Child SA (see [`Self::child_named`]) with the peer as soon as its IKE SA is
@@ -1057,11 +1063,7 @@ impl Endpoint {
             if self.connections[sa.conn].name != connection {
                 continue;
             }
-            if let Some(c) = sa
-                .children
-                .iter_mut()
-                .find(|c| c.name == child && if inbound { c.spi_in == spi } else { c.spi_out == spi })
-            {
+            if let Some(c) = sa.children.iter_mut().find(|c| c.is(child, spi, inbound)) {
                 // Not to be rekeyed any more: it is going.
                 (c.rekeyed, c.going) = (true, true);
                 if !sa.deferred_deletes.contains(&c.spi_in) {
